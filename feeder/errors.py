@@ -1,0 +1,45 @@
+"""The exceptions feeder raises on purpose.
+
+    FeederError
+    ├── ConfigError    a setting has a bad value (names the key and the value)
+    ├── SeedError      a seed file cannot become an entry (names the file and the reason)
+    ├── StoreError     the state database is locked by another daemon or unusable
+    ├── OutputError    an output file could not be written
+    └── PublishError   a WebSub hub did not accept a publish ping
+
+Library code raises these; only ``feeder.cli`` turns them into exit codes.
+"""
+
+from __future__ import annotations
+
+
+class FeederError(Exception):
+    """Base class of every error feeder raises deliberately."""
+
+
+class ConfigError(FeederError):
+    def __init__(self, key: str, value: object, reason: str) -> None:
+        self.key, self.value, self.reason = key, value, reason
+        super().__init__(f"Config {key!r} has value {value!r}. {reason}")
+
+
+class SeedError(FeederError):
+    def __init__(self, name: str, reason: str) -> None:
+        self.name, self.reason = name, reason
+        super().__init__(f"{name}: {reason}")
+
+
+class StoreError(FeederError):
+    pass
+
+
+class OutputError(FeederError):
+    def __init__(self, path: object, reason: str) -> None:
+        self.path, self.reason = path, reason
+        super().__init__(f"cannot write {path}: {reason}")
+
+
+class PublishError(FeederError):
+    def __init__(self, hub: str, reason: str) -> None:
+        self.hub, self.reason = hub, reason
+        super().__init__(f"hub {hub}: {reason}")
