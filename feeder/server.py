@@ -53,7 +53,6 @@ HTML = b"text/html; charset=utf-8"
 # request path -> (file relative to out_dir, content type, is a feed)
 _FIXED: dict[str, tuple[str, bytes, bool]] = {
     "/": ("index.html", HTML, False),
-    "/index.html": ("index.html", HTML, False),
     "/atom.xml": ("atom.xml", ATOM, True),
     "/rss.xml": ("rss.xml", RSS, True),
     "/feed.json": ("feed.json", JSON_FEED, True),
@@ -162,14 +161,17 @@ class _Files:
         self.total = 0
         self.lru: OrderedDict[str, _Version] = OrderedDict()
 
-    def _inside(self, fd: int) -> bool:
-        """Whether the opened file really lies under out_dir (symlinks resolved)."""
+    def _inside(self, fd: int, path: str) -> bool:
+        """Whether the opened file really lies under out_dir (symlinks resolved).
+
+        Linux names the file behind the descriptor in /proc, which cannot race with a
+        rename; elsewhere the path is resolved again.
+        """
         root = os.path.realpath(self.root) + os.sep
         try:
-            real = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:  # no /proc: fall back to the path we opened
-            return True
-        real = real.removesuffix(" (deleted)")
+            real = os.readlink(f"/proc/self/fd/{fd}").removesuffix(" (deleted)")
+        except OSError:
+            real = os.path.realpath(path)
         return real.startswith(root)
 
     def get(self, rel: str, key: tuple[int, ...], ctype: bytes, is_feed: bool) -> _Version | None:
@@ -181,14 +183,14 @@ class _Files:
         return self._load(rel, ctype, is_feed)
 
     def _load(self, rel: str, ctype: bytes, is_feed: bool) -> _Version | None:
-        path = os.path.join(self.root, rel)
+        path = f"{self.root}/{rel}"
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             return None
         try:
             st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or not self._inside(fd):
+            if not stat.S_ISREG(st.st_mode) or not self._inside(fd, path):
                 return None
             with os.fdopen(fd, "rb", closefd=False) as f:
                 body = f.read()
@@ -204,9 +206,10 @@ class _Files:
         if version.gz is not None:
             return version.gz
         gz = None
+        path = f"{self.root}/{rel}.gz"
         try:
-            with open(os.path.join(self.root, rel + ".gz"), "rb") as f:
-                if self._inside(f.fileno()):
+            with open(path, "rb") as f:
+                if self._inside(f.fileno(), path):
                     gz = f.read()
         except OSError:
             pass
@@ -295,7 +298,7 @@ def create_app(out_dir: Path, *, base_url: str, hubs: Sequence[str] = (), max_ag
         if found is not None:
             rel, ctype, is_feed = found
             try:
-                st = os.stat(os.path.join(root, rel))
+                st = os.stat(f"{root}/{rel}")
             except OSError:
                 pass
             else:
@@ -343,6 +346,8 @@ def make_server(app: ASGIApp, host: str = "127.0.0.1", port: int = 8080,
 
     ``server.run()`` works in the main thread (Ctrl-C stops it) and in a background thread
     (uvicorn installs signal handlers only in the main thread); set ``should_exit`` to stop.
+    In the main thread, after a graceful shutdown on SIGINT/SIGTERM uvicorn re-raises the
+    signal, so SIGINT ends ``run()`` with KeyboardInterrupt for the caller to catch.
     """
     settings: dict[str, Any] = {"log_level": "warning", "access_log": False,
                                 "lifespan": "off", "ws": "none", **options}

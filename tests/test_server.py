@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import gzip
 import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import zlib
 from collections.abc import Iterator
@@ -14,7 +18,7 @@ import httpx
 import pytest
 
 from feeder.server import _Files, create_app
-from tests._servers import serve_in_thread
+from tests._servers import serve_in_thread, wait_until
 
 HUB = "http://127.0.0.1:9/hub"
 HUB2 = "http://127.0.0.1:9/hub2"
@@ -103,7 +107,7 @@ def test_routes_and_content_types(client: httpx.Client, path: str, rel: str, cty
 @pytest.mark.parametrize("path", [
     "/nope", "/atom.xml/", "/entries/missing.html", "/archive/atom-9.xml", "/archive/atom-0.xml",
     "/entries/hello-world.htm", "/entries/", "/entries", "/archive", "/atom.xml.gz",
-    "/archive/foo.xml", "/rss.xml.gz", "/entries/sub/x.html",
+    "/archive/foo.xml", "/rss.xml.gz", "/entries/sub/x.html", "/index.html",
 ])
 def test_unknown_paths_are_404(client: httpx.Client, path: str) -> None:
     assert client.get(path).status_code == 404
@@ -376,10 +380,13 @@ def test_symlinked_directory_pointing_outside_is_refused(out: Path, tmp_path: Pa
 
 
 def test_gzip_sibling_symlink_outside_is_ignored(client: httpx.Client, out: Path) -> None:
-    (out.parent / "evil.gz").write_bytes(gzip.compress(SECRET, mtime=0))
+    # even a file outside that would pass the trailer check is not read
+    outside = gzip.compress(FILES["rss.xml"], compresslevel=1, mtime=0)
+    (out.parent / "evil.gz").write_bytes(outside)
     (out / "rss.xml.gz").symlink_to(out.parent / "evil.gz")
     r, raw = get_raw(client, "/rss.xml", **{"Accept-Encoding": "gzip"})
     assert gzip.decompress(raw) == FILES["rss.xml"]
+    assert raw != outside
 
 
 def test_symlink_inside_pointing_inside_is_served(client: httpx.Client, out: Path) -> None:
@@ -426,3 +433,36 @@ def test_cache_is_bounded_by_bytes(tmp_path: Path) -> None:
     assert 0 < len(files.lru) < 200
     assert files.total == sum(v.size for v in files.lru.values())
     assert "entries/e199.html" in files.lru and "entries/e0.html" not in files.lru
+
+
+# --- make_server in the main thread -------------------------------------------------------------
+
+def test_make_server_runs_in_main_thread_and_stops_on_sigint(out: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = ("import sys; from pathlib import Path; from feeder.server import create_app, "
+            "make_server\ntry: make_server(create_app(Path(sys.argv[1]), base_url='http://x/'), "
+            "port=int(sys.argv[2])).run()\nexcept KeyboardInterrupt: print('stopped')")
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen([sys.executable, "-c", code, str(out), str(port)],
+                            env={**os.environ, "PYTHONPATH": str(root)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        def answers() -> bool:
+            assert proc.poll() is None, proc.communicate()
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/feed.json").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(answers, what="the subprocess server")
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    # uvicorn shuts down, then re-raises the signal: SIGINT becomes KeyboardInterrupt
+    assert proc.returncode == 0, stderr
+    assert stdout == b"stopped\n" and stderr == b""
