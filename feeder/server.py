@@ -113,7 +113,7 @@ class _Version:
     """One version of one file: its bytes, validators and prepared headers."""
 
     __slots__ = ("key", "body", "gz", "etag", "etag_gz", "tags", "mtime", "last_modified",
-                 "common", "h200", "h304", "h200_gz", "h304_gz", "size")
+                 "h200", "h304", "h200_gz", "h304_gz", "size")
 
     def __init__(self, key: tuple[int, ...], body: bytes, ctype: bytes,
                  extra: list[tuple[bytes, bytes]]) -> None:
@@ -126,9 +126,9 @@ class _Version:
         self.tags = (self.etag, self.etag_gz)
         self.mtime = key[2] // 1_000_000_000
         self.last_modified = formatdate(self.mtime, usegmt=True).encode()
-        self.common = [(b"last-modified", self.last_modified), *extra]
-        self.h304 = [(b"etag", self.etag), *self.common]
-        self.h304_gz = [(b"etag", self.etag_gz), *self.common]
+        common = [(b"last-modified", self.last_modified), *extra]
+        self.h304 = [(b"etag", self.etag), *common]
+        self.h304_gz = [(b"etag", self.etag_gz), *common]
         self.h200 = [(b"content-type", ctype),
                      (b"content-length", str(len(body)).encode()), *self.h304]
         self.h200_gz: list[tuple[bytes, bytes]] = []
