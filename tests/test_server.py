@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from feeder.server import _Files, create_app
-from tests._servers import serve_in_thread, wait_until
+from tests._servers import http_client, http_get, serve_in_thread, wait_until
 
 HUB = "http://127.0.0.1:9/hub"
 HUB2 = "http://127.0.0.1:9/hub2"
@@ -71,8 +71,7 @@ def base(out: Path) -> Iterator[str]:
 @pytest.fixture
 def client(base: str) -> Iterator[httpx.Client]:
     # identity by default: gzip is asked for explicitly where a test wants it
-    with httpx.Client(base_url=base, headers={"Accept-Encoding": "identity"},
-                      timeout=10) as client:
+    with http_client(base_url=base, headers={"Accept-Encoding": "identity"}) as client:
         yield client
 
 
@@ -229,7 +228,7 @@ def test_gzip_sends_precomputed_sibling(client: httpx.Client, out: Path, ae: str
                                 "gzip;q=0, *", "deflate"])
 def test_identity_when_gzip_not_acceptable(client: httpx.Client, ae: str | None) -> None:
     headers = {} if ae is None else {"Accept-Encoding": ae}
-    with httpx.Client(base_url=str(client.base_url), timeout=10) as plain:
+    with http_client(base_url=str(client.base_url)) as plain:
         if ae is None:
             del plain.headers["Accept-Encoding"]
         r, raw = get_raw(plain, "/atom.xml", **headers)
@@ -285,7 +284,7 @@ def test_no_link_headers_on_pages(client: httpx.Client, path: str) -> None:
 
 def test_no_hub_links_without_hubs(out: Path) -> None:
     with serve_in_thread(create_app(out, base_url="http://127.0.0.1:8080/")) as base:
-        r = httpx.get(base + "atom.xml")
+        r = http_get(base + "atom.xml")
     assert r.headers.get_list("link") == ['<http://127.0.0.1:8080/atom.xml>; rel="self"']
 
 
@@ -306,9 +305,9 @@ def test_healthz_reports_health(out: Path) -> None:
         return state["ok"], {"status": "ok" if state["ok"] else "stalled", "pending": 3}
 
     with serve_in_thread(create_app(out, base_url="http://x/", health=health)) as base:
-        assert httpx.get(base + "healthz").status_code == 200
+        assert http_get(base + "healthz").status_code == 200
         state["ok"] = False
-        r = httpx.get(base + "healthz")
+        r = http_get(base + "healthz")
     assert r.status_code == 503
     assert r.json() == {"status": "stalled", "pending": 3}
 
@@ -375,7 +374,7 @@ def test_symlinked_directory_pointing_outside_is_refused(out: Path, tmp_path: Pa
     (out / "archive").symlink_to(elsewhere)
     with serve_in_thread(create_app(out, base_url="http://x/")) as base:
         for ae in ("identity", "gzip"):
-            r = httpx.get(base + "archive/atom-1.xml", headers={"Accept-Encoding": ae})
+            r = http_get(base + "archive/atom-1.xml", headers={"Accept-Encoding": ae})
             assert r.status_code == 404 and SECRET not in r.content
 
 
@@ -452,7 +451,7 @@ def test_make_server_runs_in_main_thread_and_stops_on_sigint(out: Path) -> None:
         def answers() -> bool:
             assert proc.poll() is None, proc.communicate()
             try:
-                return httpx.get(f"http://127.0.0.1:{port}/feed.json").status_code == 200
+                return http_get(f"http://127.0.0.1:{port}/feed.json").status_code == 200
             except httpx.TransportError:
                 return False
 
