@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import gzip
+import importlib.util
 import os
 import re
 import shutil
@@ -222,6 +223,9 @@ def main() -> None:
                 return
             size = len((out / "atom.xml").read_bytes())
             tool = "wrk -t1" if shutil.which("wrk") else "httpx"
+            stack = ", ".join(f"{m} {'yes' if importlib.util.find_spec(m) else 'no'}"
+                              for m in ("httptools", "uvloop"))
+            print(f"\nfeeder: uvicorn ({stack}); nginx: 1 worker, sendfile on")
             print(f"\n/atom.xml: {size} bytes; best of {args.repeat} runs of {args.duration:g} s, "
                   f"{args.connections} connections, {tool}")
             print(f"{'case':24} {'feeder req/s':>13} {'nginx req/s':>12} {'nginx/feeder':>13}")
