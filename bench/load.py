@@ -142,6 +142,11 @@ def check_headers(name: str, base: str, base_url: str) -> None:
                 assert links.count(f'<{base_url}{path[1:]}>; rel="self"') == 1, (name, links)
             else:
                 assert not links, (name, path, links)
+        r = client.get("/atom.xml", headers={"Accept-Encoding": "gzip",
+                                             "User-Agent": "python-requests/2.32"})
+        print(f"  {'/atom.xml (hub UA)':24} {r.status_code} "
+              f"enc={r.headers.get('content-encoding', '-')}")
+        assert "content-encoding" not in r.headers, (name, "hub fetch must be identity")
         for path in ("/.atom.xml.tmp", "/entries/", "/nope", "/atom.xml.gz"):
             status = client.get(path).status_code
             print(f"  {path:24} {status}")
