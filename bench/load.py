@@ -1,0 +1,250 @@
+"""Load check: feeder's server against nginx serving the same output folder.
+
+    python bench/load.py [--out DIR] [--duration 4] [--connections 32] [--check-headers]
+
+Starts ``feeder.server`` (a ``python -c`` subprocess) and nginx (config derived from
+config/nginx.conf) on free loopback ports, checks that both send the expected content types
+and Link headers, then measures requests/second for
+(a) conditional GET of /atom.xml answered 304, (b) full GET identity, (c) full GET gzip.
+Uses wrk if installed, else an httpx asyncio loop. Without --out it writes a synthetic
+output folder (~430 KB atom.xml and its .gz). Loopback only; stops by itself.
+Needs nginx (Debian: ``apt-get update && apt-get install nginx wrk``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gzip
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+HUB = "http://127.0.0.1:9/hub"
+CASES = [
+    ("304 conditional GET", "inm", {"Accept-Encoding": "gzip"}),  # as a polling reader
+    ("200 GET identity", None, {"Accept-Encoding": "identity"}),
+    ("200 GET gzip", None, {"Accept-Encoding": "gzip"}),
+]
+EXPECTED_TYPES = {
+    "/": "text/html; charset=utf-8",
+    "/atom.xml": "application/atom+xml; charset=utf-8",
+    "/rss.xml": "application/rss+xml; charset=utf-8",
+    "/feed.json": "application/feed+json; charset=utf-8",
+    "/entries/entry-0.html": "text/html; charset=utf-8",
+    "/archive/atom-1.xml": "application/atom+xml; charset=utf-8",
+    "/archive/rss-1.xml": "application/rss+xml; charset=utf-8",
+}
+FEEDS = {"/atom.xml", "/rss.xml", "/feed.json", "/archive/atom-1.xml", "/archive/rss-1.xml"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_synthetic(out: Path) -> None:
+    """An output folder shaped like the core's: 50 entries, atom.xml of about 430 KB."""
+    para = "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod. " * 110
+    entries = "".join(
+        f"<entry><id>tag:example.org,2025:{i}</id><title>Entry {i}</title>"
+        f"<updated>2025-01-{i % 28 + 1:02d}T00:00:00Z</updated>"
+        f'<content type="html">&lt;p&gt;{para} {i}&lt;/p&gt;</content></entry>\n'
+        for i in range(50))
+    atom = ('<?xml version="1.0" encoding="utf-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom">'
+            f"<title>bench</title>{entries}</feed>\n")
+    files = {
+        "atom.xml": atom,
+        "rss.xml": atom.replace("feed", "rss"),
+        "feed.json": '{"version": "https://jsonfeed.org/version/1.1", "items": []}\n',
+        "index.html": "<!doctype html><title>bench</title>" + "<p>x</p>" * 500,
+        "archive/atom-1.xml": atom,
+        "archive/rss-1.xml": atom,
+        **{f"entries/entry-{i}.html": f"<!doctype html><p>{para}</p>" for i in range(3)},
+    }
+    for rel, text in files.items():
+        path = out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = text.encode()
+        path.write_bytes(data)
+        if rel.endswith((".xml", ".json")) or rel == "index.html":
+            path.with_name(path.name + ".gz").write_bytes(gzip.compress(data, 9, mtime=0))
+
+
+def nginx_conf(out: Path, port: int, workdir: Path, base_url: str) -> str:
+    block = (ROOT / "config" / "nginx.conf").read_text()
+    block = (block.replace("@@SERVER_NAME@@", "localhost").replace("@@OUT_DIR@@", str(out))
+             .replace("@@BASE_URL@@", base_url).replace("@@HUB_URL@@", HUB))
+    block = re.sub(r"^(\s*)listen\s+[^;]+;", rf"\1listen 127.0.0.1:{port};", block, flags=re.M)
+    user = "root root" if os.geteuid() == 0 else ""  # workers must read the (0700) temp dir
+    temps = "\n".join(f"    {name}_temp_path {workdir / name};"
+                      for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    return f"""{"user " + user + ";" if user else ""}
+daemon off;
+worker_processes 1;
+pid {workdir / "nginx.pid"};
+error_log {workdir / "error.log"} warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+{temps}
+{block}
+}}
+"""
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url} did not answer within {timeout}s") from None
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(0.05)  # a short poll interval that also notices the process dying
+
+
+def check_headers(name: str, base: str, base_url: str) -> None:
+    """Print and assert content types and Link headers (what a reader and a hub see)."""
+    print(f"\n{name} ({base})")
+    with httpx.Client(base_url=base, timeout=5) as client:
+        for path, ctype in EXPECTED_TYPES.items():
+            r = client.get(path, headers={"Accept-Encoding": "gzip"})
+            links = r.headers.get_list("link")
+            print(f"  {path:24} {r.status_code} {r.headers.get('content-type')!s:40} "
+                  f"enc={r.headers.get('content-encoding', '-'):5} "
+                  f"vary={r.headers.get('vary', '-')} cc={r.headers.get('cache-control')}")
+            for link in links:
+                print(f"  {'':24} Link: {link}")
+            assert r.status_code == 200, (name, path, r.status_code)
+            assert r.headers["content-type"] == ctype, (name, path, r.headers["content-type"])
+            if path in FEEDS:
+                assert f'<{HUB}>; rel="hub"' in links, (name, path, links)
+                assert links.count(f'<{base_url}{path[1:]}>; rel="self"') == 1, (name, links)
+            else:
+                assert not links, (name, path, links)
+        for path in ("/.atom.xml.tmp", "/entries/", "/nope", "/atom.xml.gz"):
+            status = client.get(path).status_code
+            print(f"  {path:24} {status}")
+            assert status == 404, (name, path, status)
+
+
+def run_wrk(url: str, headers: dict[str, str], duration: float, conns: int) -> float:
+    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{duration:g}s", "--latency", url]
+    for key, value in headers.items():
+        cmd += ["-H", f"{key}: {value}"]
+    text = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    if "Non-2xx or 3xx" in text or "Socket errors" in text:
+        raise RuntimeError(f"wrk saw errors:\n{text}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+
+
+async def _httpx_loop(url: str, headers: dict[str, str], duration: float, conns: int) -> float:
+    limits = httpx.Limits(max_connections=conns, max_keepalive_connections=conns)
+    count = 0
+    async with httpx.AsyncClient(limits=limits, headers=headers, timeout=10) as client:
+        deadline = time.monotonic() + duration
+
+        async def worker() -> None:
+            nonlocal count
+            while time.monotonic() < deadline:
+                async with client.stream("GET", url) as r:
+                    await r.aread()
+                    assert r.status_code in (200, 304)
+                count += 1
+
+        start = time.monotonic()
+        await asyncio.gather(*(worker() for _ in range(conns)))
+        return count / (time.monotonic() - start)
+
+
+def measure(url: str, headers: dict[str, str], duration: float, conns: int) -> float:
+    if shutil.which("wrk"):
+        return run_wrk(url, headers, duration, conns)
+    return asyncio.run(_httpx_loop(url, headers, duration, conns))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, help="output folder (default: a synthetic one)")
+    parser.add_argument("--duration", type=float, default=4.0, help="seconds per case")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--check-headers", action="store_true",
+                        help="only check nginx's and feeder's headers, no load")
+    args = parser.parse_args()
+    if not shutil.which("nginx"):
+        sys.exit("nginx not found: apt-get update && apt-get install -y nginx wrk")
+
+    with tempfile.TemporaryDirectory(prefix="feeder-load-") as tmp:
+        work = Path(tmp)
+        out = args.out.resolve() if args.out else work / "public"
+        if not args.out:
+            write_synthetic(out)
+        ours, theirs = free_port(), free_port()
+        base_url = f"http://127.0.0.1:{ours}/"  # same self links from both servers
+        code = ("import sys; from pathlib import Path; from feeder.server import create_app, "
+                "make_server; make_server(create_app(Path(sys.argv[1]), base_url=sys.argv[2], "
+                "hubs=[sys.argv[3]]), port=int(sys.argv[4])).run()")
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        (work / "nginx.conf").write_text(nginx_conf(out, theirs, work, base_url))
+        procs = [
+            subprocess.Popen([sys.executable, "-c", code, str(out), base_url, HUB, str(ours)],
+                             env=env),
+            subprocess.Popen(["nginx", "-e", str(work / "error.log"), "-p", str(work),
+                              "-c", str(work / "nginx.conf")]),
+        ]
+        try:
+            servers = {"feeder": f"http://127.0.0.1:{ours}", "nginx": f"http://127.0.0.1:{theirs}"}
+            for name, base in servers.items():
+                wait_http(base + "/", procs[0 if name == "feeder" else 1])
+                check_headers(name, base, base_url)
+            if args.check_headers:
+                return
+            size = len((out / "atom.xml").read_bytes())
+            tool = "wrk -t1" if shutil.which("wrk") else "httpx"
+            print(f"\n/atom.xml: {size} bytes; {args.duration:g} s per case, "
+                  f"{args.connections} connections, {tool}")
+            print(f"{'case':24} {'feeder req/s':>13} {'nginx req/s':>12} {'nginx/feeder':>13}")
+            for label, cond, headers in CASES:
+                rates = {}
+                for name, base in servers.items():
+                    hdrs = dict(headers)
+                    if cond == "inm":
+                        hdrs["If-None-Match"] = httpx.get(base + "/atom.xml",
+                                                          headers=hdrs).headers["etag"]
+                        assert httpx.get(base + "/atom.xml", headers=hdrs).status_code == 304
+                    rates[name] = measure(base + "/atom.xml", hdrs, args.duration,
+                                          args.connections)
+                print(f"{label:24} {rates['feeder']:13.0f} {rates['nginx']:12.0f} "
+                      f"{rates['nginx'] / rates['feeder']:12.2f}x")
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,349 @@
+"""ASGI app that serves a build's output folder the way feed readers expect.
+
+Why not a generic static-file handler: feed readers poll, so almost every request is a
+conditional GET that should cost one ``os.stat`` and a dictionary lookup. This module is a
+hand-written ASGI callable (no framework) that
+
+* serves only a whitelist of paths (``/``, the three feeds, ``entries/<slug>.html``,
+  ``archive/{atom,rss}-<n>.xml``, ``/healthz``), so traversal tricks never reach the disk;
+* keeps an LRU cache (bounded by total bytes) of each file version: the bytes, the strong
+  ETag, the Last-Modified date and the prepared response headers, keyed by
+  ``(st_dev, st_ino, st_mtime_ns, st_size)``;
+* answers ``If-None-Match`` / ``If-Modified-Since`` with 304 carrying the same validators,
+  ``Cache-Control``, ``Vary`` and WebSub ``Link`` headers as a 200;
+* sends the core's precomputed ``X.gz`` when the client accepts gzip, after checking that
+  its CRC32 and length match ``X`` (the ``.gz`` is replaced first, so it may briefly belong
+  to the next version); otherwise it compresses ``X`` once per version itself.
+
+Symlinks inside the output folder are followed only when their target is inside the
+folder too (checked on the opened descriptor); anything else is a 404.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import re
+import stat
+import zlib
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from email.utils import formatdate, parsedate_to_datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+__all__ = ["create_app", "make_server"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+ATOM = b"application/atom+xml; charset=utf-8"
+RSS = b"application/rss+xml; charset=utf-8"
+JSON_FEED = b"application/feed+json; charset=utf-8"
+HTML = b"text/html; charset=utf-8"
+
+# request path -> (file relative to out_dir, content type, is a feed)
+_FIXED: dict[str, tuple[str, bytes, bool]] = {
+    "/": ("index.html", HTML, False),
+    "/index.html": ("index.html", HTML, False),
+    "/atom.xml": ("atom.xml", ATOM, True),
+    "/rss.xml": ("rss.xml", RSS, True),
+    "/feed.json": ("feed.json", JSON_FEED, True),
+}
+# The first character of a slug may not be "." (temp files); the whole path is matched on
+# the decoded path, so "%2f", "..", "\\" or NUL can never form a second segment.
+_ENTRY = re.compile(r"/entries/[A-Za-z0-9_-][A-Za-z0-9._-]*\.html")
+_ARCHIVE = re.compile(r"/archive/(atom|rss)-[1-9][0-9]{0,8}\.xml")
+
+_ALLOW = b"GET, HEAD"
+_DEFAULT_CACHE_BYTES = 48 * 1024 * 1024
+
+
+@lru_cache(maxsize=512)
+def _accepts_gzip(header: bytes) -> bool:
+    """Whether an Accept-Encoding value allows gzip (RFC 9110 §12.5.3, q=0 means no)."""
+    star: float | None = None
+    for item in header.split(b","):
+        coding, _, params = item.strip().partition(b";")
+        coding = coding.strip().lower()
+        q = 1.0
+        for param in params.split(b";"):
+            name, _, value = param.strip().partition(b"=")
+            if name.strip().lower() == b"q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if coding in (b"gzip", b"x-gzip"):
+            return q > 0
+        if coding == b"*":
+            star = q
+    return star is not None and star > 0
+
+
+def _etag_matches(header: bytes, tags: tuple[bytes, ...]) -> bool:
+    """Weak comparison of an If-None-Match list against our tags (``*`` matches)."""
+    for item in header.split(b","):
+        tag = item.strip()
+        if tag == b"*":
+            return True
+        if tag.startswith(b"W/"):
+            tag = tag[2:]
+        if tag in tags:
+            return True
+    return False
+
+
+def _not_modified_since(header: bytes, mtime: int) -> bool:
+    try:
+        since = parsedate_to_datetime(header.decode("latin-1"))
+    except (TypeError, ValueError, IndexError):
+        return False
+    return since.tzinfo is not None and mtime <= since.timestamp()
+
+
+class _Version:
+    """One version of one file: its bytes, validators and prepared headers."""
+
+    __slots__ = ("key", "body", "gz", "etag", "etag_gz", "tags", "mtime", "last_modified",
+                 "common", "h200", "h304", "h200_gz", "h304_gz", "size")
+
+    def __init__(self, key: tuple[int, ...], body: bytes, ctype: bytes,
+                 extra: list[tuple[bytes, bytes]]) -> None:
+        self.key = key
+        self.body = body
+        self.gz: bytes | None = None
+        digest = hashlib.blake2b(body, digest_size=16).hexdigest().encode()
+        self.etag = b'"' + digest + b'"'
+        self.etag_gz = b'"' + digest + b'-gz"'
+        self.tags = (self.etag, self.etag_gz)
+        self.mtime = key[2] // 1_000_000_000
+        self.last_modified = formatdate(self.mtime, usegmt=True).encode()
+        self.common = [(b"last-modified", self.last_modified), *extra]
+        self.h304 = [(b"etag", self.etag), *self.common]
+        self.h304_gz = [(b"etag", self.etag_gz), *self.common]
+        self.h200 = [(b"content-type", ctype),
+                     (b"content-length", str(len(body)).encode()), *self.h304]
+        self.h200_gz: list[tuple[bytes, bytes]] = []
+        self.size = len(body)
+
+    def set_gzip(self, gz: bytes, ctype: bytes) -> None:
+        self.gz = gz
+        self.size += len(gz)
+        self.h200_gz = [(b"content-type", ctype), (b"content-encoding", b"gzip"),
+                        (b"content-length", str(len(gz)).encode()), *self.h304_gz]
+
+
+def _gzip_belongs_to(gz: bytes, body: bytes) -> bool:
+    """Check the gzip trailer (CRC32 + ISIZE, little-endian) against ``body``."""
+    if len(gz) < 18 or gz[:2] != b"\x1f\x8b":
+        return False
+    crc = int.from_bytes(gz[-8:-4], "little")
+    isize = int.from_bytes(gz[-4:], "little")
+    return crc == zlib.crc32(body) and isize == len(body) & 0xFFFFFFFF
+
+
+class _Files:
+    """Reads file versions from ``out_dir`` and keeps them in a byte-bounded LRU."""
+
+    def __init__(self, out_dir: Path, max_bytes: int,
+                 extra_headers: Callable[[str, bool], list[tuple[bytes, bytes]]]) -> None:
+        self.root = os.fspath(out_dir)
+        self.extra_headers = extra_headers
+        self.max_bytes = max_bytes
+        self.total = 0
+        self.lru: OrderedDict[str, _Version] = OrderedDict()
+
+    def _inside(self, fd: int) -> bool:
+        """Whether the opened file really lies under out_dir (symlinks resolved)."""
+        root = os.path.realpath(self.root) + os.sep
+        try:
+            real = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # no /proc: fall back to the path we opened
+            return True
+        real = real.removesuffix(" (deleted)")
+        return real.startswith(root)
+
+    def get(self, rel: str, key: tuple[int, ...], ctype: bytes, is_feed: bool) -> _Version | None:
+        """The cached version of ``rel`` if ``key`` (from a fresh stat) matches, else a read."""
+        version = self.lru.get(rel)
+        if version is not None and version.key == key:
+            self.lru.move_to_end(rel)
+            return version
+        return self._load(rel, ctype, is_feed)
+
+    def _load(self, rel: str, ctype: bytes, is_feed: bool) -> _Version | None:
+        path = os.path.join(self.root, rel)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or not self._inside(fd):
+                return None
+            with os.fdopen(fd, "rb", closefd=False) as f:
+                body = f.read()
+        finally:
+            os.close(fd)
+        key = (st.st_dev, st.st_ino, st.st_mtime_ns, len(body))
+        version = _Version(key, body, ctype, self.extra_headers(rel, is_feed))
+        self._store(rel, version)
+        return version
+
+    def gzip(self, rel: str, version: _Version, ctype: bytes) -> bytes:
+        """The gzip body of ``version``: the verified sibling, else compressed here once."""
+        if version.gz is not None:
+            return version.gz
+        gz = None
+        try:
+            with open(os.path.join(self.root, rel + ".gz"), "rb") as f:
+                if self._inside(f.fileno()):
+                    gz = f.read()
+        except OSError:
+            pass
+        if gz is None or not _gzip_belongs_to(gz, version.body):
+            gz = gzip.compress(version.body, compresslevel=6, mtime=0)
+        old = version.size
+        version.set_gzip(gz, ctype)
+        if self.lru.get(rel) is version:
+            self.total += version.size - old
+            self._evict()
+        return gz
+
+    def _store(self, rel: str, version: _Version) -> None:
+        old = self.lru.pop(rel, None)
+        if old is not None:
+            self.total -= old.size
+        if version.size > self.max_bytes:
+            return
+        self.lru[rel] = version
+        self.total += version.size
+        self._evict()
+
+    def _evict(self) -> None:
+        while self.total > self.max_bytes and len(self.lru) > 1:
+            _, dropped = self.lru.popitem(last=False)
+            self.total -= dropped.size
+
+
+async def _simple(send: Send, status: int, body: bytes, ctype: bytes, head: bool,
+                  extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    headers = [(b"content-type", ctype), (b"content-length", str(len(body)).encode()), *extra]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head else body})
+
+
+def create_app(out_dir: Path, *, base_url: str, hubs: Sequence[str] = (), max_age: int = 60,
+               health: Callable[[], tuple[bool, dict]] | None = None,
+               cache_bytes: int = _DEFAULT_CACHE_BYTES) -> ASGIApp:
+    """Build the ASGI app serving ``out_dir``; ``base_url`` ends with "/" (rel=self links)."""
+    if not base_url.endswith("/"):
+        raise ValueError(f"base_url must end with '/': {base_url!r}")
+    cache_headers = [(b"cache-control", f"public, max-age={max_age}".encode()),
+                     (b"vary", b"Accept-Encoding")]
+    hub_links = [(b"link", f'<{hub}>; rel="hub"'.encode()) for hub in hubs]
+
+    def extra_headers(rel: str, is_feed: bool) -> list[tuple[bytes, bytes]]:
+        if not is_feed:
+            return cache_headers
+        return [*cache_headers, *hub_links, (b"link", f'<{base_url}{rel}>; rel="self"'.encode())]
+
+    files = _Files(Path(out_dir), cache_bytes, extra_headers)
+    root = files.root
+
+    def route(path: str) -> tuple[str, bytes, bool] | None:
+        found = _FIXED.get(path)
+        if found is not None:
+            return found
+        if _ENTRY.fullmatch(path):
+            return path[1:], HTML, False
+        m = _ARCHIVE.fullmatch(path)
+        if m:
+            return path[1:], ATOM if m.group(1) == "atom" else RSS, True
+        return None
+
+    async def healthz(send: Send, head: bool) -> None:
+        ok, info = health() if health is not None else (True, {"status": "ok"})
+        body = json.dumps(info).encode()
+        await _simple(send, 200 if ok else 503, body, b"application/json", head,
+                      [(b"cache-control", b"no-store")])
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return  # lifespan is off in make_server; nothing else is spoken here
+        method = scope["method"]
+        head = method == "HEAD"
+        path = scope["path"]
+        if method != "GET" and not head:
+            await _simple(send, 405, b"Method Not Allowed\n", b"text/plain; charset=utf-8",
+                          False, [(b"allow", _ALLOW)])
+            return
+        if path == "/healthz":
+            await healthz(send, head)
+            return
+        found = route(path)
+        version = None
+        if found is not None:
+            rel, ctype, is_feed = found
+            try:
+                st = os.stat(os.path.join(root, rel))
+            except OSError:
+                pass
+            else:
+                key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+                version = files.get(rel, key, ctype, is_feed)
+        if version is None:
+            await _simple(send, 404, b"Not Found\n", b"text/plain; charset=utf-8", head)
+            return
+
+        inm = ims = ae = None
+        for name, value in scope["headers"]:
+            if name == b"if-none-match":
+                inm = value
+            elif name == b"if-modified-since":
+                ims = value
+            elif name == b"accept-encoding":
+                ae = value
+        use_gz = ae is not None and _accepts_gzip(ae)
+        if inm is not None:
+            not_modified = inm == version.etag or _etag_matches(inm, version.tags)
+        elif ims is not None:
+            not_modified = ims == version.last_modified or _not_modified_since(
+                ims, version.mtime)
+        else:
+            not_modified = False
+        if not_modified:
+            await send({"type": "http.response.start", "status": 304,
+                        "headers": version.h304_gz if use_gz else version.h304})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if use_gz:
+            body = files.gzip(rel, version, ctype)
+            headers = version.h200_gz
+        else:
+            body, headers = version.body, version.h200
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if head else body})
+
+    return app
+
+
+def make_server(app: ASGIApp, host: str = "127.0.0.1", port: int = 8080,
+                **options: Any) -> uvicorn.Server:
+    """A uvicorn server for ``app``: quiet, no lifespan, no websockets.
+
+    ``server.run()`` works in the main thread (Ctrl-C stops it) and in a background thread
+    (uvicorn installs signal handlers only in the main thread); set ``should_exit`` to stop.
+    """
+    settings: dict[str, Any] = {"log_level": "warning", "access_log": False,
+                                "lifespan": "off", "ws": "none", **options}
+    return uvicorn.Server(uvicorn.Config(app, host=host, port=port, **settings))

@@ -1,0 +1,57 @@
+"""Helpers that run real servers for tests (no mocks): ``serve_in_thread``."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+
+from feeder.server import ASGIApp, make_server
+
+
+def wait_until(predicate, *, timeout: float = 10.0, interval: float = 0.01,
+               what: str = "condition") -> None:
+    """Poll ``predicate`` until it is true; raise TimeoutError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    event = threading.Event()
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        event.wait(interval)
+
+
+@contextmanager
+def serve_in_thread(app: ASGIApp, *, timeout: float = 10.0) -> Iterator[str]:
+    """Run ``app`` under uvicorn on a free loopback port in a thread; yield its base URL.
+
+    The listening socket is bound here (port 0) and handed to uvicorn, so no other process
+    can take the port between choosing and binding it. On exit the server is asked to stop
+    and the thread is joined.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    base = f"http://127.0.0.1:{port}/"
+    server = make_server(app, port=port)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
+                              name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started or not thread.is_alive(), timeout=timeout,
+                   what=f"uvicorn on port {port} to start")
+        if not thread.is_alive():
+            raise RuntimeError(f"uvicorn on port {port} exited during start-up")
+        with httpx.Client(timeout=timeout) as client:
+            client.get(base + "healthz")  # it answers: the socket really accepts
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(timeout)
+        sock.close()
+        if thread.is_alive():
+            raise RuntimeError(f"uvicorn on port {port} did not stop within {timeout}s")
