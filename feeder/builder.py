@@ -16,6 +16,7 @@ import logging
 import os
 import stat
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -66,6 +67,7 @@ class BuildReport:
     rejected: list[tuple[str, str]] = field(default_factory=list)  # newly rejected, or reason changed
     converted: list[tuple[str, str]] = field(default_factory=list)  # (name, encoding)
     unchanged: int = 0
+    deferred: set[str] = field(default_factory=set)  # still being written: look again later
     written: list[str] = field(default_factory=list)
     deleted_outputs: list[str] = field(default_factory=list)
     changed_feeds: list[str] = field(default_factory=list)
@@ -127,12 +129,24 @@ def _read_job(args: tuple) -> tuple:
 
 # -- the builder ---------------------------------------------------------------------------
 
+class BuildCancelled(Exception):
+    """The daemon is stopping: the seeds synced so far are committed, the rest wait."""
+
+
 class Builder:
+    """Runs build passes. ``busy`` names seeds a watcher knows are still being written, and
+    ``settle`` makes full scans leave alone files modified in the last ``settle`` seconds
+    (the watcher reports them when they are closed)."""
+
     def __init__(self, config: Config, store: Store, *,
-                 clock: Callable[[], dt.datetime] = utcnow, progress: bool | None = None) -> None:
+                 clock: Callable[[], dt.datetime] = utcnow, progress: bool | None = None,
+                 busy: Callable[[], set[str]] | None = None, settle: float = 0.0) -> None:
         self.config = config
         self.store = store
         self.clock = clock
+        self.busy = busy
+        self.settle = settle
+        self.cancel = threading.Event()
         self.rules = Rules.from_config(config)
         self.progress = sys.stderr.isatty() if progress is None else progress
         self._seeds_real: Path | None = None
@@ -194,6 +208,13 @@ class Builder:
         if names is None:
             found = self.scan()
             gone = [n for n in fps if n not in found]
+            skip = self.busy() if self.busy else set()
+            if self.settle:
+                recent = time.time_ns() - int(self.settle * 1e9)
+                skip |= {n for n, s in found.items() if s.mtime_ns > recent}
+            for name in skip:
+                if found.pop(name, None) is not None:
+                    report.deferred.add(name)
         else:
             found, gone = {}, []
             for name in set(names):
@@ -298,6 +319,8 @@ class Builder:
                         break
                 else:
                     return
+            if self.cancel.is_set():
+                raise BuildCancelled
 
     def _check(self, entry: Entry, name: str, now: dt.datetime) -> tuple[Entry, str | None]:
         """Refuse implausible dates and id clashes; give the entry its stored id."""

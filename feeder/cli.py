@@ -126,3 +126,80 @@ def _open_store(cfg: config_mod.Config) -> Store:
         log.warning("state file %s was unusable: moved it aside and rebuilt it from the seeds",
                     cfg.state)
     return store
+
+
+def serve_options(fn: Callable) -> Callable:
+    fn = click.option("--port", type=int, help="Port to listen on (default 8080).")(fn)
+    fn = click.option("--host", help="Address to bind (default 127.0.0.1).")(fn)
+    return fn
+
+
+@main.command()
+@path_options
+@serve_options
+@click.option("--hub", "hubs", multiple=True, help="WebSub hub URL to ping (repeatable).")
+@handle_errors
+def run(config_path: Path | None, seeds: Path | None, out: Path | None, state: Path | None,
+        base_url: str | None, verbose: bool, host: str | None, port: int | None,
+        hubs: tuple[str, ...]) -> None:
+    """Watch the seeds folder, rebuild on change, serve the feeds, ping hubs."""
+    from .daemon import Daemon, reloader
+
+    _setup_logging(verbose, timestamps=True)
+    overrides = dict(seeds=seeds, out=out, state=state, base_url=base_url, host=host, port=port,
+                     hubs=list(hubs) or None)
+    cfg = load_config(config_path, **overrides)
+    Daemon(cfg, reload=reloader(config_path, overrides)).run_forever()
+
+
+@main.command()
+@path_options
+@serve_options
+@click.option("--hub", "hubs", multiple=True, help="WebSub hub URL to advertise (repeatable).")
+@handle_errors
+def serve(config_path: Path | None, seeds: Path | None, out: Path | None, state: Path | None,
+          base_url: str | None, verbose: bool, host: str | None, port: int | None,
+          hubs: tuple[str, ...]) -> None:
+    """Serve an output folder over HTTP without watching or building."""
+    from .server import create_app, make_server
+
+    _setup_logging(verbose, timestamps=True)
+    cfg = load_config(config_path, seeds=seeds, out=out, state=state, base_url=base_url,
+                      host=host, port=port, hubs=list(hubs) or None)
+    if not cfg.out.is_dir():
+        raise click.ClickException(f"output folder {cfg.out} does not exist: run feeder build")
+    app = create_app(cfg.out, base_url=cfg.base_url, hubs=cfg.hubs, max_age=cfg.max_age)
+    log.info("serving %s on http://%s:%d/", cfg.out, cfg.host, cfg.port)
+    make_server(app, cfg.host, cfg.port).run()
+
+
+@main.command()
+@path_options
+@click.option("--hub", "hubs", multiple=True, help="Hub URL (repeatable; default: config).")
+@handle_errors
+def ping(config_path: Path | None, seeds: Path | None, out: Path | None, state: Path | None,
+         base_url: str | None, verbose: bool, hubs: tuple[str, ...]) -> None:
+    """Ping every hub for every feed now; exit 1 if any hub refused."""
+    import httpx  # noqa: F401 - fail early if missing
+
+    from . import websub
+    from .errors import PublishError
+
+    _setup_logging(verbose)
+    cfg = load_config(config_path, seeds=seeds, out=out, state=state, base_url=base_url,
+                      hubs=list(hubs) or None)
+    if not cfg.hubs:
+        raise click.ClickException("no hubs configured: set [websub] hubs or pass --hub")
+    failed = 0
+    with websub.make_client(cfg.ping_timeout) as client:
+        for hub in cfg.hubs:
+            for feed in ("atom.xml", "rss.xml", "feed.json"):
+                topic = cfg.base_url + feed
+                try:
+                    websub.ping(client, hub, topic)
+                    click.echo(f"pinged {hub} for {topic}")
+                except PublishError as exc:
+                    failed += 1
+                    click.echo(f"FAILED {hub} for {topic}: {exc.reason}", err=True)
+    if failed:
+        sys.exit(1)
