@@ -154,7 +154,8 @@ def _generator(info: FeedInfo, kind: str, self_path: str, entries: Sequence[Entr
         fe.link(href=info.url(entry_path(entry)), rel="alternate", type="text/html")
         fe.published(entry.published)
         fe.updated(entry.updated)
-        fe.summary(entry.summary if kind == "atom" else html.escape(entry.summary, quote=False))
+        # As escaped HTML in both formats: readers show seed text literally, even "<b>".
+        fe.summary(html.escape(entry.summary, quote=False), type="html")
         fe.content(entry.content_html, type="html")
         if entry.language != info.language:
             fe.feederlinks.language = entry.language  # type: ignore[attr-defined]
