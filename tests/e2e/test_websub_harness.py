@@ -140,6 +140,11 @@ def test_publish_ping_delivers_new_content_signed(
     assert any('rel="self"' in link for link in delivery.header_values("Link"))
     assert subscriber.invalid_deliveries == []
     assert subscriber.unknown_requests == []
+    # The hub fetches with requests' default "Accept-Encoding: gzip, deflate" and
+    # forwards a gzip topic's Content-Encoding with the decoded body, so a topic
+    # server that honours it breaks deliveries: feeder must not gzip its feeds.
+    assert "gzip" in topic.fetches[-1]["Accept-Encoding"]
+    assert "Content-Encoding" not in delivery.headers
 
 
 @pytest.mark.slow
