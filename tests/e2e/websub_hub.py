@@ -80,7 +80,7 @@ class Hub:
 
     @property
     def running(self) -> bool:
-        return self._web is not None
+        return self._web is not None or self._worker is not None
 
     def start(self, timeout: float = _START_TIMEOUT) -> None:
         """Start web server and worker; wait until both serve (first start picks a free port)."""
