@@ -104,8 +104,9 @@ def split_blocks(body: str) -> tuple[Block, ...]:
     for chunk in _BLANK_LINES.split(body.strip()):
         lines = [_SPACES.sub(" ", ln).strip() for ln in chunk.split("\n")]
         lines = [ln for ln in lines if ln]
-        # A heading may sit directly above its paragraph without a blank line between.
-        while len(lines) > 1 and is_heading(lines[0]):
+        # A heading may sit directly above its paragraph without a blank line between; a line
+        # followed by a lowercase start is a wrapped line (or U+2028 break) of the paragraph.
+        while len(lines) > 1 and is_heading(lines[0]) and not lines[1][0].islower():
             blocks.append(Block("h", lines.pop(0)))
         if lines:
             text = " ".join(lines)
