@@ -65,6 +65,11 @@ def decode(data: bytes, name: str) -> tuple[str, str]:
     from charset_normalizer import from_bytes
 
     best = from_bytes(data).best()
+    # Western legacy text is nearly always Windows-1252, but on short or plain texts it ties
+    # with (and loses to) cp1250, cp775 or even cp932: prefer it when it reads as cleanly.
+    western = from_bytes(data, cp_isolation=["cp1252"]).best()
+    if western is not None and (best is None or western.chaos <= best.chaos):
+        best = western
     if best is None:
         raise SeedError(name, "not text: no character encoding fits these bytes")
     return str(best), best.encoding
