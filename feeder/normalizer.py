@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from .seed import SeedDocument
 
-_SENTENCE_END = re.compile(r"[.!?…。！？](?:[\"'”’»)\]]*)(?=\s|$)")
+_SENTENCE_END = re.compile(r"[.!?…。！？](?:[\"'”’»)\]“‘«‹]*)(?=\s|$)")  # “‘«‹ close in German
 _SLUG_OK = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _LANG_SAMPLE = 200
 _LANG_MIN_LETTERS = 20

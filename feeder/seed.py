@@ -25,7 +25,7 @@ _HEADER = re.compile(r"date\s*:?[ \t]*(\S+)", re.IGNORECASE)
 _BLANK_LINES = re.compile(r"\n[ \t\u00a0]*\n\s*")
 _SPACES = re.compile(r"[ \t\u00a0\u3000]+")
 _FINAL_PUNCT = tuple(".!?…:;,。！？；،؟")
-_CLOSERS = "\"'”’»)]›」』"
+_CLOSERS = "\"'”’»)]›」』“‘«‹"  # the last four close quotes in German: „…“ ‚…‘ »…« ›…‹
 
 
 class Block(NamedTuple):
