@@ -125,6 +125,8 @@ def parse_seed(data: bytes, name: str) -> SeedDocument:
         raise SeedError(name, "empty file")
     text, encoding = decode(data, name)
     text = clean_text(text).lstrip(" \t\n\ufeff\u00a0\u200b")
+    if not text.strip():
+        raise SeedError(name, "empty file (nothing but a byte-order mark, spaces or controls)")
     match = _HEADER.match(text)
     if match is None:
         start = text[:30].split("\n", 1)[0]

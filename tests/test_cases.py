@@ -15,7 +15,8 @@ from feeder.normalizer import Entry, Rules, normalize
 from feeder.seed import SeedDocument, parse_seed
 
 CASES = Path(__file__).parent / "cases"
-REAL_SEED = Path(__file__).resolve().parents[2] / "shared" / "seed-format" / "000_d53b54a01c1a6f6f.txt"
+REPO = Path(__file__).resolve().parents[1]
+REAL_SEED = REPO.parent / "shared" / "seed-format" / "000_d53b54a01c1a6f6f.txt"
 RULES = Rules(authority="example.org", tag_date="2025")
 
 
