@@ -68,7 +68,9 @@ def canonical_stem(stem: str) -> str:
 
 def entry_id(authority: str, tag_date: str, stem: str) -> str:
     """An RFC 4151 tag URI; depends only on the settings and the file stem, never the text."""
-    specific = quote(canonical_stem(stem), safe="-._~:@!$()*+,;=")
+    # surrogateescape: a file name that is not UTF-8 reaches us with its raw bytes escaped.
+    raw = canonical_stem(stem).encode("utf-8", "surrogateescape")
+    specific = quote(raw, safe="-._~:@!$()*+,;=")
     return f"tag:{authority},{tag_date}:{specific}"
 
 

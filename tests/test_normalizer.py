@@ -73,6 +73,13 @@ def test_nfc_and_nfd_stems_give_the_same_id_and_slug() -> None:
     assert _entry(" date 2025-01-02 Text.", nfc).id == _entry(" date 2025-01-02 Text.", nfd).id
 
 
+def test_entry_id_of_a_name_that_is_not_utf8() -> None:
+    # os.listdir() hands such a name over with its bytes escaped as lone surrogates
+    stem = b"caf\xe9".decode("utf-8", "surrogateescape")
+    assert entry_id("example.org", "2025", stem) == "tag:example.org,2025:caf%E9"
+    assert entry_id("example.org", "2025", "café") == "tag:example.org,2025:caf%C3%A9"
+
+
 SAFE_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
