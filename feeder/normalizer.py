@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from .seed import SeedDocument
 
-_SENTENCE_END = re.compile(r"[.!?…。！？](?:[\"'”’»)\]]*)(?=\s|$)")
+_SENTENCE_END = re.compile(r"[.!?…。！？](?:[\"'”’»)\]“‘«‹]*)(?=\s|$)")  # “‘«‹ close in German
 _SLUG_OK = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _LANG_SAMPLE = 200
 _LANG_MIN_LETTERS = 20
@@ -68,7 +68,9 @@ def canonical_stem(stem: str) -> str:
 
 def entry_id(authority: str, tag_date: str, stem: str) -> str:
     """An RFC 4151 tag URI; depends only on the settings and the file stem, never the text."""
-    specific = quote(canonical_stem(stem), safe="-._~:@!$()*+,;=")
+    # surrogateescape: a file name that is not UTF-8 reaches us with its raw bytes escaped.
+    raw = canonical_stem(stem).encode("utf-8", "surrogateescape")
+    specific = quote(raw, safe="-._~:@!$()*+,;=")
     return f"tag:{authority},{tag_date}:{specific}"
 
 

@@ -25,7 +25,7 @@ _HEADER = re.compile(r"date\s*:?[ \t]*(\S+)", re.IGNORECASE)
 _BLANK_LINES = re.compile(r"\n[ \t\u00a0]*\n\s*")
 _SPACES = re.compile(r"[ \t\u00a0\u3000]+")
 _FINAL_PUNCT = tuple(".!?…:;,。！？；،؟")
-_CLOSERS = "\"'”’»)]›」』"
+_CLOSERS = "\"'”’»)]›」』“‘«‹"  # the last four close quotes in German: „…“ ‚…‘ »…« ›…‹
 
 
 class Block(NamedTuple):
@@ -65,6 +65,11 @@ def decode(data: bytes, name: str) -> tuple[str, str]:
     from charset_normalizer import from_bytes
 
     best = from_bytes(data).best()
+    # Western legacy text is nearly always Windows-1252, but on short or plain texts it ties
+    # with (and loses to) cp1250, cp775 or even cp932: prefer it when it reads as cleanly.
+    western = from_bytes(data, cp_isolation=["cp1252"]).best()
+    if western is not None and (best is None or western.chaos <= best.chaos):
+        best = western
     if best is None:
         raise SeedError(name, "not text: no character encoding fits these bytes")
     return str(best), best.encoding
@@ -104,8 +109,9 @@ def split_blocks(body: str) -> tuple[Block, ...]:
     for chunk in _BLANK_LINES.split(body.strip()):
         lines = [_SPACES.sub(" ", ln).strip() for ln in chunk.split("\n")]
         lines = [ln for ln in lines if ln]
-        # A heading may sit directly above its paragraph without a blank line between.
-        while len(lines) > 1 and is_heading(lines[0]):
+        # A heading may sit directly above its paragraph without a blank line between; a line
+        # followed by a lowercase start is a wrapped line (or U+2028 break) of the paragraph.
+        while len(lines) > 1 and is_heading(lines[0]) and not lines[1][0].islower():
             blocks.append(Block("h", lines.pop(0)))
         if lines:
             text = " ".join(lines)
@@ -119,6 +125,8 @@ def parse_seed(data: bytes, name: str) -> SeedDocument:
         raise SeedError(name, "empty file")
     text, encoding = decode(data, name)
     text = clean_text(text).lstrip(" \t\n\ufeff\u00a0\u200b")
+    if not text.strip():
+        raise SeedError(name, "empty file (nothing but a byte-order mark, spaces or controls)")
     match = _HEADER.match(text)
     if match is None:
         start = text[:30].split("\n", 1)[0]
