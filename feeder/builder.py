@@ -162,6 +162,11 @@ class Builder:
         if not is_candidate(name, self.config.extensions) or "/" in name:
             return None
         try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:  # undecodable bytes in the name (os.fsdecode escapes them)
+            shown = os.fsencode(name).decode("utf-8", "backslashreplace")
+            return Seen(shown, path, problem="file name is not valid UTF-8: rename the file")
+        try:
             st = path.lstat()
         except FileNotFoundError:
             return None
@@ -197,7 +202,7 @@ class Builder:
         for name in names:
             seen = self.examine(name)
             if seen is not None:
-                found[name] = seen
+                found[seen.name] = seen
         return found
 
     # syncing the store ----------------------------------------------------------------------

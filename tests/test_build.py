@@ -202,3 +202,14 @@ def test_markup_in_seed_is_text_everywhere(site: Site, text: str) -> None:
     assert text in item["summary"]
     page = site.read("entries/001_x.html").decode()
     assert "<script>alert" not in page
+
+
+def test_file_name_that_is_not_utf8_is_rejected_once(site: Site) -> None:
+    site.write("001_ok.txt")
+    raw = os.path.join(os.fsencode(site.seeds), b"caf\xe9.txt")
+    with open(raw, "wb") as fh:
+        fh.write(b" date 2025-12-01 Caf\xc3\xa9 text. More.")
+    report = site.build()
+    assert report.rejected == [("caf\\xe9.txt", "file name is not valid UTF-8: rename the file")]
+    assert site.build().rejected == []
+    assert len(ids(site)) == 1
