@@ -42,7 +42,7 @@ class Config:
     title: str = "feeder"
     subtitle: str = "Articles published by feeder"
     author: str = "feeder"
-    base_url: str = "http://127.0.0.1:8080/"
+    base_url: str = ""  # empty: http://<host>:<port>/
     language: str = "en"
     default_language: str = "en"
     languages: tuple[str, ...] = field(default_factory=_default_languages)
@@ -75,6 +75,9 @@ class Config:
     max_future_days: int = 366
 
     def __post_init__(self) -> None:
+        if not self.base_url:
+            host = f"[{self.host}]" if ":" in self.host else self.host
+            object.__setattr__(self, "base_url", f"http://{host}:{self.port}/")
         _validate(self)
 
     @property

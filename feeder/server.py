@@ -63,6 +63,10 @@ _ENTRY = re.compile(r"/entries/[A-Za-z0-9_-][A-Za-z0-9._-]*\.html")
 _ARCHIVE = re.compile(r"/archive/(atom|rss)-[1-9][0-9]{0,8}\.xml")
 
 _ALLOW = b"GET, HEAD"
+# WebSub hubs forward the topic's response headers to subscribers. Flask-WebSub fetches with
+# python-requests, which asks for gzip, decompresses, and then forwards
+# "Content-Encoding: gzip" with the plain body; so feeds go to such clients uncompressed.
+IDENTITY_AGENTS = (b"python-requests/",)
 _DEFAULT_CACHE_BYTES = 48 * 1024 * 1024
 
 
@@ -310,7 +314,7 @@ def create_app(out_dir: Path, *, base_url: str, hubs: Sequence[str] = (), max_ag
             await _simple(send, 404, b"Not Found\n", b"text/plain; charset=utf-8", head)
             return
 
-        inm = ims = ae = None
+        inm = ims = ae = ua = None
         for name, value in scope["headers"]:
             if name == b"if-none-match":
                 inm = value
@@ -318,7 +322,11 @@ def create_app(out_dir: Path, *, base_url: str, hubs: Sequence[str] = (), max_ag
                 ims = value
             elif name == b"accept-encoding":
                 ae = value
+            elif name == b"user-agent":
+                ua = value
         use_gz = ae is not None and _accepts_gzip(ae)
+        if use_gz and is_feed and ua is not None and ua.startswith(IDENTITY_AGENTS):
+            use_gz = False
         if inm is not None:
             not_modified = inm == version.etag or _etag_matches(inm, version.tags)
         elif ims is not None:

@@ -1,0 +1,499 @@
+"""One pass from the seeds folder to the output folder: scan, sync the store, render, write.
+
+``feeder build`` runs it once over the whole folder; ``feeder run`` runs it for the names the
+watcher reports (and over the whole folder at start and on each rescan). Work is
+proportional to what changed: unchanged seeds are only stat'ed, unchanged outputs are not
+rewritten, and archive pages are re-rendered only from the first page a change touches.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import datetime as dt
+import hashlib
+import logging
+import os
+import stat
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import __version__, output, render
+from .config import Config
+from .errors import SeedError
+from .normalizer import Entry, Rules, canonical_stem, entry_id, normalize
+from .seed import parse_seed
+from .store import Store
+
+log = logging.getLogger("feeder")
+
+TEMP_SUFFIXES = (".swp", ".swx", ".swo", "~", ".part", ".tmp", ".crdownload", ".partial")
+MIN_YEAR = 1900
+POOL_THRESHOLD = 400  # seeds to read before a process pool pays for its start-up
+BATCH = 500
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def is_candidate(name: str, extensions: tuple[str, ...]) -> bool:
+    """Is this file name a seed? Hidden, temporary and other-extension files are not."""
+    if name.startswith((".", "#")) or name.endswith(TEMP_SUFFIXES):
+        return False
+    return name.lower().endswith(extensions)
+
+
+@dataclass
+class Seen:
+    """A seed file as found by the scan: its stat, or why it cannot be read."""
+
+    name: str
+    path: Path
+    size: int = 0
+    mtime_ns: int = 0
+    problem: str | None = None
+
+
+@dataclass
+class BuildReport:
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # newly rejected, or reason changed
+    converted: list[tuple[str, str]] = field(default_factory=list)  # (name, encoding)
+    unchanged: int = 0
+    deferred: set[str] = field(default_factory=set)  # still being written: look again later
+    written: list[str] = field(default_factory=list)
+    deleted_outputs: list[str] = field(default_factory=list)
+    changed_feeds: list[str] = field(default_factory=list)
+    entries: int = 0
+    scheduled: list[tuple[str, dt.datetime]] = field(default_factory=list)
+    started: dt.datetime = field(default_factory=utcnow)
+    seconds: float = 0.0
+
+    @property
+    def seed_changes(self) -> int:
+        return len(self.added) + len(self.changed) + len(self.removed)
+
+    def summary(self) -> str:
+        parts = [f"{self.entries} entries"]
+        for label, items in (("added", self.added), ("changed", self.changed),
+                             ("removed", self.removed), ("rejected", self.rejected)):
+            if items:
+                parts.append(f"{len(items)} {label}")
+        parts.append(f"{len(self.written)} files written")
+        if self.scheduled:
+            parts.append(f"{len(self.scheduled)} scheduled")
+        return f"built in {self.seconds * 1000:.0f} ms: " + ", ".join(parts)
+
+
+# -- reading seeds (also runs in worker processes) -----------------------------------------
+
+def read_seed(path: Path, name: str, max_bytes: int, rules: Rules) -> tuple:
+    """Read, hash, parse and normalize one seed. Returns ("ok", size, mtime_ns, digest,
+    entry, encoding) or ("rejected", size, mtime_ns, digest, reason)."""
+    try:
+        with open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                return ("rejected", 0, 0, "", "not a regular file")
+            if st.st_size > max_bytes:
+                reason = f"too large: {st.st_size} bytes (limit {max_bytes})"
+                return ("rejected", st.st_size, st.st_mtime_ns, f"size:{st.st_size}", reason)
+            data = fh.read(max_bytes + 1)
+    except FileNotFoundError:
+        return ("gone",)
+    except OSError as exc:
+        return ("rejected", 0, 0, "", f"cannot read: {exc.strerror or exc}")
+    if len(data) > max_bytes:
+        reason = f"too large: {len(data)}+ bytes (limit {max_bytes})"
+        return ("rejected", len(data), st.st_mtime_ns, f"size:{len(data)}", reason)
+    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+    try:
+        doc = parse_seed(data, name)
+        entry = normalize(doc, Path(name).stem, rules)
+    except SeedError as exc:
+        return ("rejected", len(data), st.st_mtime_ns, digest, exc.reason)
+    return ("ok", len(data), st.st_mtime_ns, digest, entry, doc.encoding)
+
+
+def _read_job(args: tuple) -> tuple:
+    path, name, max_bytes, rules = args
+    return (name, *read_seed(path, name, max_bytes, rules))
+
+
+# -- the builder ---------------------------------------------------------------------------
+
+class BuildCancelled(Exception):
+    """The daemon is stopping: the seeds synced so far are committed, the rest wait."""
+
+
+class Builder:
+    """Runs build passes. ``busy`` names seeds a watcher knows are still being written, and
+    ``settle`` makes full scans leave alone files modified in the last ``settle`` seconds
+    (the watcher reports them when they are closed)."""
+
+    def __init__(self, config: Config, store: Store, *,
+                 clock: Callable[[], dt.datetime] = utcnow, progress: bool | None = None,
+                 busy: Callable[[], set[str]] | None = None, settle: float = 0.0) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.busy = busy
+        self.settle = settle
+        self.cancel = threading.Event()
+        self.rules = Rules.from_config(config)
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self._seeds_real: Path | None = None
+
+    # scanning -----------------------------------------------------------------------------
+    def _seeds_root(self) -> Path:
+        return Path(os.path.realpath(self.config.seeds))
+
+    def examine(self, name: str) -> Seen | None:
+        """Stat one seed by name; None if it does not exist (or is not a seed at all)."""
+        root = self._seeds_root()
+        path = root / name
+        if not is_candidate(name, self.config.extensions) or "/" in name:
+            return None
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:  # undecodable bytes in the name (os.fsdecode escapes them)
+            shown = os.fsencode(name).decode("utf-8", "backslashreplace")
+            return Seen(shown, path, problem="file name is not valid UTF-8: rename the file")
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            return Seen(name, path, problem=f"cannot stat: {exc.strerror or exc}")
+        if stat.S_ISLNK(st.st_mode):
+            try:
+                real = path.resolve(strict=True)
+            except RuntimeError:
+                return Seen(name, path, problem="symlink loop")
+            except FileNotFoundError:
+                return Seen(name, path, problem="dangling symlink")
+            except OSError as exc:
+                if exc.errno == 40:  # ELOOP
+                    return Seen(name, path, problem="symlink loop")
+                return Seen(name, path, problem=f"cannot follow symlink: {exc.strerror or exc}")
+            if real.parent != root and root not in real.parents:
+                return Seen(name, path, problem="symlink points outside the seeds folder")
+            path = real
+            st = path.stat()
+        if stat.S_ISDIR(st.st_mode):
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            return Seen(name, path, problem="not a regular file")
+        return Seen(name, path, st.st_size, st.st_mtime_ns)
+
+    def scan(self) -> dict[str, Seen]:
+        """Every seed in the folder (not recursive), by name."""
+        root = self.config.seeds
+        found: dict[str, Seen] = {}
+        with os.scandir(root) as it:
+            names = [e.name for e in it if is_candidate(e.name, self.config.extensions)]
+        for name in names:
+            seen = self.examine(name)
+            if seen is not None:
+                found[seen.name] = seen
+        return found
+
+    # syncing the store ----------------------------------------------------------------------
+    def sync(self, report: BuildReport, names: Iterable[str] | None = None) -> set[str]:
+        """Bring the store in line with the folder; returns the names whose entry changed
+        (added, changed or removed), for the renderer."""
+        fps = self.store.fingerprints()
+        if names is None:
+            found = self.scan()
+            gone = [n for n in fps if n not in found]
+            skip = self.busy() if self.busy else set()
+            if self.settle:
+                recent = time.time_ns() - int(self.settle * 1e9)
+                skip |= {n for n, s in found.items() if s.mtime_ns > recent}
+            for name in skip:
+                if found.pop(name, None) is not None:
+                    report.deferred.add(name)
+        else:
+            found, gone = {}, []
+            for name in set(names):
+                seen = self.examine(name)
+                if seen is None:
+                    if name in fps:
+                        gone.append(name)
+                else:
+                    found[name] = seen
+        now = self.clock()
+        to_read: list[Seen] = []
+        for name, seen in found.items():
+            fp = fps.get(name)
+            if seen.problem is not None:
+                if fp is None or fp.reason != seen.problem:
+                    self._reject(report, name, seen.size, seen.mtime_ns, "", seen.problem, now)
+                continue
+            if fp is not None and fp.size == seen.size and fp.mtime_ns == seen.mtime_ns:
+                report.unchanged += 1
+                continue
+            to_read.append(seen)
+        touched: set[str] = set()
+        for name in sorted(gone):
+            with self.store.transaction():
+                old = self.store.forget(name)
+            if old is not None:
+                touched.add(name)
+                report.removed.append(name)
+                self._pending_removals.append((name, old))
+                log.info("removed %s", name)
+        for result in self._read_all(to_read):
+            name, status, *rest = result
+            if status == "gone":
+                continue
+            size, mtime_ns, digest = rest[0], rest[1], rest[2]
+            fp = fps.get(name)
+            if fp is not None and fp.hash == digest:
+                self.store.touch(name, size, mtime_ns)
+                report.unchanged += 1
+                continue
+            if status == "rejected":
+                self._reject(report, name, size, mtime_ns, digest, rest[3], now)
+                touched.add(name)
+                continue
+            entry, encoding = rest[3], rest[4]
+            entry, problem = self._check(entry, name, now)
+            if problem:
+                self._reject(report, name, size, mtime_ns, digest, problem, now)
+                touched.add(name)
+                continue
+            if encoding not in ("utf-8", "ascii"):
+                report.converted.append((name, encoding))
+                log.info("converted %s from %s to UTF-8", name, encoding)
+            old = self.store.entry_by_name(name)
+            entry = self._with_history(entry, old, now)
+            if old is not None and (old.published, name) != (entry.published, name):
+                self._pending_removals.append((name, old))  # its old archive position too
+            self.store.put_entry(name, size, mtime_ns, digest, entry, now)
+            touched.add(name)
+            self._changed_entries.append((name, entry))
+            if old is None:
+                report.added.append(name)
+                log.info("added %s: %s (%s, %s)", name, entry.title, entry.published.date(),
+                         entry.language)
+            else:
+                report.changed.append(name)
+                log.info("changed %s", name)
+        return touched
+
+    def _read_all(self, seeds: list[Seen]) -> Iterator[tuple]:
+        """Read and normalize seeds, in a process pool when there are many; commits in batches."""
+        jobs = [(s.path, s.name, self.config.max_seed_bytes, self.rules) for s in seeds]
+        bar = None
+        if self.progress and len(jobs) >= POOL_THRESHOLD:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(jobs), unit="seed", desc="reading seeds", file=sys.stderr)
+        workers = min(os.cpu_count() or 1, 8)
+        if len(jobs) >= POOL_THRESHOLD and workers > 1:
+            import multiprocessing
+
+            ctx = multiprocessing.get_context("forkserver")
+            with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+                results = pool.map(_read_job, jobs, chunksize=64)
+                yield from self._batched(results, bar)
+        else:
+            yield from self._batched(map(_read_job, jobs), bar)
+        if bar is not None:
+            bar.close()
+
+    def _batched(self, results: Iterable[tuple], bar) -> Iterator[tuple]:  # noqa: ANN001
+        it = iter(results)
+        while True:
+            with self.store.transaction():
+                n = 0
+                for result in it:
+                    yield result
+                    n += 1
+                    if bar is not None:
+                        bar.update(1)
+                    if n >= BATCH:
+                        break
+                else:
+                    return
+            if self.cancel.is_set():
+                raise BuildCancelled
+
+    def _check(self, entry: Entry, name: str, now: dt.datetime) -> tuple[Entry, str | None]:
+        """Refuse implausible dates and id clashes; give the entry its stored id."""
+        if entry.published.year < MIN_YEAR:
+            return entry, f"date {entry.published.date()} is before {MIN_YEAR}: probably a typo"
+        horizon = now + dt.timedelta(days=self.config.max_future_days)
+        if entry.published > horizon:
+            return entry, (f"date {entry.published.date()} is more than "
+                           f"{self.config.max_future_days} days ahead: probably a typo")
+        minted = self.store.mint_id(entry.stem, entry.id)
+        owner = self.store.owner_of(minted)
+        if owner is not None and owner != name:
+            return entry, f"same entry id as {owner} (file stems must be unique)"
+        return dataclasses.replace(entry, id=minted), None
+
+    def _with_history(self, entry: Entry, old: Entry | None, now: dt.datetime) -> Entry:
+        """``updated`` stays ``published`` until the text changes, then it is when we saw it."""
+        if old is None:
+            return entry
+        return dataclasses.replace(entry, updated=max(now.astimezone(entry.published.tzinfo),
+                                                      entry.published))
+
+    def _reject(self, report: BuildReport, name: str, size: int, mtime_ns: int, digest: str,
+                reason: str, now: dt.datetime) -> None:
+        fp = self.store.fingerprint(name)
+        old = self.store.entry_by_name(name)
+        if old is not None:
+            self._pending_removals.append((name, old))
+        with self.store.transaction() if not self.store.db.in_transaction else _nullctx():
+            self.store.reject(name, size, mtime_ns, digest, reason, now)
+        if fp is None or fp.reason != reason:
+            report.rejected.append((name, reason))
+            log.warning("rejected %s: %s", name, reason)
+
+    # rendering -------------------------------------------------------------------------------
+    def _render_key(self) -> str:
+        c = self.config
+        parts = (__version__, c.title, c.subtitle, c.author, c.base_url, c.language,
+                 c.tag_authority, c.tag_date, c.max_entries, c.archive_size, c.hubs)
+        return hashlib.sha1(repr(parts).encode()).hexdigest()
+
+    def publish(self, report: BuildReport, force: bool = False) -> None:
+        c, out, now = self.config, self.config.out, self.clock()
+        key = self._render_key()
+        force = force or self.store.get_meta("render_key") != key
+        visible = self.store.count(now)
+        archived = max(visible - c.max_entries, 0)
+        pages = -(-archived // c.archive_size)
+        info = render.FeedInfo.from_config(c, archive_count=pages)
+
+        # entry pages: the changed ones, plus (on full builds) any that are missing
+        for _name, old in self._pending_removals:
+            path = render.entry_path(old)
+            if self.store.owner_of(old.id) is None and output.remove(out / path):
+                report.deleted_outputs.append(path)
+        pages_to_write = [e for _name, e in self._changed_entries]
+        if force:
+            pages_to_write = list(self.store.iter_entries())
+        elif self._full:
+            existing = _listdir(out / "entries")
+            pages_to_write += [e for e in self.store.iter_entries()
+                               if f"{e.slug}.html" not in existing]
+        for entry in pages_to_write:
+            path = render.entry_path(entry)
+            if output.write(out / path, render.render_entry_page(info, entry)):
+                report.written.append(path)
+
+        # current feeds and the index
+        newest = self.store.newest(c.max_entries, now)
+        archive = render.Archive(prev=render.archive_path("atom", pages) if pages else None)
+        rss_archive = render.Archive(prev=render.archive_path("rss", pages) if pages else None)
+        docs = {
+            "atom.xml": render.render_atom(info, newest, archive=archive),
+            "rss.xml": render.render_rss(info, newest, archive=rss_archive),
+            "feed.json": render.render_json(info, newest),
+        }
+        for path, data in docs.items():
+            if output.write(out / path, data, durable=True):
+                report.written.append(path)
+                report.changed_feeds.append(path)
+        if output.write(out / "index.html", render.render_index(info, newest)):
+            report.written.append("index.html")
+
+        # archive pages (RFC 5005): from the first page this build touched to the last
+        state = self.store.get_meta("archive", {"archived": 0, "pages": 0}) or {}
+        old_archived, old_pages = state.get("archived", 0), state.get("pages", 0)
+        first = self._first_dirty_page(old_archived, archived, old_pages, pages, force)
+        if self._full and not force:
+            for n in range(1, pages + 1):
+                if not (out / render.archive_path("atom", n)).exists() or not (
+                        out / render.archive_path("rss", n)).exists():
+                    first = min(first, n)
+                    break
+        for n in range(first, pages + 1):
+            self._write_archive_page(info, n, pages, archived, report)
+        for n in range(pages + 1, old_pages + 1):
+            for kind in ("atom", "rss"):
+                path = render.archive_path(kind, n)
+                if output.remove(out / path):
+                    report.deleted_outputs.append(path)
+        self.store.set_meta("archive", {"archived": archived, "pages": pages})
+        self.store.set_meta("render_key", key)
+        report.entries = visible
+        report.scheduled = self.store.scheduled(now)
+
+    def _first_dirty_page(self, old_archived: int, archived: int, old_pages: int, pages: int,
+                          force: bool) -> int:
+        size = self.config.archive_size
+        if force:
+            return 1
+        first = pages + 1
+        if old_archived != archived:
+            first = min(first, min(old_archived, archived) // size + 1)
+        if old_pages != pages:
+            first = min(first, max(min(old_pages, pages), 1))
+        for name, e in (*self._changed_entries, *self._pending_removals):
+            pos = self.store.position(e.published.timestamp(), name)
+            if pos < archived:
+                first = min(first, pos // size + 1)
+        return max(first, 1)
+
+    def _write_archive_page(self, info: render.FeedInfo, n: int, pages: int, archived: int,
+                            report: BuildReport) -> None:
+        size = self.config.archive_size
+        offset = (n - 1) * size
+        entries = self.store.oldest(offset, min(size, archived - offset))
+        entries.reverse()  # newest first within the page, like the current feed
+        for kind, fn in (("atom", render.render_atom), ("rss", render.render_rss)):
+            current = "atom.xml" if kind == "atom" else "rss.xml"
+            links = render.Archive(
+                prev=render.archive_path(kind, n - 1) if n > 1 else None,
+                next=render.archive_path(kind, n + 1) if n < pages else None,
+                current=current, is_archive=True,
+            )
+            path = render.archive_path(kind, n)
+            if output.write(self.config.out / path, fn(info, entries, self_path=path,
+                                                       archive=links)):
+                report.written.append(path)
+
+    # the whole pass ------------------------------------------------------------------------
+    def build(self, names: Iterable[str] | None = None, force: bool = False) -> BuildReport:
+        """Sync ``names`` (or the whole folder) and publish; returns what happened."""
+        t0 = time.perf_counter()
+        report = BuildReport(started=self.clock())
+        self._changed_entries: list[tuple[str, Entry]] = []
+        self._pending_removals: list[tuple[str, Entry]] = []
+        self._full = names is None
+        self.config.out.mkdir(parents=True, exist_ok=True)
+        self.sync(report, names)
+        self.publish(report, force=force)
+        report.seconds = time.perf_counter() - t0
+        return report
+
+
+class _nullctx:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _listdir(folder: Path) -> set[str]:
+    try:
+        return set(os.listdir(folder))
+    except FileNotFoundError:
+        return set()
+
+
+def id_for(config: Config, name: str) -> str:
+    return entry_id(config.authority, config.tag_date, canonical_stem(Path(name).stem))

@@ -1,0 +1,205 @@
+"""The ``feeder`` command: build, check, run, serve, ping.
+
+The only place where FeederError becomes an exit status and a message for a person.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from . import config as config_mod
+from .builder import Builder, utcnow
+from .errors import FeederError
+from .store import Store
+
+log = logging.getLogger("feeder")
+
+
+def _setup_logging(verbose: bool, timestamps: bool = False) -> None:
+    fmt = "%(asctime)s %(levelname)-7s %(message)s" if timestamps else "%(levelname)s: %(message)s"
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(fmt, datefmt="%Y-%m-%d %H:%M:%S"))
+    root = logging.getLogger("feeder")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
+
+
+def path_options(fn: Callable) -> Callable:
+    """--config, --seeds, --out, --state, --base-url: shared by every command."""
+    opts = [
+        click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+                     help="TOML config file (see config/feeder.toml)."),
+        click.option("--seeds", type=click.Path(file_okay=False, path_type=Path),
+                     help="Folder of seed files."),
+        click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+                     help="Output folder for the feeds and pages."),
+        click.option("--state", type=click.Path(dir_okay=False, path_type=Path),
+                     help="SQLite state file."),
+        click.option("--base-url", help="Public URL of the output folder, ending in '/'."),
+        click.option("-v", "--verbose", is_flag=True, help="Log debug details."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def handle_errors(fn: Callable) -> Callable:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except FeederError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper
+
+
+def load_config(config_path: Path | None, **overrides: Any) -> config_mod.Config:
+    return config_mod.load(config_path, **overrides)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="feeder")
+def main() -> None:
+    """Publish a folder of plain-text articles as Atom, RSS and JSON Feed."""
+
+
+@main.command()
+@path_options
+@click.option("--force", is_flag=True, help="Re-render every output, even unchanged ones.")
+@handle_errors
+def build(config_path: Path | None, seeds: Path | None, out: Path | None, state: Path | None,
+          base_url: str | None, verbose: bool, force: bool) -> None:
+    """Rebuild the feeds and pages once, then exit."""
+    _setup_logging(verbose)
+    cfg = load_config(config_path, seeds=seeds, out=out, state=state, base_url=base_url)
+    with _open_store(cfg) as store:
+        report = Builder(cfg, store).build(force=force)
+    click.echo(report.summary())
+    for name, when in report.scheduled:
+        click.echo(f"scheduled {name}: appears at {when.isoformat()}")
+    click.echo(f"feeds: {cfg.out / 'atom.xml'}, {cfg.out / 'rss.xml'}, {cfg.out / 'feed.json'}")
+
+
+@main.command()
+@path_options
+@handle_errors
+def check(config_path: Path | None, seeds: Path | None, out: Path | None, state: Path | None,
+          base_url: str | None, verbose: bool) -> None:
+    """List every seed that would be rejected, and why; exit 1 if there is any.
+
+    Uses a scratch copy of nothing: the seeds are read and checked without writing outputs.
+    """
+    _setup_logging(verbose)
+    cfg = load_config(config_path, seeds=seeds, out=out, state=state, base_url=base_url)
+    builder = Builder(cfg, Store(":memory:"), progress=False)
+    logging.getLogger("feeder").setLevel(logging.ERROR)
+    from .builder import BuildReport
+
+    report = BuildReport()
+    builder._changed_entries, builder._pending_removals, builder._full = [], [], True
+    builder.sync(report)
+    rejected = builder.store.rejected()
+    for name, reason in rejected:
+        click.echo(f"{name}: {reason}")
+    for name, when in builder.store.scheduled(utcnow()):
+        click.echo(f"{name}: scheduled, appears at {when.isoformat()}")
+    ok = builder.store.count(utcnow())
+    click.echo(f"{ok} seeds ok, {len(rejected)} rejected")
+    if rejected:
+        sys.exit(1)
+
+
+def _open_store(cfg: config_mod.Config) -> Store:
+    store = Store.open_or_recreate(cfg.state)
+    store.lock()
+    if store.recreated:
+        log.warning("state file %s was unusable: moved it aside and rebuilt it from the seeds",
+                    cfg.state)
+    return store
+
+
+def serve_options(fn: Callable) -> Callable:
+    fn = click.option("--port", type=int, help="Port to listen on (default 8080).")(fn)
+    fn = click.option("--host", help="Address to bind (default 127.0.0.1).")(fn)
+    return fn
+
+
+@main.command()
+@path_options
+@serve_options
+@click.option("--hub", "hubs", multiple=True, help="WebSub hub URL to ping (repeatable).")
+@handle_errors
+def run(config_path: Path | None, seeds: Path | None, out: Path | None, state: Path | None,
+        base_url: str | None, verbose: bool, host: str | None, port: int | None,
+        hubs: tuple[str, ...]) -> None:
+    """Watch the seeds folder, rebuild on change, serve the feeds, ping hubs."""
+    from .daemon import Daemon, reloader
+
+    _setup_logging(verbose, timestamps=True)
+    overrides = dict(seeds=seeds, out=out, state=state, base_url=base_url, host=host, port=port,
+                     hubs=list(hubs) or None)
+    cfg = load_config(config_path, **overrides)
+    Daemon(cfg, reload=reloader(config_path, overrides)).run_forever()
+
+
+@main.command()
+@path_options
+@serve_options
+@click.option("--hub", "hubs", multiple=True, help="WebSub hub URL to advertise (repeatable).")
+@handle_errors
+def serve(config_path: Path | None, seeds: Path | None, out: Path | None, state: Path | None,
+          base_url: str | None, verbose: bool, host: str | None, port: int | None,
+          hubs: tuple[str, ...]) -> None:
+    """Serve an output folder over HTTP without watching or building."""
+    from .server import create_app, make_server
+
+    _setup_logging(verbose, timestamps=True)
+    cfg = load_config(config_path, seeds=seeds, out=out, state=state, base_url=base_url,
+                      host=host, port=port, hubs=list(hubs) or None)
+    if not cfg.out.is_dir():
+        raise click.ClickException(f"output folder {cfg.out} does not exist: run feeder build")
+    app = create_app(cfg.out, base_url=cfg.base_url, hubs=cfg.hubs, max_age=cfg.max_age)
+    log.info("serving %s on http://%s:%d/", cfg.out, cfg.host, cfg.port)
+    make_server(app, cfg.host, cfg.port).run()
+
+
+@main.command()
+@path_options
+@click.option("--hub", "hubs", multiple=True, help="Hub URL (repeatable; default: config).")
+@handle_errors
+def ping(config_path: Path | None, seeds: Path | None, out: Path | None, state: Path | None,
+         base_url: str | None, verbose: bool, hubs: tuple[str, ...]) -> None:
+    """Ping every hub for every feed now; exit 1 if any hub refused."""
+    import httpx  # noqa: F401 - fail early if missing
+
+    from . import websub
+    from .errors import PublishError
+
+    _setup_logging(verbose)
+    cfg = load_config(config_path, seeds=seeds, out=out, state=state, base_url=base_url,
+                      hubs=list(hubs) or None)
+    if not cfg.hubs:
+        raise click.ClickException("no hubs configured: set [websub] hubs or pass --hub")
+    failed = 0
+    with websub.make_client(cfg.ping_timeout) as client:
+        for hub in cfg.hubs:
+            for feed in ("atom.xml", "rss.xml", "feed.json"):
+                topic = cfg.base_url + feed
+                try:
+                    websub.ping(client, hub, topic)
+                    click.echo(f"pinged {hub} for {topic}")
+                except PublishError as exc:
+                    failed += 1
+                    click.echo(f"FAILED {hub} for {topic}: {exc.reason}", err=True)
+    if failed:
+        sys.exit(1)

@@ -1,0 +1,259 @@
+"""``feeder run``: watcher + scheduler + builder + server + pings in one process.
+
+Start-up: take the store's lock, start watching (so nothing is missed), start serving the
+last good outputs, then reconcile the folder with the store in a first full build. From then
+on the watcher's change sets drive debounced rebuilds; a periodic rescan catches what the
+watcher missed. SIGTERM/SIGINT stop it cleanly within seconds; SIGHUP reloads the config.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import config as config_mod
+from . import output, websub
+from .builder import BuildCancelled, Builder, BuildReport, utcnow
+from .config import Config
+from .scheduler import Scheduler
+from .store import Store
+from .watcher import Watcher
+
+log = logging.getLogger("feeder")
+
+FEEDS = ("atom.xml", "rss.xml", "feed.json")
+
+
+class Daemon:
+    def __init__(self, config: Config, reload: Callable[[], Config] | None = None) -> None:
+        self.config = config
+        self._reload = reload
+        self._stop = threading.Event()
+        self._hup = threading.Event()
+        self._health_lock = threading.Lock()
+        self.last_build: dict[str, Any] = {}
+        self.last_error: str | None = None
+        self._seeds_missing = False
+        self.server = None
+        self._server_thread: threading.Thread | None = None
+
+    # wiring ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        c = self.config
+        self.store = Store.open_or_recreate(c.state)
+        self.store.lock()
+        if self.store.recreated:
+            log.warning("state file %s was unusable: moved it aside; rebuilding it from the seeds",
+                        c.state)
+        self.ping_store = Store(c.state)
+        self.read_store = Store(c.state)
+        c.out.mkdir(parents=True, exist_ok=True)
+        swept = output.sweep_temp_files(c.out)
+        if swept:
+            log.info("removed %d temp files left by an interrupted write", swept)
+        self.watcher = Watcher(c.seeds, c.extensions, self._on_seeds, settle=c.settle)
+        self.builder = Builder(c, self.store, busy=self.watcher.busy, settle=c.settle,
+                               progress=False)
+        self.client = websub.make_client(c.ping_timeout)
+        self.pinger = websub.Pinger(self.ping_store, self.client,
+                                    max_attempts=c.ping_max_attempts, backoff=c.ping_backoff)
+        self.scheduler = Scheduler(self._rebuild, self._ping, debounce=c.debounce,
+                                   rescan_interval=c.rescan_interval)
+        self._start_watcher()
+        self._start_server()
+        threading.Thread(target=_warm_up, args=(self.builder.rules,), daemon=True).start()
+        self.scheduler.start()
+        self.scheduler.notify(None, delay=0)
+        if self.ping_store.pending_pings():
+            self.scheduler.ping_soon()
+        log.info("serving %s on http://%s:%d/ (feeds: %satom.xml, rss.xml, feed.json)",
+                 c.out, c.host, c.port, c.base_url)
+
+    def _start_watcher(self) -> None:
+        try:
+            self.watcher.start()
+            self._seeds_missing = False
+        except OSError as exc:
+            if not self._seeds_missing:
+                log.error("cannot watch seeds folder %s: %s; retrying at each rescan",
+                          self.config.seeds, exc.strerror or exc)
+            self._seeds_missing = True
+
+    def _start_server(self) -> None:
+        from .server import create_app, make_server
+
+        c = self.config
+        self.app = create_app(c.out, base_url=c.base_url, hubs=c.hubs, max_age=c.max_age,
+                              health=self.health)
+
+        async def app(scope: dict, receive: Any, send: Any) -> None:  # swapped on reload
+            await self.app(scope, receive, send)
+
+        self.server = make_server(app, c.host, c.port)
+        self._server_thread = threading.Thread(target=self.server.run, name="feeder-http",
+                                               daemon=True)
+        self._server_thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if not self._server_thread.is_alive() or time.monotonic() > deadline:
+                raise OSError(f"HTTP server did not start on {c.host}:{c.port}")
+            time.sleep(0.01)  # poll-with-timeout: uvicorn offers no start event
+
+    # jobs -----------------------------------------------------------------------------------
+    def _on_seeds(self, names: set[str]) -> None:
+        self.scheduler.notify(names)
+
+    def _rebuild(self, names: set[str] | None) -> None:
+        c = self.config
+        if not self.watcher.alive or not os.path.isdir(c.seeds):
+            if not os.path.isdir(c.seeds):
+                if not self._seeds_missing:
+                    log.error("seeds folder %s is missing or unreadable; retrying at each rescan",
+                              c.seeds)
+                self._seeds_missing = True
+                self.last_error = f"seeds folder {c.seeds} is missing or unreadable"
+                return
+            log.info("watching %s again", c.seeds)
+            self.watcher.restart()
+            self._seeds_missing = False
+            names = None
+        try:
+            report = self.builder.build(names)
+        except BuildCancelled:
+            log.info("build interrupted by shutdown; the rest is picked up at the next start")
+            return
+        except Exception as exc:
+            self.last_error = str(exc)
+            with self._health_lock:
+                self.last_build = {"time": utcnow().isoformat(), "ok": False, "error": str(exc)}
+            raise
+        self.last_error = None
+        if report.deferred:
+            self.scheduler.notify(report.deferred, delay=c.settle)
+        with self._health_lock:
+            self.last_build = {"time": report.started.isoformat(), "ok": True,
+                               "seconds": round(report.seconds, 4), "entries": report.entries}
+        if report.seed_changes or report.written or report.rejected:
+            log.info("%s%s", report.summary(),
+                     f"; feeds changed: {', '.join(report.changed_feeds)}"
+                     if report.changed_feeds else "")
+        for name, when in report.scheduled:
+            if name in report.added or name in report.changed:
+                log.info("scheduled %s: appears at %s", name, when.isoformat())
+        topics = [c.base_url + f for f in report.changed_feeds if f in FEEDS]
+        if topics and c.hubs:
+            self.store.add_pings(c.hubs, topics, time.time())
+            self.scheduler.ping_soon()
+        self.scheduler.publish_at(self.store.next_scheduled(utcnow()))
+
+    def _ping(self) -> float | None:
+        return self.pinger.run_due()
+
+    # health -----------------------------------------------------------------------------------
+    def health(self) -> tuple[bool, dict]:
+        with self._health_lock:
+            build = dict(self.last_build)
+            store = self.read_store
+            rejected = [{"file": n, "reason": r} for n, r in store.rejected()]
+            pending = [{"hub": p.hub, "topic": p.topic, "attempts": p.attempts,
+                        "next_try": dt.datetime.fromtimestamp(p.next_try, dt.UTC).isoformat(),
+                        "last_error": p.last_error} for p in store.pending_pings()]
+            hubs = store.hub_results()
+            entries = store.count(utcnow())
+        ok = build.get("ok", True) and self.last_error is None
+        body = {
+            "status": "ok" if ok else "error",
+            "error": self.last_error,
+            "last_build": build,
+            "entries": entries,
+            "rejected": rejected,
+            "hubs": {h: hubs.get(h) for h in self.config.hubs},
+            "pending_pings": pending,
+        }
+        return ok, body
+
+    # lifecycle ----------------------------------------------------------------------------------
+    def reload(self) -> None:
+        if self._reload is None:
+            return
+        try:
+            new = self._reload()
+        except Exception as exc:  # noqa: BLE001 - a bad reload keeps the running config
+            log.error("config reload failed, keeping the old config: %s", exc)
+            return
+        for key in ("host", "port", "seeds", "out", "state"):
+            if getattr(new, key) != getattr(self.config, key):
+                log.warning("config reload: %s changed; restart feeder to apply it", key)
+        new = new.replace(host=self.config.host, port=self.config.port, seeds=self.config.seeds,
+                          out=self.config.out, state=self.config.state)
+        self.config = new
+        self.builder = Builder(new, self.store, busy=self.watcher.busy, settle=new.settle,
+                               progress=False)
+        self.pinger.max_attempts, self.pinger.backoff = new.ping_max_attempts, new.ping_backoff
+        self.ping_store.drop_pings_except(new.hubs)
+        from .server import create_app
+
+        self.app = create_app(new.out, base_url=new.base_url, hubs=new.hubs,
+                              max_age=new.max_age, health=self.health)
+        self.scheduler.debounce = new.debounce
+        log.info("config reloaded")
+        self.scheduler.notify(None, delay=0)
+
+    def stop(self) -> None:
+        log.info("stopping")
+        self.watcher.stop()
+        self.builder.cancel.set()
+        self.scheduler.shutdown()
+        if self.server is not None:
+            self.server.should_exit = True
+        if self._server_thread is not None:
+            self._server_thread.join(timeout=5)
+        self.client.close()
+        for store in (self.ping_store, self.read_store, self.store):
+            store.close()
+        log.info("stopped")
+
+    def run_forever(self) -> None:
+        """Run until SIGTERM or SIGINT (main thread only)."""
+        def on_stop(signum: int, _frame: object) -> None:
+            log.info("received %s", signal.Signals(signum).name)
+            self._stop.set()
+
+        def on_hup(_signum: int, _frame: object) -> None:
+            self._hup.set()
+            self._stop.set()
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGHUP, on_hup)
+        self.start()
+        try:
+            while True:
+                self._stop.wait()
+                if self._hup.is_set():
+                    self._hup.clear()
+                    self._stop.clear()
+                    self.reload()
+                    continue
+                break
+        finally:
+            self.stop()
+
+
+def _warm_up(rules: object) -> None:
+    """Load the language model now rather than when the first seed arrives."""
+    from .normalizer import detect_language
+
+    detect_language("warming up the language identifier model", "en",
+                    rules.languages)  # type: ignore[attr-defined]
+
+
+def reloader(config_path: Path | None, overrides: dict[str, Any]) -> Callable[[], Config]:
+    return lambda: config_mod.load(config_path, **overrides)

@@ -1,0 +1,173 @@
+"""SeedDocument -> :class:`Entry`: id, title, summary, HTML content, date and language.
+
+Pure: the caller supplies the file stem and the settings; ``updated`` history is the
+store's business, so a fresh entry has ``updated == published``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import html
+import re
+import unicodedata
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from .seed import SeedDocument
+
+_SENTENCE_END = re.compile(r"[.!?…。！？](?:[\"'”’»)\]“‘«‹]*)(?=\s|$)")  # “‘«‹ close in German
+_SLUG_OK = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_LANG_SAMPLE = 200
+_LANG_MIN_LETTERS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    id: str
+    stem: str
+    slug: str
+    title: str
+    summary: str
+    content_html: str
+    published: dt.datetime
+    updated: dt.datetime
+    language: str
+
+    def __post_init__(self) -> None:
+        if self.published.tzinfo is None or self.updated.tzinfo is None:
+            raise ValueError("Entry dates must be time-zone aware")
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """The settings that shape an entry (a picklable subset of Config for worker processes)."""
+
+    authority: str
+    tag_date: str
+    timezone: str = "UTC"
+    title_length: int = 90
+    summary_length: int = 300
+    default_language: str = "en"
+    languages: tuple[str, ...] = ()
+
+    @classmethod
+    def from_config(cls, config) -> Rules:  # noqa: ANN001 - avoids importing config here
+        return cls(
+            authority=config.authority, tag_date=config.tag_date, timezone=config.timezone,
+            title_length=config.title_length, summary_length=config.summary_length,
+            default_language=config.default_language, languages=config.languages,
+        )
+
+
+def canonical_stem(stem: str) -> str:
+    """File names from different systems may spell the same stem in NFC or NFD."""
+    return unicodedata.normalize("NFC", stem)
+
+
+def entry_id(authority: str, tag_date: str, stem: str) -> str:
+    """An RFC 4151 tag URI; depends only on the settings and the file stem, never the text."""
+    # surrogateescape: a file name that is not UTF-8 reaches us with its raw bytes escaped.
+    raw = canonical_stem(stem).encode("utf-8", "surrogateescape")
+    specific = quote(raw, safe="-._~:@!$()*+,;=")
+    return f"tag:{authority},{tag_date}:{specific}"
+
+
+def slug_for(stem: str) -> str:
+    """A safe file/URL name for the entry page: the stem itself when it is plain ASCII."""
+    stem = canonical_stem(stem)
+    if _SLUG_OK.fullmatch(stem) and not stem.endswith("."):
+        return stem
+    ascii_part = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
+    ascii_part = re.sub(r"[^A-Za-z0-9]+", "-", ascii_part).strip("-")[:60] or "entry"
+    digest = hashlib.sha1(stem.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return f"{ascii_part}-{digest}"
+
+
+def first_sentence(text: str) -> str:
+    match = _SENTENCE_END.search(text)
+    return text[: match.end()] if match else text
+
+
+def cut_words(text: str, limit: int) -> str:
+    """At most ``limit`` characters, cut at a word boundary, with an ellipsis when cut."""
+    if len(text) <= limit:
+        return text
+    head = text[: max(limit - 1, 1)]
+    space = head.rfind(" ")
+    if space > 0:
+        head = head[:space]
+    return head.rstrip(" ,;:–—-") + "…"
+
+
+def make_title(doc: SeedDocument, limit: int) -> str:
+    first = doc.blocks[0]
+    text = first.text if first.kind == "h" else first_sentence(first.text)
+    title = cut_words(text, limit)
+    if not title.endswith("…") and title.endswith(".") and not title.endswith(".."):
+        title = title[:-1]
+    return title
+
+
+def make_summary(doc: SeedDocument, limit: int) -> str:
+    lede = next(iter(doc.paragraphs), doc.blocks[0].text)
+    if len(lede) <= limit:
+        return lede
+    summary = ""
+    for match in _SENTENCE_END.finditer(lede):
+        if match.end() > limit:
+            break
+        summary = lede[: match.end()]
+    return summary or cut_words(lede, limit)
+
+
+def render_content(doc: SeedDocument) -> str:
+    tag = {"p": "p", "h": "h2"}
+    return "\n".join(
+        f"<{tag[b.kind]}>{html.escape(b.text, quote=False)}</{tag[b.kind]}>" for b in doc.blocks
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _identifier(languages: tuple[str, ...]):  # noqa: ANN202
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    ident = LanguageIdentifier.from_model_file(MODEL_FILE)
+    if languages:
+        ident.set_languages(list(languages))
+    return ident
+
+
+def detect_language(text: str, default: str, languages: tuple[str, ...] = ()) -> str:
+    """Offline and deterministic (py3langid's naive Bayes); ``default`` for too little text."""
+    sample = text[:_LANG_SAMPLE]
+    if sum(c.isalpha() for c in sample) < _LANG_MIN_LETTERS:
+        return default
+    lang, _score = _identifier(languages).classify(sample)
+    return lang
+
+
+def published_at(date: dt.date | dt.datetime, timezone: str) -> dt.datetime:
+    import zoneinfo
+
+    tz = zoneinfo.ZoneInfo(timezone)
+    if isinstance(date, dt.datetime):
+        return date if date.tzinfo else date.replace(tzinfo=tz)
+    return dt.datetime(date.year, date.month, date.day, tzinfo=tz)
+
+
+def normalize(doc: SeedDocument, stem: str, rules: Rules) -> Entry:
+    published = published_at(doc.date, rules.timezone)
+    body = " ".join(doc.paragraphs) or doc.blocks[0].text
+    return Entry(
+        id=entry_id(rules.authority, rules.tag_date, stem),
+        stem=canonical_stem(stem),
+        slug=slug_for(stem),
+        title=make_title(doc, rules.title_length),
+        summary=make_summary(doc, rules.summary_length),
+        content_html=render_content(doc),
+        published=published,
+        updated=published,
+        language=detect_language(body, rules.default_language, rules.languages),
+    )

@@ -1,0 +1,138 @@
+"""Seed file bytes -> :class:`SeedDocument`, or :class:`SeedError` saying why not.
+
+A seed is plain text: optional whitespace (and a byte-order mark), then a header
+``date YYYY-MM-DD`` (also ``date: ...`` or a full ISO 8601 date-time with offset), then the
+article body, which may start on the header line. Blank lines separate paragraphs; a short
+line without final punctuation is a sub-heading. Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import codecs
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+from .errors import SeedError
+
+HEADING_MAX_CHARS = 100
+
+# XML 1.0 forbids C0 controls other than tab/LF/CR, lone surrogates and U+FFFE/U+FFFF; the
+# C1 controls are allowed but only ever appear as mojibake, and validators warn on them.
+_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff\ufffe\uffff]")
+_HEADER = re.compile(r"date\s*:?[ \t]*(\S+)", re.IGNORECASE)
+_BLANK_LINES = re.compile(r"\n[ \t\u00a0]*\n\s*")
+_SPACES = re.compile(r"[ \t\u00a0\u3000]+")
+_FINAL_PUNCT = tuple(".!?…:;,。！？；،؟")
+_CLOSERS = "\"'”’»)]›」』“‘«‹"  # the last four close quotes in German: „…“ ‚…‘ »…« ›…‹
+
+
+class Block(NamedTuple):
+    kind: Literal["p", "h"]
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class SeedDocument:
+    """A parsed seed: its header date (date or aware/naive datetime) and its blocks."""
+
+    date: dt.date | dt.datetime
+    blocks: tuple[Block, ...]
+    encoding: str = "utf-8"  # what the bytes were decoded from; anything else is worth a log line
+
+    def __post_init__(self) -> None:
+        if not self.blocks:
+            raise ValueError("a SeedDocument needs at least one block")
+
+    @property
+    def paragraphs(self) -> tuple[str, ...]:
+        return tuple(b.text for b in self.blocks if b.kind == "p")
+
+
+def decode(data: bytes, name: str) -> tuple[str, str]:
+    """Return (text, encoding). UTF-8 (with or without BOM) and UTF-16 with BOM are read as
+    such; other bytes are handed to charset-normalizer; binary content is refused."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return data.decode("utf-16", errors="replace"), "utf-16"
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise SeedError(name, f"binary content (NUL byte at offset {nul})")
+    try:
+        return data.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data).best()
+    # Western legacy text is nearly always Windows-1252, but on short or plain texts it ties
+    # with (and loses to) cp1250, cp775 or even cp932: prefer it when it reads as cleanly.
+    western = from_bytes(data, cp_isolation=["cp1252"]).best()
+    if western is not None and (best is None or western.chaos <= best.chaos):
+        best = western
+    if best is None:
+        raise SeedError(name, "not text: no character encoding fits these bytes")
+    return str(best), best.encoding
+
+
+def parse_date(token: str, name: str) -> dt.date | dt.datetime:
+    try:
+        if len(token) == 10:
+            return dt.date.fromisoformat(token)
+        if "T" in token or "t" in token:
+            return dt.datetime.fromisoformat(token.upper())
+    except ValueError as exc:
+        raise SeedError(name, f"bad date {token!r}: {exc}") from None
+    raise SeedError(name, f"bad date {token!r}: expected YYYY-MM-DD or an ISO 8601 date-time")
+
+
+def is_heading(line: str) -> bool:
+    """A short line with a letter in it and no final punctuation."""
+    stripped = line.rstrip(_CLOSERS)
+    return (
+        len(line) <= HEADING_MAX_CHARS
+        and not stripped.endswith(_FINAL_PUNCT)
+        and any(c.isalpha() for c in line)
+    )
+
+
+def clean_text(text: str) -> str:
+    """Normalise line ends and drop every character XML 1.0 cannot carry."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = text.replace("\u2029", "\n\n").replace("\u2028", "\n").replace("\x0c", "\n\n")
+    text = text.replace("\x0b", "\n").replace("\x85", "\n")
+    return _FORBIDDEN.sub("", text)
+
+
+def split_blocks(body: str) -> tuple[Block, ...]:
+    blocks: list[Block] = []
+    for chunk in _BLANK_LINES.split(body.strip()):
+        lines = [_SPACES.sub(" ", ln).strip() for ln in chunk.split("\n")]
+        lines = [ln for ln in lines if ln]
+        # A heading may sit directly above its paragraph without a blank line between; a line
+        # followed by a lowercase start is a wrapped line (or U+2028 break) of the paragraph.
+        while len(lines) > 1 and is_heading(lines[0]) and not lines[1][0].islower():
+            blocks.append(Block("h", lines.pop(0)))
+        if lines:
+            text = " ".join(lines)
+            blocks.append(Block("h" if len(lines) == 1 and is_heading(text) else "p", text))
+    return tuple(blocks)
+
+
+def parse_seed(data: bytes, name: str) -> SeedDocument:
+    """Parse one seed's bytes; ``name`` is only used in error messages."""
+    if not data.strip():
+        raise SeedError(name, "empty file")
+    text, encoding = decode(data, name)
+    text = clean_text(text).lstrip(" \t\n\ufeff\u00a0\u200b")
+    if not text.strip():
+        raise SeedError(name, "empty file (nothing but a byte-order mark, spaces or controls)")
+    match = _HEADER.match(text)
+    if match is None:
+        start = text[:30].split("\n", 1)[0]
+        raise SeedError(name, f"no 'date YYYY-MM-DD' header at the start (found {start!r})")
+    date = parse_date(match.group(1), name)
+    blocks = split_blocks(text[match.end():])
+    if not blocks:
+        raise SeedError(name, "header but no article text")
+    return SeedDocument(date=date, blocks=blocks, encoding=encoding)

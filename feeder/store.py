@@ -1,0 +1,365 @@
+"""The SQLite state file: seed fingerprints, entries, rejected seeds, pending pings.
+
+One writer: the process that holds the store's lock file (``feeder run`` or ``feeder
+build``). Entries are kept ordered by an index on (published, name), so the newest N or any
+archive page is a cheap query at any archive size.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import StoreError
+from .normalizer import Entry
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS seeds (
+    name TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    reason TEXT,                -- NULL when the seed became an entry
+    first_seen TEXT NOT NULL,
+    changed TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS entries (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE REFERENCES seeds(name) ON DELETE CASCADE,
+    stem TEXT NOT NULL,
+    slug TEXT NOT NULL UNIQUE,
+    title TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    content_html TEXT NOT NULL,
+    published TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    language TEXT NOT NULL,
+    pub_ts REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entries_order ON entries (pub_ts, name);
+CREATE TABLE IF NOT EXISTS ids (
+    stem TEXT PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pings (
+    hub TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    since TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_try REAL NOT NULL,
+    last_error TEXT,
+    PRIMARY KEY (hub, topic)
+);
+CREATE TABLE IF NOT EXISTS hubs (
+    hub TEXT PRIMARY KEY,
+    time TEXT NOT NULL,
+    ok INTEGER NOT NULL,
+    detail TEXT
+);
+"""
+
+_ENTRY_COLUMNS = "id, stem, slug, title, summary, content_html, published, updated, language"
+
+
+@dataclass(frozen=True, slots=True)
+class Fingerprint:
+    size: int
+    mtime_ns: int
+    hash: str
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    hub: str
+    topic: str
+    since: str
+    attempts: int
+    next_try: float
+    last_error: str | None
+
+
+def _iso(t: dt.datetime) -> str:
+    return t.isoformat()
+
+
+def _entry(row: tuple) -> Entry:
+    id_, stem, slug, title, summary, content, published, updated, language = row
+    return Entry(
+        id=id_, stem=stem, slug=slug, title=title, summary=summary, content_html=content,
+        published=dt.datetime.fromisoformat(published),
+        updated=dt.datetime.fromisoformat(updated), language=language,
+    )
+
+
+class Store:
+    """A connection to the state file. Not thread-safe: use it from one thread at a time."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._lock_fd: int | None = None
+        self.recreated = False
+        self.db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        if str(self.path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.executescript(_SCHEMA)
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            elif version != SCHEMA_VERSION:
+                raise StoreError(f"{self.path}: schema version {version}, expected {SCHEMA_VERSION}")
+            db.execute("SELECT count(*) FROM seeds").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: not a usable feeder state file ({exc})") from exc
+        return db
+
+    @classmethod
+    def open_or_recreate(cls, path: Path | str) -> Store:
+        """Open the state file; if it is corrupt, move it aside and start a fresh one."""
+        try:
+            return cls(path)
+        except StoreError:
+            path = Path(path)
+            stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+            for suffix in ("", "-wal", "-shm"):
+                old = Path(str(path) + suffix)
+                if old.exists():
+                    old.rename(old.with_name(f"{old.name}.corrupt-{stamp}"))
+            store = cls(path)
+            store.recreated = True
+            return store
+
+    # -- locking ---------------------------------------------------------------------------
+    def lock(self) -> None:
+        """Take the single-writer lock, or raise StoreError naming the holder's pid."""
+        lock_path = Path(str(self.path) + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise StoreError(
+                f"{self.path} is in use by another feeder process (pid {holder}); "
+                "stop it first or use another --state file"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+
+    def close(self) -> None:
+        self.db.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def transaction(self) -> _Transaction:
+        return _Transaction(self.db)
+
+    # -- seeds -----------------------------------------------------------------------------
+    def fingerprints(self) -> dict[str, Fingerprint]:
+        rows = self.db.execute("SELECT name, size, mtime_ns, hash, reason FROM seeds")
+        return {r[0]: Fingerprint(r[1], r[2], r[3], r[4]) for r in rows}
+
+    def fingerprint(self, name: str) -> Fingerprint | None:
+        r = self.db.execute(
+            "SELECT size, mtime_ns, hash, reason FROM seeds WHERE name = ?", (name,)
+        ).fetchone()
+        return Fingerprint(*r) if r else None
+
+    def touch(self, name: str, size: int, mtime_ns: int) -> None:
+        """Same content under a new stat (e.g. `touch`): remember the new stat only."""
+        self.db.execute(
+            "UPDATE seeds SET size = ?, mtime_ns = ? WHERE name = ?", (size, mtime_ns, name)
+        )
+
+    def _seed_row(self, name: str, size: int, mtime_ns: int, digest: str, reason: str | None,
+                  now: dt.datetime) -> None:
+        self.db.execute(
+            "INSERT INTO seeds (name, size, mtime_ns, hash, reason, first_seen, changed)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
+            " size = excluded.size, mtime_ns = excluded.mtime_ns, hash = excluded.hash,"
+            " reason = excluded.reason, changed = excluded.changed",
+            (name, size, mtime_ns, digest, reason, _iso(now), _iso(now)),
+        )
+
+    def mint_id(self, stem: str, fresh_id: str) -> str:
+        """The entry id of ``stem``: minted once, then always the stored one."""
+        self.db.execute("INSERT OR IGNORE INTO ids (stem, id) VALUES (?, ?)", (stem, fresh_id))
+        return self.db.execute("SELECT id FROM ids WHERE stem = ?", (stem,)).fetchone()[0]
+
+    def owner_of(self, entry_id: str) -> str | None:
+        r = self.db.execute("SELECT name FROM entries WHERE id = ?", (entry_id,)).fetchone()
+        return r[0] if r else None
+
+    def entry_by_name(self, name: str) -> Entry | None:
+        r = self.db.execute(
+            f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE name = ?", (name,)
+        ).fetchone()
+        return _entry(r) if r else None
+
+    def put_entry(self, name: str, size: int, mtime_ns: int, digest: str, entry: Entry,
+                  now: dt.datetime) -> None:
+        self._seed_row(name, size, mtime_ns, digest, None, now)
+        self.db.execute(
+            f"INSERT OR REPLACE INTO entries ({_ENTRY_COLUMNS}, name, pub_ts)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (entry.id, entry.stem, entry.slug, entry.title, entry.summary, entry.content_html,
+             _iso(entry.published), _iso(entry.updated), entry.language, name,
+             entry.published.timestamp()),
+        )
+
+    def reject(self, name: str, size: int, mtime_ns: int, digest: str, reason: str,
+               now: dt.datetime) -> None:
+        self.db.execute("DELETE FROM entries WHERE name = ?", (name,))
+        self._seed_row(name, size, mtime_ns, digest, reason, now)
+
+    def forget(self, name: str) -> Entry | None:
+        """The seed file is gone: drop its entry (its id stays minted). Returns the entry."""
+        old = self.entry_by_name(name)
+        self.db.execute("DELETE FROM seeds WHERE name = ?", (name,))
+        return old
+
+    # -- queries ---------------------------------------------------------------------------
+    def count(self, until: dt.datetime) -> int:
+        return self.db.execute(
+            "SELECT count(*) FROM entries WHERE pub_ts <= ?", (until.timestamp(),)
+        ).fetchone()[0]
+
+    def newest(self, limit: int, until: dt.datetime) -> list[Entry]:
+        rows = self.db.execute(
+            f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE pub_ts <= ?"
+            " ORDER BY pub_ts DESC, name DESC LIMIT ?",
+            (until.timestamp(), limit),
+        )
+        return [_entry(r) for r in rows]
+
+    def oldest(self, offset: int, limit: int) -> list[Entry]:
+        """Entries by ascending (published, name), for archive pages."""
+        rows = self.db.execute(
+            f"SELECT {_ENTRY_COLUMNS} FROM entries ORDER BY pub_ts, name LIMIT ? OFFSET ?",
+            (limit, offset),
+        )
+        return [_entry(r) for r in rows]
+
+    def position(self, pub_ts: float, name: str) -> int:
+        """How many entries sort before (pub_ts, name)."""
+        return self.db.execute(
+            "SELECT count(*) FROM entries WHERE pub_ts < ? OR (pub_ts = ? AND name < ?)",
+            (pub_ts, pub_ts, name),
+        ).fetchone()[0]
+
+    def iter_entries(self) -> Iterator[Entry]:
+        rows = self.db.execute(f"SELECT {_ENTRY_COLUMNS} FROM entries ORDER BY pub_ts, name")
+        for r in rows:
+            yield _entry(r)
+
+    def slugs(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT slug FROM entries")}
+
+    def rejected(self) -> list[tuple[str, str]]:
+        return list(self.db.execute(
+            "SELECT name, reason FROM seeds WHERE reason IS NOT NULL ORDER BY name"))
+
+    def scheduled(self, after: dt.datetime) -> list[tuple[str, dt.datetime]]:
+        rows = self.db.execute(
+            "SELECT name, published FROM entries WHERE pub_ts > ? ORDER BY pub_ts, name",
+            (after.timestamp(),),
+        )
+        return [(n, dt.datetime.fromisoformat(p)) for n, p in rows]
+
+    def next_scheduled(self, after: dt.datetime) -> dt.datetime | None:
+        r = self.db.execute(
+            "SELECT published FROM entries WHERE pub_ts > ? ORDER BY pub_ts LIMIT 1",
+            (after.timestamp(),),
+        ).fetchone()
+        return dt.datetime.fromisoformat(r[0]) if r else None
+
+    # -- meta ------------------------------------------------------------------------------
+    def get_meta(self, key: str, default: object = None) -> object:
+        r = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(r[0]) if r else default
+
+    def set_meta(self, key: str, value: object) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value))
+        )
+
+    # -- pings -----------------------------------------------------------------------------
+    def add_pings(self, hubs: Iterable[str], topics: Iterable[str], now: float) -> None:
+        """Queue a publish ping per (hub, topic); one already pending absorbs the new one."""
+        since = dt.datetime.fromtimestamp(now, dt.UTC).isoformat()
+        self.db.executemany(
+            "INSERT INTO pings (hub, topic, since, attempts, next_try) VALUES (?, ?, ?, 0, ?)"
+            " ON CONFLICT (hub, topic) DO UPDATE SET next_try = min(next_try, excluded.next_try)",
+            [(h, t, since, now) for h in hubs for t in topics],
+        )
+
+    def pending_pings(self) -> list[Pending]:
+        rows = self.db.execute(
+            "SELECT hub, topic, since, attempts, next_try, last_error FROM pings"
+            " ORDER BY next_try, hub, topic"
+        )
+        return [Pending(*r) for r in rows]
+
+    def ping_done(self, hub: str, topic: str) -> None:
+        self.db.execute("DELETE FROM pings WHERE hub = ? AND topic = ?", (hub, topic))
+
+    def ping_failed(self, hub: str, topic: str, next_try: float, error: str) -> None:
+        self.db.execute(
+            "UPDATE pings SET attempts = attempts + 1, next_try = ?, last_error = ?"
+            " WHERE hub = ? AND topic = ?",
+            (next_try, error, hub, topic),
+        )
+
+    def drop_pings_except(self, hubs: Iterable[str]) -> None:
+        hubs = list(hubs)
+        marks = ",".join("?" * len(hubs)) or "''"
+        self.db.execute(f"DELETE FROM pings WHERE hub NOT IN ({marks})", hubs)
+
+    def hub_result(self, hub: str, ok: bool, detail: str, now: dt.datetime) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO hubs (hub, time, ok, detail) VALUES (?, ?, ?, ?)",
+            (hub, _iso(now), int(ok), detail),
+        )
+
+    def hub_results(self) -> dict[str, dict]:
+        rows = self.db.execute("SELECT hub, time, ok, detail FROM hubs")
+        return {h: {"time": t, "ok": bool(ok), "detail": d} for h, t, ok, d in rows}
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -1,0 +1,160 @@
+"""watchdog events -> settled sets of changed seed names.
+
+A seed is reported when its writer closes it (inotify's close-after-write), when it is moved
+into place (an editor's atomic save), when it is deleted or moved away — or, on systems that
+report no close, once it has stayed unchanged for the settle interval. A file still being
+written is never reported half-written. Hidden and temporary files are ignored.
+
+With inotify (Linux) every writer's close is reported, even a crashed one's, so a file that is
+still open for writing is simply waited for; the settle interval is the fallback for
+observers without close events (polling, some network filesystems).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from watchdog.events import (
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileClosedNoWriteEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileOpenedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+
+from .builder import is_candidate
+
+log = logging.getLogger("feeder")
+
+
+class Watcher(FileSystemEventHandler):
+    def __init__(self, folder: Path, extensions: tuple[str, ...],
+                 on_ready: Callable[[set[str]], None], settle: float = 1.0) -> None:
+        self.folder = os.path.realpath(folder)
+        self.extensions = extensions
+        self.on_ready = on_ready
+        self.settle = settle
+        self._writing: dict[str, float] = {}  # name -> deadline (monotonic)
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._observer: Observer | None = None
+        self._timer: threading.Thread | None = None
+        self.lost = threading.Event()  # set when the folder itself went away
+        self.has_close_events = False
+
+    # lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._stopping = False
+        self.lost.clear()
+        observer = Observer()
+        observer.schedule(self, self.folder, recursive=False)
+        observer.start()
+        self._observer = observer
+        self.has_close_events = type(observer).__name__ == "InotifyObserver"
+        if self._timer is None:
+            self._timer = threading.Thread(target=self._settle_loop, name="feeder-settle",
+                                           daemon=True)
+            self._timer.start()
+
+    def restart(self) -> None:
+        """Watch the folder again (after it was removed and re-created)."""
+        self._stop_observer()
+        self.start()
+
+    def _stop_observer(self) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=5)
+            self._observer = None
+
+    def stop(self) -> None:
+        self._stop_observer()
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._timer is not None:
+            self._timer.join(timeout=5)
+            self._timer = None
+
+    def busy(self) -> set[str]:
+        """Names that are being written right now (modified, not yet closed or settled)."""
+        with self._cond:
+            return set(self._writing)
+
+    @property
+    def alive(self) -> bool:
+        return (self._observer is not None and self._observer.is_alive()
+                and not self.lost.is_set())
+
+    # events ---------------------------------------------------------------------------------
+    def _name(self, path: str | bytes) -> str | None:
+        path = os.fsdecode(path)
+        head, name = os.path.split(path)
+        if os.path.realpath(head) != self.folder and head != self.folder:
+            return None
+        return name if is_candidate(name, self.extensions) else None
+
+    def dispatch(self, event: FileSystemEvent) -> None:  # noqa: C901 - one switch on the kind
+        if isinstance(event, (FileOpenedEvent, FileClosedNoWriteEvent)):
+            return
+        if isinstance(event, (DirDeletedEvent, DirMovedEvent)):
+            if os.fsdecode(event.src_path).rstrip("/") == self.folder:
+                log.error("seeds folder %s disappeared; will retry", self.folder)
+                self.lost.set()
+            return
+        if event.is_directory:
+            return
+        ready: set[str] = set()
+        name = self._name(event.src_path)
+        if isinstance(event, FileMovedEvent):
+            dest = self._name(event.dest_path)
+            ready.update(n for n in (name, dest) if n)
+            with self._cond:
+                for n in ready:
+                    self._writing.pop(n, None)
+        elif name is None:
+            return
+        elif isinstance(event, (FileClosedEvent, FileDeletedEvent)):
+            with self._cond:
+                self._writing.pop(name, None)
+            ready.add(name)
+        elif isinstance(event, (FileCreatedEvent, FileModifiedEvent)):
+            with self._cond:
+                self._writing[name] = time.monotonic() + self.settle
+                self._cond.notify_all()
+            return
+        if ready:
+            self.on_ready(ready)
+
+    def _settle_loop(self) -> None:
+        """Report files that stayed unchanged for the settle interval without a close."""
+        with self._cond:
+            while not self._stopping:
+                now = time.monotonic()
+                due = set() if self.has_close_events else {
+                    n for n, deadline in self._writing.items() if deadline <= now}
+                for n in due:
+                    del self._writing[n]
+                if due:
+                    self._cond.release()
+                    try:
+                        log.debug("settled without close: %s", ", ".join(sorted(due)))
+                        self.on_ready(due)
+                    finally:
+                        self._cond.acquire()
+                    continue
+                pending = () if self.has_close_events else self._writing.values()
+                wait = min(pending, default=now + 3600) - now
+                self._cond.wait(timeout=max(wait, 0.01))

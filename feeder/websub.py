@@ -1,0 +1,89 @@
+"""WebSub publish pings: queued in the store, sent through an injected httpx client, retried.
+
+Per the W3C WebSub Recommendation, publishing to a hub is hub-specific; the widely used form
+is a POST of ``hub.mode=publish`` with the topic URL. Hubs differ in which field they read
+(Google's reads ``hub.url``, Flask-WebSub requires ``hub.topic``), so both are sent.
+A ping that fails is retried with exponential backoff and jitter; pings wait in the store,
+so a restart loses none, and several changes to one topic collapse into one ping.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import time
+from collections.abc import Callable
+
+import httpx
+
+from .errors import PublishError
+from .store import Store
+
+log = logging.getLogger("feeder")
+
+USER_AGENT = "feeder (WebSub publisher)"
+MAX_BACKOFF = 3600.0
+
+
+def ping(client: httpx.Client, hub: str, topic: str) -> None:
+    """POST one publish ping; raise PublishError unless the hub answers 2xx."""
+    try:
+        response = client.post(
+            hub, data={"hub.mode": "publish", "hub.url": topic, "hub.topic": topic}
+        )
+    except httpx.TimeoutException:
+        raise PublishError(hub, "timed out") from None
+    except httpx.HTTPError as exc:
+        raise PublishError(hub, f"{type(exc).__name__}: {exc}") from None
+    if not 200 <= response.status_code < 300:
+        body = response.text[:200].strip().replace("\n", " ")
+        raise PublishError(hub, f"HTTP {response.status_code} {body}".strip())
+
+
+def make_client(timeout: float) -> httpx.Client:
+    return httpx.Client(timeout=timeout, headers={"User-Agent": USER_AGENT},
+                        follow_redirects=False)
+
+
+class Pinger:
+    """Sends the pings that are due, records each result, and says when to come back."""
+
+    def __init__(self, store: Store, client: httpx.Client, *, max_attempts: int = 10,
+                 backoff: float = 2.0, clock: Callable[[], float] = time.time,
+                 jitter: Callable[[], float] = random.random) -> None:
+        self.store, self.client = store, client
+        self.max_attempts, self.backoff = max_attempts, backoff
+        self.clock, self.jitter = clock, jitter
+
+    def delay(self, attempts: int) -> float:
+        """Seconds before try number ``attempts + 1``: exponential, with 50–150 % jitter."""
+        return min(self.backoff * 2 ** max(attempts - 1, 0), MAX_BACKOFF) * (0.5 + self.jitter())
+
+    def run_due(self) -> float | None:
+        """Send every due ping once; return the time of the next one still pending."""
+        now = self.clock()
+        for p in self.store.pending_pings():
+            if p.next_try > now:
+                continue
+            when = dt.datetime.fromtimestamp(self.clock(), dt.UTC)
+            try:
+                ping(self.client, p.hub, p.topic)
+            except PublishError as exc:
+                attempts = p.attempts + 1
+                self.store.hub_result(p.hub, False, exc.reason, when)
+                if attempts >= self.max_attempts:
+                    self.store.ping_done(p.hub, p.topic)
+                    log.error("gave up pinging %s for %s after %d attempts: %s",
+                              p.hub, p.topic, attempts, exc.reason)
+                    continue
+                wait = self.delay(attempts)
+                self.store.ping_failed(p.hub, p.topic, self.clock() + wait, exc.reason)
+                log.warning("ping %s for %s failed (attempt %d): %s; retrying in %.1f s",
+                            p.hub, p.topic, attempts, exc.reason, wait)
+            else:
+                self.store.ping_done(p.hub, p.topic)
+                self.store.hub_result(p.hub, True, "accepted", when)
+                log.info("pinged %s for %s", p.hub, p.topic)
+        pending = self.store.pending_pings()
+        return min((p.next_try for p in pending), default=None)

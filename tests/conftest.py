@@ -1,0 +1,90 @@
+"""Shared fixtures: a temporary site (seeds, output, state) and a seed writer."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from feeder import config as config_mod
+from feeder.builder import Builder, BuildReport
+from feeder.store import Store
+
+REPO = Path(__file__).resolve().parent.parent
+REAL_SEED = REPO.parent / "shared" / "seed-format" / "000_d53b54a01c1a6f6f.txt"
+
+
+def seed_bytes(date: str, body: str) -> bytes:
+    return f" date {date} {body}".encode()
+
+
+class Site:
+    """A seeds folder, an output folder and a state file under tmp_path, built in-process."""
+
+    def __init__(self, root: Path, **settings: object) -> None:
+        self.root = root
+        self.seeds = root / "seeds"
+        self.out = root / "public"
+        self.seeds.mkdir(parents=True, exist_ok=True)
+        settings.setdefault("base_url", "http://127.0.0.1:8080/")
+        self.config = config_mod.load(None, env={}, seeds=self.seeds, out=self.out,
+                                      state=root / "state.sqlite3", **settings)
+        self.store = Store(self.config.state)
+        self.now = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
+
+    def clock(self) -> dt.datetime:
+        return self.now
+
+    def write(self, name: str, date: str = "2025-12-28", body: str = "Hello world. More.") -> Path:
+        path = self.seeds / name
+        path.write_bytes(seed_bytes(date, body))
+        return path
+
+    def builder(self, **kw: object) -> Builder:
+        return Builder(self.config, self.store, clock=self.clock, progress=False, **kw)
+
+    def build(self, names: set[str] | None = None, force: bool = False) -> BuildReport:
+        return self.builder().build(names, force=force)
+
+    def read(self, rel: str) -> bytes:
+        return (self.out / rel).read_bytes()
+
+    def close(self) -> None:
+        self.store.close()
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    s = Site(tmp_path)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def make_site(tmp_path: Path) -> Iterator[Callable[..., Site]]:
+    sites: list[Site] = []
+
+    def make(**settings: object) -> Site:
+        s = Site(tmp_path / f"site{len(sites)}", **settings)
+        sites.append(s)
+        return s
+
+    yield make
+    for s in sites:
+        s.close()
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    """Fail a test that leaves non-daemon threads running (as watchdog's own suite does)."""
+    before = set(threading.enumerate())
+    yield
+    leaked = [t for t in threading.enumerate()
+              if t not in before and t.is_alive() and not t.daemon]
+    for t in leaked:
+        t.join(timeout=5)
+    leaked = [t for t in leaked if t.is_alive()]
+    assert not leaked, f"leaked threads: {leaked}"

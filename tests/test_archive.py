@@ -1,0 +1,103 @@
+"""RFC 5005 paged archives: every entry in exactly one document, links chained both ways."""
+
+from __future__ import annotations
+
+import feedparser
+from lxml import etree
+
+from .conftest import Site
+
+ATOM = "{http://www.w3.org/2005/Atom}"
+FH = "{http://purl.org/syndication/history/1.0}"
+BASE = "http://127.0.0.1:8080/"
+
+
+def links(site: Site, rel_path: str) -> dict[str, str]:
+    root = etree.fromstring(site.read(rel_path))
+    return {e.get("rel"): e.get("href").removeprefix(BASE) for e in root.iter(f"{ATOM}link")
+            if e.getparent() is root or e.getparent().tag == "channel"}
+
+
+def entry_ids(site: Site, rel_path: str) -> list[str]:
+    feed = feedparser.parse(site.read(rel_path))
+    assert feed.bozo == 0
+    return [e.id for e in feed.entries]
+
+
+def check_archives(site: Site, total: int, kind: str = "atom") -> int:
+    current = f"{kind}.xml"
+    seen = entry_ids(site, current)
+    pages = 0
+    prev = links(site, current).get("prev-archive")
+    newer = current
+    while prev:
+        pages += 1
+        page_links = links(site, prev)
+        root = etree.fromstring(site.read(prev))
+        marker = root.find(f"{FH}archive") if kind == "atom" else root.find(f"channel/{FH}archive")
+        assert marker is not None, prev
+        assert page_links["current"] == current
+        assert page_links["self"] == prev
+        if newer != current:
+            assert page_links["next-archive"] == newer
+        else:
+            assert "next-archive" not in page_links
+        seen += entry_ids(site, prev)
+        newer, prev = prev, page_links.get("prev-archive")
+    assert len(seen) == len(set(seen)) == total
+    return pages
+
+
+def test_archives_partition_and_chain(make_site) -> None:  # noqa: ANN001
+    site = make_site(max_entries=3, archive_size=2)
+    for day in range(1, 11):
+        site.write(f"{day:03d}_a.txt", f"2025-12-{day:02d}", f"Day {day}. Text.")
+    report = site.build()
+    assert check_archives(site, 10) == 4
+    assert check_archives(site, 10, "rss") == 4
+    assert "archive/atom-4.xml" in report.written
+    # page 1 holds the two oldest entries
+    assert [e.split(":")[-1] for e in entry_ids(site, "archive/atom-1.xml")] == ["002_a", "001_a"]
+
+    # a new newest entry moves one entry into the last, partial page: only that page changes
+    site.write("011_a.txt", "2025-12-11", "Day 11. Text.")
+    report = site.build()
+    archive_writes = sorted(p for p in report.written if p.startswith("archive/"))
+    assert archive_writes == ["archive/atom-4.xml", "archive/rss-4.xml"]
+    assert check_archives(site, 11) == 4
+
+    # the next one opens page 5, and page 4 gains its next-archive link
+    site.write("012_a.txt", "2025-12-12", "Day 12. Text.")
+    report = site.build()
+    archive_writes = sorted(p for p in report.written if p.startswith("archive/"))
+    assert archive_writes == ["archive/atom-4.xml", "archive/atom-5.xml",
+                              "archive/rss-4.xml", "archive/rss-5.xml"]
+    assert check_archives(site, 12) == 5
+
+    # deleting the oldest shifts every page; the surplus page disappears later
+    (site.seeds / "001_a.txt").unlink()
+    site.build()
+    assert check_archives(site, 11) == 4
+    assert not (site.out / "archive" / "atom-5.xml").exists()
+
+
+def test_backdated_seed_rewrites_from_its_page(make_site) -> None:  # noqa: ANN001
+    site = make_site(max_entries=2, archive_size=2)
+    for day in range(2, 12):
+        site.write(f"{day:03d}_a.txt", f"2025-12-{day:02d}", f"Day {day}. Text.")
+    site.build()
+    site.write("001_a.txt", "2025-12-01", "Day 1. Text.")
+    report = site.build()
+    assert "archive/atom-1.xml" in report.written
+    assert check_archives(site, 11) == 5
+
+
+def test_missing_archive_page_is_restored_by_a_full_build(make_site) -> None:  # noqa: ANN001
+    site = make_site(max_entries=2, archive_size=2)
+    for day in range(1, 9):
+        site.write(f"{day:03d}_a.txt", f"2025-12-{day:02d}", f"Day {day}. Text.")
+    site.build()
+    (site.out / "archive" / "rss-2.xml").unlink()
+    report = site.build()
+    assert "archive/rss-2.xml" in report.written
+    assert check_archives(site, 8, "rss") == 3

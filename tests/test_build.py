@@ -1,0 +1,215 @@
+"""feeder build, in-process: the store, the renderer and the output folder together."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import feedparser
+import pytest
+from lxml import etree
+
+from .conftest import REAL_SEED, Site
+
+ATOM = "{http://www.w3.org/2005/Atom}"
+
+
+def parsed(site: Site, rel: str) -> feedparser.FeedParserDict:
+    result = feedparser.parse(site.read(rel))
+    assert result.bozo == 0, result.get("bozo_exception")
+    return result
+
+
+def ids(site: Site, rel: str = "atom.xml") -> list[str]:
+    return [e.id for e in parsed(site, rel).entries]
+
+
+def test_real_seed_in_all_three_feeds(site: Site) -> None:
+    (site.seeds / REAL_SEED.name).write_bytes(REAL_SEED.read_bytes())
+    report = site.build()
+    assert report.added == [REAL_SEED.name]
+    for rel in ("atom.xml", "rss.xml"):
+        feed = parsed(site, rel)
+        (entry,) = feed.entries
+        assert entry.published_parsed[:3] == (2025, 12, 28)
+        assert entry.title.startswith("Nel contesto del conflitto ucraino")
+        assert "Il ruolo della Corea del Nord nel conflitto" in entry.content[0].value
+    atom = etree.fromstring(site.read("atom.xml"))
+    assert atom.find(f"{ATOM}entry").get("{http://www.w3.org/XML/1998/namespace}lang") == "it"
+    doc = json.loads(site.read("feed.json"))
+    assert doc["version"] == "https://jsonfeed.org/version/1.1"
+    assert doc["authors"] and doc["language"] == "en"
+    (item,) = doc["items"]
+    assert item["language"] == "it"
+    assert item["date_published"].startswith("2025-12-28")
+    assert item["id"] == "tag:127.0.0.1,2025:000_d53b54a01c1a6f6f"
+    assert (site.out / "entries" / "000_d53b54a01c1a6f6f.html").exists()
+
+
+def test_building_twice_rewrites_nothing(site: Site) -> None:
+    for i in range(5):
+        site.write(f"{i:03d}_a.txt", f"2025-12-0{i + 1}", f"Article {i}. Body text here.")
+    first = site.build()
+    assert "atom.xml" in first.written and len(first.written) >= 9
+    stamps = {p: p.stat().st_mtime_ns for p in site.out.rglob("*")}
+    second = site.build()
+    assert second.written == [] and second.changed_feeds == []
+    assert second.unchanged == 5 and not second.added and not second.changed
+    assert {p: p.stat().st_mtime_ns for p in site.out.rglob("*")} == stamps
+
+
+def test_feeds_newest_first_limited_and_linked(make_site) -> None:  # noqa: ANN001
+    site = make_site(max_entries=3, hubs=["http://127.0.0.1:9/hub"])
+    for i in range(5):
+        site.write(f"{i:03d}_a.txt", f"2025-12-0{i + 1}", f"Article number {i}. Body.")
+    site.build()
+    feed = parsed(site, "atom.xml")
+    assert [e.title for e in feed.entries] == [f"Article number {i}" for i in (4, 3, 2)]
+    rels = {(link.rel, link.href) for link in feed.feed.links}
+    assert ("self", "http://127.0.0.1:8080/atom.xml") in rels
+    assert ("hub", "http://127.0.0.1:9/hub") in rels
+    assert ("alternate", "http://127.0.0.1:8080/") in rels
+    rss = etree.fromstring(site.read("rss.xml"))
+    links = {(e.get("rel"), e.get("href")) for e in rss.iter(f"{ATOM}link")}
+    assert ("hub", "http://127.0.0.1:9/hub") in links
+    assert ("self", "http://127.0.0.1:8080/rss.xml") in links
+    assert rss.findtext("channel/link") == "http://127.0.0.1:8080/"
+    assert json.loads(site.read("feed.json"))["hubs"] == [
+        {"type": "WebSub", "url": "http://127.0.0.1:9/hub"}]
+    for e in feed.entries:
+        assert e.link.startswith("http://127.0.0.1:8080/entries/")
+        assert (site.out / e.link.removeprefix("http://127.0.0.1:8080/")).exists()
+    index = site.read("index.html").decode()
+    for kind in ('application/atom+xml', 'application/rss+xml', 'application/feed+json'):
+        assert f'rel="alternate" type="{kind}"' in index
+
+
+def test_edit_changes_updated_not_id_and_delete_removes(site: Site) -> None:
+    path = site.write("001_x.txt", "2025-12-01", "First version. Text.")
+    site.build()
+    (before,) = parsed(site, "atom.xml").entries
+    assert before.updated == before.published
+    site.now = site.now.replace(hour=13)
+    path.write_bytes(b" date 2025-12-01 Second version. Text.")
+    report = site.build()
+    assert report.changed == ["001_x.txt"]
+    (after,) = parsed(site, "atom.xml").entries
+    assert after.id == before.id
+    assert after.title == "Second version"
+    assert after.updated_parsed[:4] == (2026, 11, 27, 13)
+    assert after.published == before.published
+    # rebuilding the unchanged seed keeps the dates
+    site.now = site.now.replace(hour=14)
+    site.build()
+    assert parsed(site, "atom.xml").entries[0].updated == after.updated
+    path.unlink()
+    report = site.build()
+    assert report.removed == ["001_x.txt"]
+    assert parsed(site, "atom.xml").entries == []
+    assert not (site.out / "entries" / "001_x.html").exists()
+
+
+def test_bad_seed_is_reported_and_good_ones_stay(site: Site) -> None:
+    site.write("001_good.txt", "2025-12-01", "A good one. Text.")
+    bad = site.seeds / "002_bad.txt"
+    bad.write_bytes(b"no header here, just text.")
+    report = site.build()
+    assert [n for n, _ in report.rejected] == ["002_bad.txt"]
+    assert "no 'date YYYY-MM-DD' header" in report.rejected[0][1]
+    assert len(ids(site)) == 1
+    assert site.store.rejected() == [("002_bad.txt", report.rejected[0][1])]
+    again = site.build()
+    assert again.rejected == []  # reported once, not on every pass
+    bad.write_bytes(b" date 2025-12-02 Fixed now. Text.")
+    fixed = site.build()
+    assert fixed.added == ["002_bad.txt"] and site.store.rejected() == []
+    assert len(ids(site)) == 2
+
+
+def test_touch_without_change_is_not_renormalized(site: Site) -> None:
+    path = site.write("001_x.txt")
+    site.build()
+    os.utime(path, ns=(1, 1))
+    report = site.build()
+    assert report.unchanged == 1 and not report.changed and report.written == []
+    assert site.store.fingerprint("001_x.txt").mtime_ns == 1
+
+
+def test_future_seed_is_held_back_until_due(site: Site) -> None:
+    site.write("001_now.txt", "2025-12-01", "Now. Text.")
+    site.write("002_later.txt", "2026-12-01", "Later. Text.")
+    report = site.build()
+    assert len(ids(site)) == 1
+    assert [n for n, _ in report.scheduled] == ["002_later.txt"]
+    site.now = site.now.replace(year=2027)
+    site.build(names=set())
+    assert len(ids(site)) == 2
+
+
+def test_implausible_dates_rejected(site: Site) -> None:
+    site.write("001_far.txt", "2031-01-01", "Far future. Text.")
+    site.write("002_old.txt", "1850-01-01", "Old. Text.")
+    reasons = dict(site.build().rejected)
+    assert "days ahead" in reasons["001_far.txt"]
+    assert "before 1900" in reasons["002_old.txt"]
+
+
+def test_duplicate_stem_is_rejected(make_site) -> None:  # noqa: ANN001
+    site = make_site(extensions=[".txt", ".text"])
+    site.write("001_x.txt", body="One. Text.")
+    site.write("001_x.text", body="Two. Text.")
+    report = site.build()
+    assert len(ids(site)) == 1
+    ((name, reason),) = report.rejected
+    assert "same entry id" in reason
+
+
+def test_symlinks(site: Site, tmp_path) -> None:  # noqa: ANN001
+    outside = tmp_path / "passwd.txt"
+    outside.write_bytes(b" date 2025-12-01 Secret stuff. Text.")
+    inside = site.write("001_real.txt", body="Inside. Text.")
+    (site.seeds / "002_link.txt").symlink_to(inside)
+    (site.seeds / "003_evil.txt").symlink_to(outside)
+    (site.seeds / "004_loop.txt").symlink_to(site.seeds / "004_loop.txt")
+    reasons = dict(site.build().rejected)
+    assert reasons["003_evil.txt"] == "symlink points outside the seeds folder"
+    assert "loop" in reasons["004_loop.txt"]
+    titles = [e.title for e in parsed(site, "atom.xml").entries]
+    assert titles == ["Inside", "Inside"]
+    assert b"Secret" not in site.read("atom.xml")
+
+
+def test_crash_leftovers_never_served(site: Site) -> None:
+    from feeder import output
+
+    site.write("001_x.txt")
+    site.build()
+    (site.out / ".atom.xml.123.tmp").write_bytes(b"<half")
+    assert output.sweep_temp_files(site.out) == 1
+    assert not list(site.out.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("text", ["<script>alert(1)</script>", "a ]]> b", "AT&amp;T & co"])
+def test_markup_in_seed_is_text_everywhere(site: Site, text: str) -> None:
+    site.write("001_x.txt", body=f"Title here. {text} end.\n\nMore {text}.")
+    site.build()
+    for rel in ("atom.xml", "rss.xml"):
+        entry = parsed(site, rel).entries[0]
+        assert entry.summary_detail.type == "text/html" and "<script>" not in entry.summary
+        assert text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") in (
+            entry.content[0].value)
+    item = json.loads(site.read("feed.json"))["items"][0]
+    assert text in item["summary"]
+    page = site.read("entries/001_x.html").decode()
+    assert "<script>alert" not in page
+
+
+def test_file_name_that_is_not_utf8_is_rejected_once(site: Site) -> None:
+    site.write("001_ok.txt")
+    raw = os.path.join(os.fsencode(site.seeds), b"caf\xe9.txt")
+    with open(raw, "wb") as fh:
+        fh.write(b" date 2025-12-01 Caf\xc3\xa9 text. More.")
+    report = site.build()
+    assert report.rejected == [("caf\\xe9.txt", "file name is not valid UTF-8: rename the file")]
+    assert site.build().rejected == []
+    assert len(ids(site)) == 1
