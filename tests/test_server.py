@@ -237,6 +237,23 @@ def test_identity_when_gzip_not_acceptable(client: httpx.Client, ae: str | None)
     assert not r.headers["etag"].endswith('-gz"')
 
 
+@pytest.mark.parametrize("path", ["/atom.xml", "/rss.xml", "/feed.json", "/archive/atom-1.xml"])
+def test_hub_fetching_with_python_requests_gets_identity(client: httpx.Client, path: str) -> None:
+    """Flask-WebSub asks for gzip via python-requests, then forwards Content-Encoding."""
+    hub = {"Accept-Encoding": "gzip, deflate", "User-Agent": "python-requests/2.32.3"}
+    r, raw = get_raw(client, path, **hub)
+    assert "content-encoding" not in r.headers
+    assert raw == FILES[path[1:]]
+    r304 = client.get(path, headers={**hub, "If-None-Match": r.headers["etag"]})
+    assert r304.status_code == 304 and r304.headers["etag"] == r.headers["etag"]
+
+
+def test_python_requests_still_gets_gzip_pages(client: httpx.Client) -> None:
+    hub = {"Accept-Encoding": "gzip", "User-Agent": "python-requests/2.32.3"}
+    r, _ = get_raw(client, "/entries/hello-world.html", **hub)
+    assert r.headers["content-encoding"] == "gzip"
+
+
 def test_stale_gzip_sibling_is_not_served(client: httpx.Client, out: Path) -> None:
     """The core replaces X.gz before X: a .gz of another version must be detected."""
     new_body = ATOM_BODY.replace(b"caf", b"tea")
