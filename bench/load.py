@@ -88,7 +88,8 @@ def write_synthetic(out: Path) -> None:
             path.with_name(path.name + ".gz").write_bytes(gzip.compress(data, 9, mtime=0))
 
 
-def nginx_conf(out: Path, port: int, workdir: Path, base_url: str) -> str:
+def nginx_conf(out: Path, port: int, workdir: Path, base_url: str,
+               open_file_cache: bool = False) -> str:
     block = (ROOT / "config" / "nginx.conf").read_text()
     block = (block.replace("@@SERVER_NAME@@", "localhost").replace("@@OUT_DIR@@", str(out))
              .replace("@@BASE_URL@@", base_url).replace("@@HUB_URL@@", HUB))
@@ -107,6 +108,7 @@ http {{
     sendfile on;
     tcp_nopush on;
     keepalive_requests 1000000;
+{"open_file_cache max=10000 inactive=30s; open_file_cache_valid 1s;" if open_file_cache else ""}
 {temps}
 {block}
 }}
@@ -200,6 +202,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3,
                         help="runs per case and server, alternating servers; the best counts")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--open-file-cache", action="store_true",
+                        help="let nginx cache open descriptors and stat results too")
     parser.add_argument("--check-headers", action="store_true",
                         help="only check nginx's and feeder's headers, no load")
     args = parser.parse_args()
@@ -217,7 +221,8 @@ def main() -> None:
                 "make_server; make_server(create_app(Path(sys.argv[1]), base_url=sys.argv[2], "
                 "hubs=[sys.argv[3]]), port=int(sys.argv[4])).run()")
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        (work / "nginx.conf").write_text(nginx_conf(out, theirs, work, base_url))
+        (work / "nginx.conf").write_text(nginx_conf(out, theirs, work, base_url,
+                                                        args.open_file_cache))
         procs = [
             subprocess.Popen([sys.executable, "-c", code, str(out), base_url, HUB, str(ours)],
                              env=env),
@@ -235,7 +240,8 @@ def main() -> None:
             tool = "wrk -t1" if shutil.which("wrk") else "httpx"
             stack = ", ".join(f"{m} {'yes' if importlib.util.find_spec(m) else 'no'}"
                               for m in ("httptools", "uvloop"))
-            print(f"\nfeeder: uvicorn ({stack}); nginx: 1 worker, sendfile on")
+            cache = ", open_file_cache" if args.open_file_cache else ""
+            print(f"\nfeeder: uvicorn ({stack}); nginx: 1 worker, sendfile on{cache}")
             print(f"\n/atom.xml: {size} bytes; best of {args.repeat} runs of {args.duration:g} s, "
                   f"{args.connections} connections, {tool}")
             print(f"{'case':24} {'feeder req/s':>13} {'nginx req/s':>12} {'nginx/feeder':>13}")

@@ -254,7 +254,11 @@ async def _simple(send: Send, status: int, body: bytes, ctype: bytes, head: bool
 def create_app(out_dir: Path, *, base_url: str, hubs: Sequence[str] = (), max_age: int = 60,
                health: Callable[[], tuple[bool, dict]] | None = None,
                cache_bytes: int = _DEFAULT_CACHE_BYTES) -> ASGIApp:
-    """Build the ASGI app serving ``out_dir``; ``base_url`` ends with "/" (rel=self links)."""
+    """Build the ASGI app serving ``out_dir``; ``base_url`` ends with "/" (rel=self links).
+
+    ``health`` is called on the event loop for each ``/healthz``: keep it cheap.
+    ``cache_bytes`` bounds the in-memory copies of file versions (bodies plus gzip bodies).
+    """
     if not base_url.endswith("/"):
         raise ValueError(f"base_url must end with '/': {base_url!r}")
     cache_headers = [(b"cache-control", f"public, max-age={max_age}".encode()),
