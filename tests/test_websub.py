@@ -332,3 +332,34 @@ def test_pending_pings_survive_reopening_the_store(tmp_path: Path) -> None:
     finally:
         again.close()
 
+
+
+def test_a_change_during_an_in_flight_ping_is_not_lost(tmp_path: Path) -> None:
+    """The rebuild thread queues a ping (its own connection) while the pinger's request to
+    the same hub and topic is in flight: the hub may already have fetched the old feed, so
+    the new change needs a ping of its own after this one."""
+    path = tmp_path / "state.sqlite3"
+    clock = Clock()
+    pinger_store, rebuild_store = Store(path), Store(path)
+    try:
+        rebuild_store.add_pings([HUB], [TOPIC], clock.now)
+        calls = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            calls.append(request)
+            if len(calls) == 1:
+                rebuild_store.add_pings([HUB], [TOPIC], clock.now + 0.5)
+            return httpx.Response(202)
+
+        pinger = make_pinger(pinger_store, handler, clock)
+        with pinger.client:
+            next_try = pinger.run_due()
+            assert [(p.hub, p.topic) for p in pinger_store.pending_pings()] == [(HUB, TOPIC)]
+            assert next_try is not None
+            clock.now = next_try
+            assert pinger.run_due() is None
+        assert len(calls) == 2
+        assert pinger_store.pending_pings() == []
+    finally:
+        pinger_store.close()
+        rebuild_store.close()
