@@ -87,14 +87,11 @@ def test_ping_posts_publish_form_with_hub_url_and_hub_topic() -> None:
     assert form(request) == {"hub.mode": ["publish"], "hub.url": [TOPIC], "hub.topic": [TOPIC]}
 
 
-def test_make_client_sends_feeder_user_agent() -> None:
-    seen: list[httpx.Request] = []
-    client = websub.make_client(5.0)
-    client._transport = httpx.MockTransport(lambda r: seen.append(r) or httpx.Response(202))
-    with client:
-        websub.ping(client, HUB, TOPIC)
-    assert seen[0].headers["user-agent"] == websub.USER_AGENT
-    assert client.timeout == httpx.Timeout(5.0)
+def test_make_client_names_feeder_and_does_not_follow_redirects() -> None:
+    with websub.make_client(5.0) as client:
+        assert client.headers["user-agent"] == websub.USER_AGENT
+        assert client.timeout == httpx.Timeout(5.0)
+        assert client.follow_redirects is False
 
 
 @pytest.mark.parametrize("status", [200, 202, 204, 299])
