@@ -312,11 +312,16 @@ class Store:
 
     # -- pings -----------------------------------------------------------------------------
     def add_pings(self, hubs: Iterable[str], topics: Iterable[str], now: float) -> None:
-        """Queue a publish ping per (hub, topic); one already pending absorbs the new one."""
+        """Queue a publish ping per (hub, topic); one already pending absorbs the new one.
+
+        ``since`` becomes the time of the newest change, so that ``ping_done`` can tell a
+        ping that was sent from one queued again while it was in flight.
+        """
         since = dt.datetime.fromtimestamp(now, dt.UTC).isoformat()
         self.db.executemany(
             "INSERT INTO pings (hub, topic, since, attempts, next_try) VALUES (?, ?, ?, 0, ?)"
-            " ON CONFLICT (hub, topic) DO UPDATE SET next_try = min(next_try, excluded.next_try)",
+            " ON CONFLICT (hub, topic) DO UPDATE SET next_try = min(next_try, excluded.next_try),"
+            " since = max(since, excluded.since)",
             [(h, t, since, now) for h in hubs for t in topics],
         )
 
@@ -327,8 +332,13 @@ class Store:
         )
         return [Pending(*r) for r in rows]
 
-    def ping_done(self, hub: str, topic: str) -> None:
-        self.db.execute("DELETE FROM pings WHERE hub = ? AND topic = ?", (hub, topic))
+    def ping_done(self, hub: str, topic: str, since: str | None = None) -> None:
+        """Forget a ping; with ``since``, only if no change was queued after that one."""
+        if since is None:
+            self.db.execute("DELETE FROM pings WHERE hub = ? AND topic = ?", (hub, topic))
+        else:
+            self.db.execute("DELETE FROM pings WHERE hub = ? AND topic = ? AND since = ?",
+                            (hub, topic, since))
 
     def ping_failed(self, hub: str, topic: str, next_try: float, error: str) -> None:
         self.db.execute(

@@ -73,7 +73,7 @@ class Pinger:
                 attempts = p.attempts + 1
                 self.store.hub_result(p.hub, False, exc.reason, when)
                 if attempts >= self.max_attempts:
-                    self.store.ping_done(p.hub, p.topic)
+                    self.store.ping_done(p.hub, p.topic, p.since)
                     log.error("gave up pinging %s for %s after %d attempts: %s",
                               p.hub, p.topic, attempts, exc.reason)
                     continue
@@ -82,7 +82,9 @@ class Pinger:
                 log.warning("ping %s for %s failed (attempt %d): %s; retrying in %.1f s",
                             p.hub, p.topic, attempts, exc.reason, wait)
             else:
-                self.store.ping_done(p.hub, p.topic)
+                # A change queued while this ping was in flight stays pending: the hub may
+                # have fetched the topic before that change was written.
+                self.store.ping_done(p.hub, p.topic, p.since)
                 self.store.hub_result(p.hub, True, "accepted", when)
                 log.info("pinged %s for %s", p.hub, p.topic)
         pending = self.store.pending_pings()
