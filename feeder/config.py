@@ -65,7 +65,7 @@ class Config:
     max_age: int = 60
     # [websub]
     hubs: tuple[str, ...] = ()
-    ping_timeout: float = 10.0
+    ping_timeout: float = 4.0  # short enough that shutdown never waits long on a hung hub
     ping_max_attempts: int = 10
     ping_backoff: float = 2.0
     # [daemon]

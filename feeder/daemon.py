@@ -197,7 +197,8 @@ class Daemon:
         self.builder = Builder(new, self.store, busy=self.watcher.busy, settle=new.settle,
                                progress=False)
         self.pinger.max_attempts, self.pinger.backoff = new.ping_max_attempts, new.ping_backoff
-        self.ping_store.drop_pings_except(new.hubs)
+        with Store(new.state) as store:  # own connection: the ping thread uses ping_store
+            store.drop_pings_except(new.hubs)
         from .server import create_app
 
         self.app = create_app(new.out, base_url=new.base_url, hubs=new.hubs,
@@ -210,6 +211,7 @@ class Daemon:
         log.info("stopping")
         self.watcher.stop()
         self.builder.cancel.set()
+        self.pinger.stopping.set()  # a ping in flight ends within ping_timeout
         self.scheduler.shutdown()
         if self.server is not None:
             self.server.should_exit = True

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 
@@ -55,6 +56,7 @@ class Pinger:
         self.store, self.client = store, client
         self.max_attempts, self.backoff = max_attempts, backoff
         self.clock, self.jitter = clock, jitter
+        self.stopping = threading.Event()  # set at shutdown: send nothing more
 
     def delay(self, attempts: int) -> float:
         """Seconds before try number ``attempts + 1``: exponential, with 50–150 % jitter."""
@@ -64,6 +66,8 @@ class Pinger:
         """Send every due ping once; return the time of the next one still pending."""
         now = self.clock()
         for p in self.store.pending_pings():
+            if self.stopping.is_set():
+                return None  # still pending in the store: sent after the next start
             if p.next_try > now:
                 continue
             when = dt.datetime.fromtimestamp(self.clock(), dt.UTC)
