@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import queue
 import threading
+from collections.abc import Callable
 
 import pytest
 
@@ -23,11 +25,14 @@ class Recorder:
         self.release = threading.Event()
         self.release.set()
         self.fail_times = 0
+        self.after: Callable[[], object] | None = None  # run at the end, like the daemon's
 
     def __call__(self, names: set[str] | None) -> None:
         self.started.set()
         self.calls.put(None if names is None else set(names))
         assert self.release.wait(TIMEOUT)
+        if self.after is not None:
+            self.after()
         if self.fail_times:
             self.fail_times -= 1
             raise RuntimeError("disk full (test)")
@@ -55,7 +60,8 @@ def make_scheduler():
 
     yield make
     for s in made:
-        s.shutdown()
+        if s._aps.running:
+            s.shutdown()
 
 
 def test_notifications_within_the_debounce_make_one_rebuild(make_scheduler):
@@ -133,3 +139,23 @@ def test_back_to_back_rebuilds_are_never_lost(make_scheduler):
             got = rebuild.next()
             assert got is not None
             seen |= got
+
+
+def test_shutdown_waits_for_a_rebuild_that_schedules_more_work(make_scheduler):
+    """APScheduler's shutdown(wait=True) holds its job-store lock while the running job
+    finishes; a job that adds a job then (a follow-up rebuild, the timed-publish job) must
+    not deadlock the shutdown."""
+    rebuild = Recorder()
+    rebuild.release.clear()
+    s = make_scheduler(rebuild, debounce=0.05)
+    s.notify({"a.txt"})
+    assert rebuild.started.wait(TIMEOUT)
+    s.notify({"b.txt"})  # pending: the running rebuild schedules a follow-up as it ends
+    stopper = threading.Thread(target=s.shutdown, daemon=True)
+    stopper.start()
+    stopper.join(0.2)
+    assert stopper.is_alive()  # waiting for the running rebuild, as it should
+    rebuild.after = lambda: s.publish_at(dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+    rebuild.release.set()
+    stopper.join(TIMEOUT)
+    assert not stopper.is_alive(), "Scheduler.shutdown() deadlocked"
