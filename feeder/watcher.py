@@ -7,7 +7,9 @@ written is never reported half-written. Hidden and temporary files are ignored.
 
 With inotify (Linux) every writer's close is reported, even a crashed one's, so a file that is
 still open for writing is simply waited for; the settle interval is the fallback for
-observers without close events (polling, some network filesystems).
+observers without close events (polling, some network filesystems). A file moved (or
+hard-linked) in from another folder is reported by inotify as a creation that is never
+opened nor closed: one not opened within ``MOVED_IN_GRACE`` seconds of its creation is ready.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ from .builder import is_candidate
 
 log = logging.getLogger("feeder")
 
+# inotify queues a creating open()'s IN_CREATE and IN_OPEN in the same syscall, so the open
+# follows the creation at once; a creation with no open after this long was a move or link.
+MOVED_IN_GRACE = 0.1
+
 
 class Watcher(FileSystemEventHandler):
     def __init__(self, folder: Path, extensions: tuple[str, ...],
@@ -47,6 +53,7 @@ class Watcher(FileSystemEventHandler):
         self.on_ready = on_ready
         self.settle = settle
         self._writing: dict[str, float] = {}  # name -> deadline (monotonic)
+        self._unopened: set[str] = set()  # created, no open seen yet: maybe moved in
         self._cond = threading.Condition()
         self._stopping = False
         self._observer: Observer | None = None
@@ -60,9 +67,9 @@ class Watcher(FileSystemEventHandler):
         self.lost.clear()
         observer = Observer()
         observer.schedule(self, self.folder, recursive=False)
+        self.has_close_events = type(observer).__name__ == "InotifyObserver"
         observer.start()
         self._observer = observer
-        self.has_close_events = type(observer).__name__ == "InotifyObserver"
         if self._timer is None:
             self._timer = threading.Thread(target=self._settle_loop, name="feeder-settle",
                                            daemon=True)
@@ -107,7 +114,13 @@ class Watcher(FileSystemEventHandler):
         return name if is_candidate(name, self.extensions) else None
 
     def dispatch(self, event: FileSystemEvent) -> None:  # noqa: C901 - one switch on the kind
-        if isinstance(event, (FileOpenedEvent, FileClosedNoWriteEvent)):
+        if isinstance(event, FileClosedNoWriteEvent):
+            return
+        if isinstance(event, FileOpenedEvent):
+            name = self._name(event.src_path)
+            if name is not None:
+                with self._cond:
+                    self._unopened.discard(name)
             return
         if isinstance(event, (DirDeletedEvent, DirMovedEvent)):
             if os.fsdecode(event.src_path).rstrip("/") == self.folder:
@@ -124,29 +137,43 @@ class Watcher(FileSystemEventHandler):
             with self._cond:
                 for n in ready:
                     self._writing.pop(n, None)
+                    self._unopened.discard(n)
         elif name is None:
             return
         elif isinstance(event, (FileClosedEvent, FileDeletedEvent)):
             with self._cond:
                 self._writing.pop(name, None)
+                self._unopened.discard(name)
             ready.add(name)
-        elif isinstance(event, (FileCreatedEvent, FileModifiedEvent)):
+        elif isinstance(event, FileCreatedEvent):
+            with self._cond:
+                if self.has_close_events:
+                    self._writing[name] = time.monotonic() + MOVED_IN_GRACE
+                    self._unopened.add(name)
+                else:
+                    self._writing[name] = time.monotonic() + self.settle
+                self._cond.notify_all()
+            return
+        elif isinstance(event, FileModifiedEvent):
             with self._cond:
                 self._writing[name] = time.monotonic() + self.settle
+                self._unopened.discard(name)
                 self._cond.notify_all()
             return
         if ready:
             self.on_ready(ready)
 
     def _settle_loop(self) -> None:
-        """Report files that stayed unchanged for the settle interval without a close."""
+        """Report files that stayed unchanged for the settle interval without a close (or,
+        with close events, that were moved in: created and not opened)."""
         with self._cond:
             while not self._stopping:
                 now = time.monotonic()
-                due = set() if self.has_close_events else {
-                    n for n, deadline in self._writing.items() if deadline <= now}
+                waiting = self._unopened if self.has_close_events else self._writing
+                due = {n for n in waiting if self._writing[n] <= now}
                 for n in due:
                     del self._writing[n]
+                    self._unopened.discard(n)
                 if due:
                     self._cond.release()
                     try:
@@ -155,6 +182,5 @@ class Watcher(FileSystemEventHandler):
                     finally:
                         self._cond.acquire()
                     continue
-                pending = () if self.has_close_events else self._writing.values()
-                wait = min(pending, default=now + 3600) - now
+                wait = min((self._writing[n] for n in waiting), default=now + 3600) - now
                 self._cond.wait(timeout=max(wait, 0.01))

@@ -1,0 +1,116 @@
+"""The Watcher against real inotify events in a temp folder (no mocks, no sleeps)."""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+
+import pytest
+
+from feeder.watcher import Watcher
+
+TIMEOUT = 5.0
+QUIET = 0.5  # how long "nothing more is reported" is watched for
+
+
+@pytest.fixture
+def watched(tmp_path):
+    """(folder, reports queue) with a running Watcher; each report is a set of names."""
+    folder = tmp_path / "seeds"
+    folder.mkdir()
+    reports: queue.Queue[set[str]] = queue.Queue()
+    watcher = Watcher(folder, (".txt",), reports.put, settle=1.0)
+    watcher.start()
+    try:
+        yield folder, reports
+    finally:
+        watcher.stop()
+
+
+def next_report(reports: queue.Queue) -> set[str]:
+    return reports.get(timeout=TIMEOUT)
+
+
+def reported_within(reports: queue.Queue, timeout: float = QUIET) -> set[str]:
+    """Everything reported in the next ``timeout`` seconds (empty if nothing)."""
+    names: set[str] = set()
+    try:
+        names |= reports.get(timeout=timeout)
+        while True:
+            names |= reports.get_nowait()
+    except queue.Empty:
+        return names
+
+
+def write(path, text: str = " date 2026-01-05 Hello.") -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def test_close_after_write_is_reported_once(watched):
+    folder, reports = watched
+    write(folder / "a.txt")
+    assert next_report(reports) == {"a.txt"}
+    assert reported_within(reports) == set()
+
+
+def test_hidden_and_temporary_files_are_ignored(watched):
+    folder, reports = watched
+    for name in (".x.txt", "x.txt.swp", "x.txt~", "x.part", "x.tmp"):
+        write(folder / name)
+    write(folder / "marker.txt")  # events arrive in order: once this is in, the rest were seen
+    assert next_report(reports) == {"marker.txt"}
+    assert reported_within(reports) == set()
+
+
+def test_rename_into_place_reports_the_destination(watched):
+    folder, reports = watched
+    write(folder / ".draft.txt")
+    os.rename(folder / ".draft.txt", folder / "b.txt")
+    assert next_report(reports) == {"b.txt"}
+
+
+def test_move_in_from_another_folder_is_reported(watched, tmp_path):
+    """inotify reports a file moved in from elsewhere as a creation with no close."""
+    folder, reports = watched
+    elsewhere = tmp_path / "staging"
+    elsewhere.mkdir()
+    write(elsewhere / "c.txt")
+    os.rename(elsewhere / "c.txt", folder / "c.txt")
+    assert next_report(reports) == {"c.txt"}
+
+
+def test_delete_reports_the_name(watched):
+    folder, reports = watched
+    write(folder / "d.txt")
+    assert next_report(reports) == {"d.txt"}
+    os.unlink(folder / "d.txt")
+    assert next_report(reports) == {"d.txt"}
+
+
+def test_moving_away_reports_the_source(watched, tmp_path):
+    folder, reports = watched
+    write(folder / "e.txt")
+    assert next_report(reports) == {"e.txt"}
+    os.rename(folder / "e.txt", tmp_path / "e.txt")
+    assert next_report(reports) == {"e.txt"}
+
+
+def test_file_written_in_two_parts_is_reported_only_when_closed(watched):
+    folder, reports = watched
+    with open(folder / "f.txt", "w", encoding="utf-8") as fh:
+        fh.write(" date 2026-01-05 First half")
+        fh.flush()
+        os.fsync(fh.fileno())
+        assert reported_within(reports, 1.5) == set()  # longer than the settle interval
+        fh.write(" and the second half.")
+    assert next_report(reports) == {"f.txt"}
+
+
+def test_stop_leaves_no_threads(tmp_path):
+    before = set(threading.enumerate())
+    watcher = Watcher(tmp_path, (".txt",), lambda names: None)
+    watcher.start()
+    watcher.stop()
+    assert set(threading.enumerate()) - before == set()
