@@ -38,8 +38,6 @@ class Scheduler:
         self._queued = False
         self._running = False
         self.builds = 0
-        self._jobs_lock = threading.Lock()
-        self._closing = False
         self._aps = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(1), "pings": ThreadPoolExecutor(1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -53,21 +51,7 @@ class Scheduler:
 
     def shutdown(self) -> None:
         """Stop taking work; wait for the job in progress (a build stops at its next batch)."""
-        with self._jobs_lock:
-            self._closing = True
         self._aps.shutdown(wait=True)
-
-    def _add_job(self, *args: object, **kwargs: object) -> None:
-        """``add_job``, unless shutting down: APScheduler's ``shutdown(wait=True)`` joins the
-        running jobs while holding the lock ``add_job`` takes, so a job that schedules its
-        successor as shutdown begins would deadlock it (and SIGTERM would never finish)."""
-        with self._jobs_lock:
-            if self._closing:
-                return
-            try:
-                self._aps.add_job(*args, **kwargs)
-            except RuntimeError:  # scheduler already shut down
-                pass
 
     # rebuilds ---------------------------------------------------------------------------------
     def notify(self, names: set[str] | None, delay: float | None = None) -> None:
@@ -83,8 +67,11 @@ class Scheduler:
         self._schedule_rebuild(self.debounce if delay is None else delay)
 
     def _schedule_rebuild(self, delay: float) -> None:
-        self._add_job(self._run_rebuild, "date", run_date=_at(delay), id="rebuild",
-                      replace_existing=True)
+        try:
+            self._aps.add_job(self._run_rebuild, "date", run_date=_at(delay), id="rebuild",
+                              replace_existing=True)
+        except RuntimeError:  # scheduler already shut down
+            pass
 
     def _run_rebuild(self) -> None:
         with self._lock:
@@ -113,21 +100,21 @@ class Scheduler:
     def publish_at(self, when: dt.datetime | None) -> None:
         """Rebuild when the next scheduled (future-dated) seed is due."""
         if when is None:
-            with self._jobs_lock:
-                if self._closing:
-                    return
-                try:
-                    self._aps.remove_job("timed")
-                except Exception:  # noqa: BLE001 - no such job
-                    pass
+            try:
+                self._aps.remove_job("timed")
+            except Exception:  # noqa: BLE001 - no such job
+                pass
             return
-        self._add_job(self.notify, "date", run_date=when, id="timed", args=[set()],
-                      kwargs={"delay": 0}, replace_existing=True)
+        self._aps.add_job(self.notify, "date", run_date=when, id="timed", args=[set()],
+                          kwargs={"delay": 0}, replace_existing=True)
 
     # pings ------------------------------------------------------------------------------------
     def ping_soon(self, delay: float = 0.0) -> None:
-        self._add_job(self._run_ping, "date", run_date=_at(delay), id="ping",
-                      executor="pings", replace_existing=True)
+        try:
+            self._aps.add_job(self._run_ping, "date", run_date=_at(delay), id="ping",
+                              executor="pings", replace_existing=True)
+        except RuntimeError:
+            pass
 
     def _run_ping(self) -> None:
         try:
@@ -138,5 +125,8 @@ class Scheduler:
             return
         if next_try is not None:
             run_date = dt.datetime.fromtimestamp(next_try, dt.UTC)
-            self._add_job(self._run_ping, "date", run_date=run_date, id="ping",
-                          executor="pings", replace_existing=True)
+            try:
+                self._aps.add_job(self._run_ping, "date", run_date=run_date, id="ping",
+                                  executor="pings", replace_existing=True)
+            except RuntimeError:
+                pass
