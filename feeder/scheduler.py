@@ -37,6 +37,8 @@ class Scheduler:
         self._full = False
         self._queued = False
         self._running = False
+        self._closing = False
+        self._jobs_lock = threading.Lock()  # orders adding jobs against shutdown()
         self.builds = 0
         self._aps = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(1), "pings": ThreadPoolExecutor(1)},
@@ -51,7 +53,21 @@ class Scheduler:
 
     def shutdown(self) -> None:
         """Stop taking work; wait for the job in progress (a build stops at its next batch)."""
+        with self._jobs_lock:
+            self._closing = True
         self._aps.shutdown(wait=True)
+
+    def _add_job(self, func: Callable[[], object], **kwargs: object) -> None:
+        """Add or replace a job, unless shutting down: APScheduler's shutdown(wait=True)
+        holds its job-store lock while the running job finishes, so a job that added a job
+        then (a follow-up rebuild, the timed-publish job) would deadlock the shutdown."""
+        with self._jobs_lock:
+            if self._closing:
+                return
+            try:
+                self._aps.add_job(func, **kwargs)
+            except RuntimeError:  # scheduler already shut down
+                pass
 
     # rebuilds ---------------------------------------------------------------------------------
     def notify(self, names: set[str] | None, delay: float | None = None) -> None:
@@ -67,11 +83,8 @@ class Scheduler:
         self._schedule_rebuild(self.debounce if delay is None else delay)
 
     def _schedule_rebuild(self, delay: float) -> None:
-        try:
-            self._aps.add_job(self._run_rebuild, "date", run_date=_at(delay), id="rebuild",
-                              replace_existing=True)
-        except RuntimeError:  # scheduler already shut down
-            pass
+        self._add_job(self._run_rebuild, trigger="date", run_date=_at(delay), id="rebuild",
+                      replace_existing=True)
 
     def _run_rebuild(self) -> None:
         with self._lock:
@@ -100,21 +113,21 @@ class Scheduler:
     def publish_at(self, when: dt.datetime | None) -> None:
         """Rebuild when the next scheduled (future-dated) seed is due."""
         if when is None:
-            try:
-                self._aps.remove_job("timed")
-            except Exception:  # noqa: BLE001 - no such job
-                pass
+            with self._jobs_lock:
+                if self._closing:
+                    return
+                try:
+                    self._aps.remove_job("timed")
+                except Exception:  # noqa: BLE001 - no such job
+                    pass
             return
-        self._aps.add_job(self.notify, "date", run_date=when, id="timed", args=[set()],
-                          kwargs={"delay": 0}, replace_existing=True)
+        self._add_job(self.notify, trigger="date", run_date=when, id="timed", args=[set()],
+                      kwargs={"delay": 0}, replace_existing=True)
 
     # pings ------------------------------------------------------------------------------------
     def ping_soon(self, delay: float = 0.0) -> None:
-        try:
-            self._aps.add_job(self._run_ping, "date", run_date=_at(delay), id="ping",
-                              executor="pings", replace_existing=True)
-        except RuntimeError:
-            pass
+        self._add_job(self._run_ping, trigger="date", run_date=_at(delay), id="ping",
+                      executor="pings", replace_existing=True)
 
     def _run_ping(self) -> None:
         try:
@@ -125,8 +138,5 @@ class Scheduler:
             return
         if next_try is not None:
             run_date = dt.datetime.fromtimestamp(next_try, dt.UTC)
-            try:
-                self._aps.add_job(self._run_ping, "date", run_date=run_date, id="ping",
-                                  executor="pings", replace_existing=True)
-            except RuntimeError:
-                pass
+            self._add_job(self._run_ping, trigger="date", run_date=run_date, id="ping",
+                          executor="pings", replace_existing=True)
