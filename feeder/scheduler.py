@@ -9,6 +9,7 @@ a rebuild. A rebuild that fails keeps its work pending and is retried.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import threading
@@ -64,10 +65,8 @@ class Scheduler:
         with self._jobs_lock:
             if self._closing:
                 return
-            try:
+            with contextlib.suppress(RuntimeError):  # scheduler already shut down
                 self._aps.add_job(func, **kwargs)
-            except RuntimeError:  # scheduler already shut down
-                pass
 
     # rebuilds ---------------------------------------------------------------------------------
     def notify(self, names: set[str] | None, delay: float | None = None) -> None:
@@ -116,10 +115,8 @@ class Scheduler:
             with self._jobs_lock:
                 if self._closing:
                     return
-                try:
+                with contextlib.suppress(Exception):  # no such job
                     self._aps.remove_job("timed")
-                except Exception:  # noqa: BLE001 - no such job
-                    pass
             return
         self._add_job(self.notify, trigger="date", run_date=when, id="timed", args=[set()],
                       kwargs={"delay": 0}, replace_existing=True)
