@@ -150,6 +150,10 @@ class Builder:
         self.rules = Rules.from_config(config)
         self.progress = sys.stderr.isatty() if progress is None else progress
         self._seeds_real: Path | None = None
+        # What a failed pass synced into the store but did not publish: the next pass must
+        # still write those entry pages and delete those removed ones, or they stay stale.
+        self._unpublished: set[str] = set()
+        self._unremoved: list[tuple[str, Entry]] = []
 
     # scanning -----------------------------------------------------------------------------
     def _seeds_root(self) -> Path:
@@ -471,11 +475,22 @@ class Builder:
         t0 = time.perf_counter()
         report = BuildReport(started=self.clock())
         self._changed_entries: list[tuple[str, Entry]] = []
-        self._pending_removals: list[tuple[str, Entry]] = []
+        self._pending_removals: list[tuple[str, Entry]] = list(self._unremoved)
         self._full = names is None
-        self.config.out.mkdir(parents=True, exist_ok=True)
-        self.sync(report, names)
-        self.publish(report, force=force)
+        try:
+            self.config.out.mkdir(parents=True, exist_ok=True)
+            self.sync(report, names)
+            synced = {name for name, _e in self._changed_entries}
+            for name in sorted(self._unpublished - synced):
+                entry = self.store.entry_by_name(name)
+                if entry is not None:
+                    self._changed_entries.append((name, entry))
+            self.publish(report, force=force)
+        except BaseException:
+            self._unpublished.update(name for name, _e in self._changed_entries)
+            self._unremoved = self._pending_removals
+            raise
+        self._unpublished, self._unremoved = set(), []
         report.seconds = time.perf_counter() - t0
         return report
 

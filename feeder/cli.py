@@ -83,6 +83,7 @@ def build(config_path: Path | None, seeds: Path | None, out: Path | None, state:
     _setup_logging(verbose)
     cfg = load_config(config_path, seeds=seeds, out=out, state=state, base_url=base_url)
     with _open_store(cfg) as store:
+        _sweep(cfg.out)
         report = Builder(cfg, store).build(force=force)
     click.echo(report.summary())
     for name, when in report.scheduled:
@@ -126,6 +127,14 @@ def _open_store(cfg: config_mod.Config) -> Store:
         log.warning("state file %s was unusable: moved it aside and rebuilt it from the seeds",
                     cfg.state)
     return store
+
+
+def _sweep(out: Path) -> None:
+    """Remove temp files a killed writer left; only while holding the store's lock."""
+    from .output import sweep_temp_files
+
+    if out.is_dir() and (swept := sweep_temp_files(out)):
+        log.info("removed %d temp files left by an interrupted write", swept)
 
 
 def serve_options(fn: Callable) -> Callable:

@@ -106,7 +106,7 @@ def make_title(doc: SeedDocument, limit: int) -> str:
     text = first.text if first.kind == "h" else first_sentence(first.text)
     title = cut_words(text, limit)
     if not title.endswith("…") and title.endswith(".") and not title.endswith(".."):
-        title = title[:-1]
+        title = title[:-1] or title  # "." alone stays: feeds must not have an empty title
     return title
 
 

@@ -17,6 +17,7 @@ from typing import Literal, NamedTuple
 from .errors import SeedError
 
 HEADING_MAX_CHARS = 100
+_WESTERN_MARGIN = 0.1  # chaos (0-1) that Windows-1252 may have over the best match
 
 # XML 1.0 forbids C0 controls other than tab/LF/CR, lone surrogates and U+FFFE/U+FFFF; the
 # C1 controls are allowed but only ever appear as mojibake, and validators warn on them.
@@ -66,9 +67,11 @@ def decode(data: bytes, name: str) -> tuple[str, str]:
 
     best = from_bytes(data).best()
     # Western legacy text is nearly always Windows-1252, but on short or plain texts it ties
-    # with (and loses to) cp1250, cp775 or even cp932: prefer it when it reads as cleanly.
+    # with (and loses to) cp1250, cp775 or even cp932, and accents close together (French
+    # "déjà", "brûlée") make it look a little messier than cp1257 or cp1250 reading the same
+    # bytes as Baltic or Central European letters: prefer it when it reads about as cleanly.
     western = from_bytes(data, cp_isolation=["cp1252"]).best()
-    if western is not None and (best is None or western.chaos <= best.chaos):
+    if western is not None and (best is None or western.chaos <= best.chaos + _WESTERN_MARGIN):
         best = western
     if best is None:
         raise SeedError(name, "not text: no character encoding fits these bytes")

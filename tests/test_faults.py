@@ -1,0 +1,423 @@
+"""Issue 6: faults around the pipeline — a killed build, an unwritable output folder, hubs that
+refuse, hang or fail, a lost or corrupted state file, two daemons on one state file.
+
+Every test here runs real ``python -m feeder`` processes on loopback and waits on conditions
+with timeouts, never on fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import feedparser
+import httpx
+import pytest
+from lxml import etree
+
+from ._servers import wait_until
+from .conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+ATOM = "{http://www.w3.org/2005/Atom}"
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDER_")}
+    env["PYTHONPATH"] = str(REPO)
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _seed(date: str, text: str) -> bytes:
+    return f"date {date}\n\n{text}\n".encode()
+
+
+class Feeder:
+    """``python -m feeder run`` in a subprocess, logging to a file, on a free loopback port."""
+
+    def __init__(self, root: Path, *, config: Path | None = None, name: str = "daemon",
+                 state: Path | None = None) -> None:
+        self.root = root
+        self.seeds, self.out = root / "seeds", root / "public"
+        self.state = state or root / "state.sqlite3"
+        self.seeds.mkdir(parents=True, exist_ok=True)
+        self.config = config
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}/"
+        self.log_path = root / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def args(self) -> list[str]:
+        args = [sys.executable, "-m", "feeder", "run", "--seeds", str(self.seeds),
+                "--out", str(self.out), "--state", str(self.state), "--port", str(self.port),
+                "--base-url", self.base]
+        return args + (["--config", str(self.config)] if self.config else [])
+
+    def start(self, *, timeout: float = 20) -> Feeder:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.args(), env=_env(), stdout=log,
+                                         stderr=subprocess.STDOUT)
+        wait_until(lambda: self.proc.poll() is not None or self._answers(), timeout=timeout,
+                   interval=0.05, what=f"feeder run on port {self.port}")
+        assert self.proc.poll() is None, self.log()
+        return self
+
+    def _answers(self) -> bool:
+        try:
+            httpx.get(self.base + "healthz", timeout=1)
+        except httpx.HTTPError:
+            return False
+        return True
+
+    def stop(self, timeout: float = 15) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+                raise AssertionError(f"feeder did not stop on SIGTERM:\n{self.log()}") from None
+        return self.proc.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def health(self) -> tuple[int, dict]:
+        r = httpx.get(self.base + "healthz", timeout=5)
+        return r.status_code, r.json()
+
+    def get(self, rel: str) -> httpx.Response:
+        return httpx.get(self.base + rel, timeout=5)
+
+    def feed(self) -> feedparser.FeedParserDict:
+        r = self.get("atom.xml")
+        assert r.status_code == 200
+        parsed = feedparser.parse(r.content)
+        assert parsed.bozo == 0
+        return parsed
+
+    def wait_for_entry(self, title: str, timeout: float = 10) -> None:
+        def present() -> bool:
+            r = self.get("atom.xml")
+            return r.status_code == 200 and title.encode() in r.content
+        wait_until(present, timeout=timeout, interval=0.05, what=f"{title!r} in atom.xml")
+
+
+@pytest.fixture
+def daemons() -> Iterator[Callable[..., Feeder]]:
+    started: list[Feeder] = []
+
+    def make(root: Path, **kw: object) -> Feeder:
+        f = Feeder(root, **kw)  # type: ignore[arg-type]
+        started.append(f)
+        return f
+
+    yield make
+    for f in started:
+        if f.proc is not None and f.proc.poll() is None:
+            f.stop()
+
+
+def _check_outputs_complete(out: Path) -> list[str]:
+    """Every non-hidden output file is complete; returns the hidden (temp) files found."""
+    temps = []
+    for path in out.rglob("*"):
+        if not path.is_file():
+            continue
+        rel = str(path.relative_to(out))
+        if path.name.startswith("."):
+            temps.append(rel)
+            continue
+        data = path.read_bytes()
+        if path.suffix == ".gz":
+            data = gzip.decompress(data)  # a truncated gzip raises
+            path = path.with_suffix("")
+        if path.suffix == ".xml":
+            etree.fromstring(data)
+            assert feedparser.parse(data).bozo == 0, rel
+        elif path.suffix == ".json":
+            json.loads(data)
+        elif path.suffix == ".html":
+            assert data.rstrip().endswith(b"</html>"), rel
+    return temps
+
+
+def _rows(state: Path, table: str) -> int:
+    try:
+        db = sqlite3.connect(f"file:{state}?mode=ro", uri=True, timeout=1)
+        try:
+            return db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return 0
+
+
+# -- kill -9 during a cold build --------------------------------------------------------------
+
+SEEDS = 3000
+
+
+def test_kill_9_during_cold_build_leaves_only_complete_outputs(tmp_path: Path) -> None:
+    seeds, out, state = tmp_path / "seeds", tmp_path / "public", tmp_path / "state.sqlite3"
+    seeds.mkdir()
+    import datetime as dt
+    first = dt.date(2015, 1, 1)
+    for i in range(SEEDS):
+        day = first + dt.timedelta(days=i)
+        (seeds / f"{i:05d}.txt").write_bytes(
+            _seed(day.isoformat(), f"Article {i:05d} of the archive. " + "Body text. " * 40))
+    args = [sys.executable, "-m", "feeder", "build", "--seeds", str(seeds), "--out", str(out),
+            "--state", str(state), "--base-url", "http://127.0.0.1:8080/"]
+
+    def kill_when(condition: Callable[[], bool], what: str) -> None:
+        with open(tmp_path / "build.log", "ab") as log:
+            proc = subprocess.Popen(args, env=_env(), stdout=log, stderr=log,
+                                    start_new_session=True)
+        try:
+            wait_until(lambda: condition() or proc.poll() is not None, timeout=30,
+                       interval=0.005, what=what)
+            assert proc.poll() is None, "the build ended before the kill"
+        finally:
+            # SIGKILL the build and its worker processes (its own session: only ours)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        temps = _check_outputs_complete(out)
+        assert all(t.endswith(".tmp") for t in temps), temps
+
+    # 1. killed while reading seeds: some batches are committed, nothing rendered yet
+    kill_when(lambda: _rows(state, "seeds") > 0, "the store to get its first rows")
+    assert 0 < _rows(state, "seeds") < SEEDS
+    # 2. killed again while writing entry pages
+    kill_when(lambda: len(os.listdir(out / "entries")) > 50 if (out / "entries").exists()
+              else False, "entry pages to appear")
+    # 3. a build to the end
+    done = subprocess.run(args, env=_env(), capture_output=True, text=True, timeout=90,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert _rows(state, "seeds") == SEEDS and _rows(state, "entries") == SEEDS
+    assert _check_outputs_complete(out) == [], "temp files left after a complete build"
+    assert len(list((out / "entries").glob("*.html"))) == SEEDS
+    feed = feedparser.parse((out / "atom.xml").read_bytes())
+    newest = [f"Article {i:05d} of the archive" for i in range(SEEDS - 1, SEEDS - 51, -1)]
+    assert [e.title for e in feed.entries] == newest
+    rss = feedparser.parse((out / "rss.xml").read_bytes())
+    assert [e.title for e in rss.entries] == newest
+    items = json.loads((out / "feed.json").read_bytes())["items"]
+    assert [i["title"] for i in items] == newest
+    assert len(list((out / "archive").glob("atom-*.xml"))) == -(-(SEEDS - 50) // 100)
+
+
+# -- an output folder that cannot be written -------------------------------------------------
+
+def test_unwritable_output_keeps_serving_and_recovers(tmp_path: Path, daemons) -> None:  # noqa: ANN001
+    d = daemons(tmp_path)
+    (d.seeds / "001_first.txt").write_bytes(_seed("2025-01-01", "First article. Text."))
+    d.start()
+    d.wait_for_entry("First article")
+    old_atom = d.get("atom.xml").content
+    # entries/ becomes a plain file: writing any entry page fails (also as root)
+    entries = d.out / "entries"
+    shutil.move(entries, tmp_path / "entries.saved")
+    entries.write_bytes(b"not a folder")
+    (d.seeds / "002_second.txt").write_bytes(_seed("2025-01-02", "Second article. Text."))
+
+    def failing() -> bool:
+        status, body = d.health()
+        return status != 200
+    wait_until(failing, timeout=10, interval=0.05, what="/healthz to report the failure")
+    status, body = d.health()
+    assert status == 503 and body["status"] == "error"
+    assert "entries" in body["error"] and body["last_build"]["ok"] is False
+    assert d.get("atom.xml").content == old_atom  # the old feeds stay served
+    assert d.get("rss.xml").status_code == 200 and d.get("feed.json").status_code == 200
+    assert d.proc.poll() is None
+    # the cause goes away: the retried rebuild publishes the new seed, with its page
+    entries.unlink()
+    shutil.move(tmp_path / "entries.saved", entries)
+    wait_until(lambda: d.health()[0] == 200, timeout=15, interval=0.1,
+               what="/healthz to recover")
+    d.wait_for_entry("Second article")
+    for e in d.feed().entries:
+        assert d.get(e.link.removeprefix(d.base)).status_code == 200, e.link
+    assert "rebuild failed; retrying" in d.log()
+
+
+# -- hubs that refuse, hang or fail ----------------------------------------------------------
+
+class _Hub500(http.server.BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = b"hub is broken"
+        self.send_response(500)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def _hanging_hub() -> Iterator[str]:
+    """Accepts connections and never answers."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    sock.settimeout(0.1)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                continue
+            held.append(conn)
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/hang"
+    finally:
+        stop.set()
+        t.join(5)
+        for conn in held:
+            conn.close()
+        sock.close()
+
+
+@contextmanager
+def _failing_hub() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hub500)
+    t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/fail"
+    finally:
+        server.shutdown()
+        server.server_close()
+        t.join(5)
+
+
+def test_broken_hubs_never_stop_serving_or_rebuilding(tmp_path: Path, daemons) -> None:  # noqa: ANN001
+    refused = f"http://127.0.0.1:{_free_port()}/refused"
+    with _hanging_hub() as hang, _failing_hub() as fail:
+        config = tmp_path / "feeder.toml"
+        config.write_text(
+            "[websub]\n"
+            f"hubs = [{json.dumps(refused)}, {json.dumps(hang)}, {json.dumps(fail)}]\n"
+            "ping_timeout = 1\nping_backoff = 0.5\n")
+        d = daemons(tmp_path, config=config)
+        (d.seeds / "001_first.txt").write_bytes(_seed("2025-01-01", "First article. Text."))
+        d.start()
+        d.wait_for_entry("First article")
+
+        def every_hub_failed() -> bool:
+            hubs = d.health()[1]["hubs"]
+            return all(hubs.get(h) and hubs[h]["ok"] is False for h in (refused, hang, fail))
+        wait_until(every_hub_failed, timeout=20, interval=0.1, what="a result from each hub")
+        # while the pinger struggles, a new seed is still published promptly
+        t0 = time.monotonic()
+        (d.seeds / "002_second.txt").write_bytes(_seed("2025-01-02", "Second article. Text."))
+        d.wait_for_entry("Second article", timeout=5)
+        assert time.monotonic() - t0 < 5
+        status, body = d.health()
+        assert status == 200 and body["status"] == "ok"  # hub trouble is not a build failure
+        hubs = body["hubs"]
+        assert "ConnectError" in hubs[refused]["detail"]
+        assert hubs[hang]["detail"] == "timed out"
+        assert hubs[fail]["detail"] == "HTTP 500 hub is broken"
+        pending = {(p["hub"], p["topic"]): p for p in body["pending_pings"]}
+        for hub in (refused, hang, fail):
+            p = pending[(hub, d.base + "atom.xml")]
+            assert p["attempts"] >= 1 and p["last_error"] == hubs[hub]["detail"]
+        assert d.stop() == 0
+
+
+# -- the state file: lost, corrupted, shared ----------------------------------------------------
+
+def test_state_file_lost_or_corrupted_is_rebuilt_with_the_same_ids(
+        tmp_path: Path, daemons) -> None:  # noqa: ANN001
+    d = daemons(tmp_path)
+    for i in range(5):
+        (d.seeds / f"{i:03d}_x.txt").write_bytes(
+            _seed(f"2025-01-0{i + 1}", f"Article {i}. Text."))
+    d.start()
+    d.wait_for_entry("Article 4")
+    before = [(e.id, e.title, e.published) for e in d.feed().entries]
+    # a second daemon on the same state file refuses to start, clearly
+    other = daemons(tmp_path / "other", state=d.state, name="second")
+    proc = subprocess.run(other.args(), env=_env(), capture_output=True, text=True,
+                          timeout=30, check=False)
+    assert proc.returncode != 0
+    assert f"{d.state} is in use by another feeder process (pid {d.proc.pid})" in proc.stderr
+    assert d.get("atom.xml").status_code == 200 and d.proc.poll() is None
+    assert d.stop() == 0
+
+    d.state.unlink()  # deleted while stopped
+    d.start()
+    d.wait_for_entry("Article 4")
+    wait_until(lambda: d.health()[1]["entries"] == 5, timeout=10, what="five entries")
+    assert [(e.id, e.title, e.published) for e in d.feed().entries] == before
+    assert d.stop() == 0
+
+    d.state.write_bytes(b"this is not an SQLite database\n" * 200)  # corrupted while stopped
+    d.start()
+    d.wait_for_entry("Article 4")
+    wait_until(lambda: d.health()[1]["entries"] == 5, timeout=10, what="five entries")
+    assert [(e.id, e.title, e.published) for e in d.feed().entries] == before
+    assert d.stop() == 0
+    aside = list(tmp_path.glob("state.sqlite3.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_bytes().startswith(b"this is not an SQLite")
+    assert f"state file {d.state} was unusable: moved it aside" in d.log()
+
+
+def test_scheduler_shutdown_while_a_job_reschedules_itself() -> None:
+    """APScheduler's shutdown(wait=True) holds its job-store lock while joining the running
+    job; a ping job that then schedules its next run used to deadlock the daemon's SIGTERM."""
+    from apscheduler.schedulers.base import STATE_STOPPED
+
+    from feeder.scheduler import Scheduler
+
+    started, release = threading.Event(), threading.Event()
+
+    def ping() -> float:
+        started.set()
+        release.wait(10)
+        return time.time() + 60
+
+    sched = Scheduler(lambda names: None, ping)
+    sched.start()
+    sched.ping_soon()
+    assert started.wait(10)
+    stopper = threading.Thread(target=sched.shutdown, daemon=True)
+    stopper.start()
+    wait_until(lambda: sched._aps.state == STATE_STOPPED, timeout=5, what="shutdown to begin")
+    release.set()
+    stopper.join(10)
+    assert not stopper.is_alive(), "Scheduler.shutdown deadlocked"
