@@ -209,8 +209,8 @@ class Builder:
     def sync(self, report: BuildReport, names: Iterable[str] | None = None) -> set[str]:
         """Bring the store in line with the folder; returns the names whose entry changed
         (added, changed or removed), for the renderer."""
-        fps = self.store.fingerprints()
         if names is None:
+            fps = self.store.fingerprints()
             found = self.scan()
             gone = [n for n in fps if n not in found]
             skip = self.busy() if self.busy else set()
@@ -221,8 +221,10 @@ class Builder:
                 if found.pop(name, None) is not None:
                     report.deferred.add(name)
         else:
+            names = set(names)
+            fps = self.store.fingerprints(names)  # not all 100k of them for one change
             found, gone = {}, []
-            for name in set(names):
+            for name in names:
                 seen = self.examine(name)
                 if seen is None:
                     if name in fps:
@@ -441,8 +443,10 @@ class Builder:
             first = min(first, min(old_archived, archived) // size + 1)
         if old_pages != pages:
             first = min(first, max(min(old_pages, pages), 1))
-        for name, e in (*self._changed_entries, *self._pending_removals):
-            pos = self.store.position(e.published.timestamp(), name)
+        keys = [(e.published.timestamp(), name)
+                for name, e in (*self._changed_entries, *self._pending_removals)]
+        if keys and first > 1:  # positions grow with the key: only the smallest one matters
+            pos = self.store.position(*min(keys))
             if pos < archived:
                 first = min(first, pos // size + 1)
         return max(first, 1)
