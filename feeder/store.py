@@ -285,6 +285,19 @@ class Store:
         for r in rows:
             yield _entry(r)
 
+    def iter_named_entries(self, offset: int = 0,
+                           limit: int = -1) -> Iterator[tuple[str, Entry]]:
+        """(name, entry) by ascending (published, name), streamed."""
+        rows = self.db.execute(
+            f"SELECT name, {_ENTRY_COLUMNS} FROM entries ORDER BY pub_ts, name LIMIT ? OFFSET ?",
+            (limit, offset),
+        )
+        for r in rows:
+            yield r[0], _entry(r[1:])
+
+    def slugs_by_name(self) -> list[tuple[str, str]]:
+        return list(self.db.execute("SELECT name, slug FROM entries"))
+
     def slugs(self) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT slug FROM entries")}
 
