@@ -193,6 +193,7 @@ class Builder:
         self._seeds_real: Path | None = None
         self._executor: concurrent.futures.ProcessPoolExecutor | None = None
         self._building = False
+        self._in_place: set[str] = set()
 
     # scanning -----------------------------------------------------------------------------
     def _seeds_root(self) -> Path:
@@ -322,6 +323,8 @@ class Builder:
             entry = self._with_history(entry, old, now)
             if old is not None and (old.published, name) != (entry.published, name):
                 self._pending_removals.append((name, old))  # its old archive position too
+            elif old is not None:
+                self._in_place.add(name)  # same place in the archive: no later page moves
             self.store.put_entry(name, size, mtime_ns, digest, entry, now)
             touched.add(name)
             self._changed_entries.append((name, entry.published))  # not the entry: 100k of them
@@ -470,6 +473,10 @@ class Builder:
                     first = min(first, n)
                     break
         size = c.archive_size
+        for n in self._edited_pages(archived, first):
+            page = self.store.iter_named_entries(offset=(n - 1) * size,
+                                                 limit=min(size, archived - (n - 1) * size))
+            report.written.extend(write_archive_page(info, out, n, pages, [e for _, e in page]))
         todo = self.store.iter_named_entries(offset=(first - 1) * size,
                                              limit=max(archived - (first - 1) * size, 0))
         jobs = (("archive", info, out, (n, pages, chunk))
@@ -497,13 +504,24 @@ class Builder:
             first = min(first, min(old_archived, archived) // size + 1)
         if old_pages != pages:
             first = min(first, max(min(old_pages, pages), 1))
-        keys = [(published.timestamp(), name) for name, published in self._changed_entries]
+        keys = [(published.timestamp(), name) for name, published in self._changed_entries
+                if name not in self._in_place]
         keys += [(e.published.timestamp(), name) for name, e in self._pending_removals]
         if keys and first > 1:  # positions grow with the key: only the smallest one matters
             pos = self.store.position(*min(keys))
             if pos < archived:
                 first = min(first, pos // size + 1)
         return max(first, 1)
+
+    def _edited_pages(self, archived: int, first: int) -> list[int]:
+        """Archive pages before ``first`` holding an entry edited in place (date unchanged)."""
+        size, pages = self.config.archive_size, set()
+        for name, published in self._changed_entries:
+            if name in self._in_place:
+                pos = self.store.position(published.timestamp(), name)
+                if pos < archived and pos // size + 1 < first:
+                    pages.add(pos // size + 1)
+        return sorted(pages)
 
     def _render_all(self, jobs: Iterable[tuple], count: int, weight: int,
                     label: str) -> Iterator[list[str]]:
@@ -552,6 +570,7 @@ class Builder:
         report = BuildReport(started=self.clock())
         self._changed_entries: list[tuple[str, dt.datetime]] = []  # (name, published)
         self._pending_removals: list[tuple[str, Entry]] = []
+        self._in_place: set[str] = set()  # changed, but in the same archive position
         self._full = names is None
         self.config.out.mkdir(parents=True, exist_ok=True)
         self._building = True
