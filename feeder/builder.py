@@ -8,6 +8,7 @@ rewritten, and archive pages are re-rendered only from the first page a change t
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import dataclasses
 import datetime as dt
@@ -127,6 +128,46 @@ def _read_job(args: tuple) -> tuple:
     return (name, *read_seed(path, name, max_bytes, rules))
 
 
+# -- rendering pages (also runs in worker processes) ---------------------------------------
+
+def write_archive_page(info: render.FeedInfo, out: Path, n: int, pages: int,
+                       entries: list[Entry]) -> list[str]:
+    """Render archive page ``n`` of ``pages`` (entries oldest first) as Atom and RSS."""
+    entries = entries[::-1]  # newest first within the page, like the current feed
+    written = []
+    for kind, fn in (("atom", render.render_atom), ("rss", render.render_rss)):
+        current = "atom.xml" if kind == "atom" else "rss.xml"
+        links = render.Archive(
+            prev=render.archive_path(kind, n - 1) if n > 1 else None,
+            next=render.archive_path(kind, n + 1) if n < pages else None,
+            current=current, is_archive=True,
+        )
+        path = render.archive_path(kind, n)
+        # No .gz sibling: archive pages change rarely and are fetched rarely.
+        if output.write(out / path, fn(info, entries, self_path=path, archive=links),
+                        compress=False):
+            written.append(path)
+    return written
+
+
+def write_entry_pages(info: render.FeedInfo, out: Path, entries: list[Entry]) -> list[str]:
+    written = []
+    for entry in entries:
+        path = render.entry_path(entry)
+        # No .gz sibling: the servers compress an entry page on demand, once per version.
+        if output.write(out / path, render.render_entry_page(info, entry), compress=False):
+            written.append(path)
+    return written
+
+
+def _render_job(job: tuple) -> tuple[int, list[str]]:
+    """(units done for the progress bar, paths written)"""
+    kind, info, out, payload = job
+    if kind == "pages":
+        return len(payload), write_entry_pages(info, out, payload)
+    return 1, write_archive_page(info, out, *payload)
+
+
 # -- the builder ---------------------------------------------------------------------------
 
 class BuildCancelled(Exception):
@@ -154,6 +195,9 @@ class Builder:
         # still write those entry pages and delete those removed ones, or they stay stale.
         self._unpublished: set[str] = set()
         self._unremoved: list[tuple[str, Entry]] = []
+        self._executor: concurrent.futures.ProcessPoolExecutor | None = None
+        self._building = False
+        self._in_place: set[str] = set()
 
     # scanning -----------------------------------------------------------------------------
     def _seeds_root(self) -> Path:
@@ -213,8 +257,8 @@ class Builder:
     def sync(self, report: BuildReport, names: Iterable[str] | None = None) -> set[str]:
         """Bring the store in line with the folder; returns the names whose entry changed
         (added, changed or removed), for the renderer."""
-        fps = self.store.fingerprints()
         if names is None:
+            fps = self.store.fingerprints()
             found = self.scan()
             gone = [n for n in fps if n not in found]
             skip = self.busy() if self.busy else set()
@@ -225,8 +269,10 @@ class Builder:
                 if found.pop(name, None) is not None:
                     report.deferred.add(name)
         else:
+            names = set(names)
+            fps = self.store.fingerprints(names)  # not all 100k of them for one change
             found, gone = {}, []
-            for name in set(names):
+            for name in names:
                 seen = self.examine(name)
                 if seen is None:
                     if name in fps:
@@ -281,9 +327,11 @@ class Builder:
             entry = self._with_history(entry, old, now)
             if old is not None and (old.published, name) != (entry.published, name):
                 self._pending_removals.append((name, old))  # its old archive position too
+            elif old is not None:
+                self._in_place.add(name)  # same place in the archive: no later page moves
             self.store.put_entry(name, size, mtime_ns, digest, entry, now)
             touched.add(name)
-            self._changed_entries.append((name, entry))
+            self._changed_entries.append((name, entry.published))  # not the entry: 100k of them
             if old is None:
                 report.added.append(name)
                 log.info("added %s: %s (%s, %s)", name, entry.title, entry.published.date(),
@@ -301,14 +349,13 @@ class Builder:
             from tqdm import tqdm
 
             bar = tqdm(total=len(jobs), unit="seed", desc="reading seeds", file=sys.stderr)
-        workers = min(os.cpu_count() or 1, 8)
-        if len(jobs) >= POOL_THRESHOLD and workers > 1:
-            import multiprocessing
-
-            ctx = multiprocessing.get_context("forkserver")
-            with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-                results = pool.map(_read_job, jobs, chunksize=64)
-                yield from self._batched(results, bar)
+        pool = self._pool() if len(jobs) >= POOL_THRESHOLD else None
+        if pool is not None:
+            try:
+                yield from self._batched(pool.map(_read_job, jobs, chunksize=64), bar)
+            finally:
+                if not self._building:  # sync() alone (``feeder check``): nothing else to pool
+                    self.close_pool()
         else:
             yield from self._batched(map(_read_job, jobs), bar)
         if bar is not None:
@@ -385,17 +432,23 @@ class Builder:
             path = render.entry_path(old)
             if self.store.owner_of(old.id) is None and output.remove(out / path):
                 report.deleted_outputs.append(path)
-        pages_to_write = [e for _name, e in self._changed_entries]
-        if force:
-            pages_to_write = list(self.store.iter_entries())
-        elif self._full:
+        names = {name for name, _published in self._changed_entries}
+        if self._full and not force:
             existing = _listdir(out / "entries")
-            pages_to_write += [e for e in self.store.iter_entries()
-                               if f"{e.slug}.html" not in existing]
-        for entry in pages_to_write:
-            path = render.entry_path(entry)
-            if output.write(out / path, render.render_entry_page(info, entry)):
-                report.written.append(path)
+            names |= {name for name, slug in self.store.slugs_by_name()
+                      if f"{slug}.html" not in existing}
+        if force or len(names) >= POOL_THRESHOLD:  # stream them all rather than look each up
+            todo: Iterable[Entry] = (e for name, e in self.store.iter_named_entries()
+                                     if force or name in names)
+            count = len(names)
+        else:
+            todo = filter(None, map(self.store.entry_by_name, sorted(names)))
+            count = len(names)
+        if force:
+            count = self.store.count(dt.datetime.max.replace(tzinfo=dt.UTC))
+        jobs = (("pages", info, out, chunk) for chunk in _chunks(todo, 200))
+        for written in self._render_all(jobs, count, count, "writing pages"):
+            report.written.extend(written)
 
         # current feeds and the index
         newest = self.store.newest(c.max_entries, now)
@@ -423,8 +476,18 @@ class Builder:
                         out / render.archive_path("rss", n)).exists():
                     first = min(first, n)
                     break
-        for n in range(first, pages + 1):
-            self._write_archive_page(info, n, pages, archived, report)
+        size = c.archive_size
+        for n in self._edited_pages(archived, first):
+            page = self.store.iter_named_entries(offset=(n - 1) * size,
+                                                 limit=min(size, archived - (n - 1) * size))
+            report.written.extend(write_archive_page(info, out, n, pages, [e for _, e in page]))
+        todo = self.store.iter_named_entries(offset=(first - 1) * size,
+                                             limit=max(archived - (first - 1) * size, 0))
+        jobs = (("archive", info, out, (n, pages, chunk))
+                for n, chunk in enumerate(_chunks((e for _n, e in todo), size), first))
+        count = pages + 1 - first
+        for written in self._render_all(jobs, count, count * size, "writing archives"):
+            report.written.extend(written)
         for n in range(pages + 1, old_pages + 1):
             for kind in ("atom", "rss"):
                 path = render.archive_path(kind, n)
@@ -445,51 +508,91 @@ class Builder:
             first = min(first, min(old_archived, archived) // size + 1)
         if old_pages != pages:
             first = min(first, max(min(old_pages, pages), 1))
-        for name, e in (*self._changed_entries, *self._pending_removals):
-            pos = self.store.position(e.published.timestamp(), name)
+        keys = [(published.timestamp(), name) for name, published in self._changed_entries
+                if name not in self._in_place]
+        keys += [(e.published.timestamp(), name) for name, e in self._pending_removals]
+        if keys and first > 1:  # positions grow with the key: only the smallest one matters
+            pos = self.store.position(*min(keys))
             if pos < archived:
                 first = min(first, pos // size + 1)
         return max(first, 1)
 
-    def _write_archive_page(self, info: render.FeedInfo, n: int, pages: int, archived: int,
-                            report: BuildReport) -> None:
-        size = self.config.archive_size
-        offset = (n - 1) * size
-        entries = self.store.oldest(offset, min(size, archived - offset))
-        entries.reverse()  # newest first within the page, like the current feed
-        for kind, fn in (("atom", render.render_atom), ("rss", render.render_rss)):
-            current = "atom.xml" if kind == "atom" else "rss.xml"
-            links = render.Archive(
-                prev=render.archive_path(kind, n - 1) if n > 1 else None,
-                next=render.archive_path(kind, n + 1) if n < pages else None,
-                current=current, is_archive=True,
-            )
-            path = render.archive_path(kind, n)
-            if output.write(self.config.out / path, fn(info, entries, self_path=path,
-                                                       archive=links)):
-                report.written.append(path)
+    def _edited_pages(self, archived: int, first: int) -> list[int]:
+        """Archive pages before ``first`` holding an entry edited in place (date unchanged)."""
+        size, pages = self.config.archive_size, set()
+        for name, published in self._changed_entries:
+            if name in self._in_place:
+                pos = self.store.position(published.timestamp(), name)
+                if pos < archived and pos // size + 1 < first:
+                    pages.add(pos // size + 1)
+        return sorted(pages)
+
+    def _render_all(self, jobs: Iterable[tuple], count: int, weight: int,
+                    label: str) -> Iterator[list[str]]:
+        """Run render jobs (``count`` units for the progress bar, ``weight`` entries in all),
+        in the process pool when there are many; yields the paths written. Only a few jobs
+        are in flight at a time, so the entries are streamed from the store, not all held."""
+        big = weight >= POOL_THRESHOLD
+        bar = None
+        if self.progress and big:
+            from tqdm import tqdm
+
+            bar = tqdm(total=count, unit=label.split()[-1][:-1], desc=label, file=sys.stderr)
+        pool = self._pool() if big else None
+        if pool is None:
+            results: Iterable[tuple[int, list[str]]] = map(_render_job, jobs)
+        else:
+            results = _bounded(pool, _render_job, jobs, 2 * pool._max_workers + 2)
+        for done, written in results:
+            if bar is not None:
+                bar.update(done)
+            yield written
+        if bar is not None:
+            bar.close()
+
+    def close_pool(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(cancel_futures=True)
+            self._executor = None
+
+    def _pool(self) -> concurrent.futures.ProcessPoolExecutor | None:
+        """One process pool per build, started on first need; None on a single core."""
+        if self._executor is None:
+            workers = min(os.cpu_count() or 1, 8)
+            if workers < 2:
+                return None
+            import multiprocessing
+
+            ctx = multiprocessing.get_context("forkserver")
+            self._executor = concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx)
+        return self._executor
 
     # the whole pass ------------------------------------------------------------------------
     def build(self, names: Iterable[str] | None = None, force: bool = False) -> BuildReport:
         """Sync ``names`` (or the whole folder) and publish; returns what happened."""
         t0 = time.perf_counter()
         report = BuildReport(started=self.clock())
-        self._changed_entries: list[tuple[str, Entry]] = []
+        self._changed_entries: list[tuple[str, dt.datetime]] = []  # (name, published)
         self._pending_removals: list[tuple[str, Entry]] = list(self._unremoved)
+        self._in_place: set[str] = set()  # changed, but in the same archive position
         self._full = names is None
+        self._building = True
         try:
             self.config.out.mkdir(parents=True, exist_ok=True)
             self.sync(report, names)
-            synced = {name for name, _e in self._changed_entries}
+            synced = {name for name, _published in self._changed_entries}
             for name in sorted(self._unpublished - synced):
                 entry = self.store.entry_by_name(name)
                 if entry is not None:
-                    self._changed_entries.append((name, entry))
+                    self._changed_entries.append((name, entry.published))
             self.publish(report, force=force)
         except BaseException:
-            self._unpublished.update(name for name, _e in self._changed_entries)
+            self._unpublished.update(name for name, _published in self._changed_entries)
             self._unremoved = self._pending_removals
             raise
+        finally:
+            self._building = False
+            self.close_pool()
         self._unpublished, self._unremoved = set(), []
         report.seconds = time.perf_counter() - t0
         return report
@@ -501,6 +604,29 @@ class _nullctx:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    chunk: list = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _bounded(pool: concurrent.futures.Executor, fn: Callable, jobs: Iterable,
+             window: int) -> Iterator:
+    """``pool.map`` that takes jobs lazily, keeping at most ``window`` in flight."""
+    pending: collections.deque = collections.deque()
+    for job in jobs:
+        pending.append(pool.submit(fn, job))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def _listdir(folder: Path) -> set[str]:

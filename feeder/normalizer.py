@@ -139,10 +139,19 @@ def _identifier(languages: tuple[str, ...]):  # noqa: ANN202
     return ident
 
 
+def _enough_letters(text: str, needed: int) -> bool:
+    for c in text:  # stops at the 20th letter: counting all 200 cost more than langid's setup
+        if c.isalpha():
+            needed -= 1
+            if needed <= 0:
+                return True
+    return False
+
+
 def detect_language(text: str, default: str, languages: tuple[str, ...] = ()) -> str:
     """Offline and deterministic (py3langid's naive Bayes); ``default`` for too little text."""
     sample = text[:_LANG_SAMPLE]
-    if sum(c.isalpha() for c in sample) < _LANG_MIN_LETTERS:
+    if not _enough_letters(sample, _LANG_MIN_LETTERS):
         return default
     lang, _score = _identifier(languages).classify(sample)
     return lang

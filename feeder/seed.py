@@ -107,10 +107,16 @@ def clean_text(text: str) -> str:
     return _FORBIDDEN.sub("", text)
 
 
+def _has_odd_spaces(line: str) -> bool:
+    """Would ``_SPACES`` change this line? (Most lines have single spaces only: skip them.)"""
+    return "  " in line or "\t" in line or "\u00a0" in line or "\u3000" in line
+
+
 def split_blocks(body: str) -> tuple[Block, ...]:
     blocks: list[Block] = []
     for chunk in _BLANK_LINES.split(body.strip()):
-        lines = [_SPACES.sub(" ", ln).strip() for ln in chunk.split("\n")]
+        lines = [(_SPACES.sub(" ", ln) if _has_odd_spaces(ln) else ln).strip()
+                 for ln in chunk.split("\n")]
         lines = [ln for ln in lines if ln]
         # A heading may sit directly above its paragraph without a blank line between; a line
         # followed by a lowercase start is a wrapped line (or U+2028 break) of the paragraph.

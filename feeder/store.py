@@ -182,8 +182,15 @@ class Store:
         return _Transaction(self.db)
 
     # -- seeds -----------------------------------------------------------------------------
-    def fingerprints(self) -> dict[str, Fingerprint]:
-        rows = self.db.execute("SELECT name, size, mtime_ns, hash, reason FROM seeds")
+    def fingerprints(self, names: Iterable[str] | None = None) -> dict[str, Fingerprint]:
+        """Every seed's fingerprint, or only those of ``names`` (the ones that exist)."""
+        if names is None:
+            rows = self.db.execute("SELECT name, size, mtime_ns, hash, reason FROM seeds")
+        else:
+            names = list(names)
+            rows = (r for chunk in range(0, len(names), 500) for r in self.db.execute(
+                "SELECT name, size, mtime_ns, hash, reason FROM seeds WHERE name IN"
+                f" ({','.join('?' * len(names[chunk:chunk + 500]))})", names[chunk:chunk + 500]))
         return {r[0]: Fingerprint(r[1], r[2], r[3], r[4]) for r in rows}
 
     def fingerprint(self, name: str) -> Fingerprint | None:
@@ -270,14 +277,26 @@ class Store:
     def position(self, pub_ts: float, name: str) -> int:
         """How many entries sort before (pub_ts, name)."""
         return self.db.execute(
-            "SELECT count(*) FROM entries WHERE pub_ts < ? OR (pub_ts = ? AND name < ?)",
-            (pub_ts, pub_ts, name),
+            "SELECT count(*) FROM entries WHERE (pub_ts, name) < (?, ?)", (pub_ts, name),
         ).fetchone()[0]
 
     def iter_entries(self) -> Iterator[Entry]:
         rows = self.db.execute(f"SELECT {_ENTRY_COLUMNS} FROM entries ORDER BY pub_ts, name")
         for r in rows:
             yield _entry(r)
+
+    def iter_named_entries(self, offset: int = 0,
+                           limit: int = -1) -> Iterator[tuple[str, Entry]]:
+        """(name, entry) by ascending (published, name), streamed."""
+        rows = self.db.execute(
+            f"SELECT name, {_ENTRY_COLUMNS} FROM entries ORDER BY pub_ts, name LIMIT ? OFFSET ?",
+            (limit, offset),
+        )
+        for r in rows:
+            yield r[0], _entry(r[1:])
+
+    def slugs_by_name(self) -> list[tuple[str, str]]:
+        return list(self.db.execute("SELECT name, slug FROM entries"))
 
     def slugs(self) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT slug FROM entries")}

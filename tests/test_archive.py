@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import feedparser
 from lxml import etree
 
@@ -101,3 +103,27 @@ def test_missing_archive_page_is_restored_by_a_full_build(make_site) -> None:  #
     report = site.build()
     assert "archive/rss-2.xml" in report.written
     assert check_archives(site, 8, "rss") == 3
+
+
+def test_edit_in_place_rewrites_only_its_archive_page(make_site) -> None:  # noqa: ANN001
+    site = make_site(max_entries=3, archive_size=2)
+    for day in range(1, 11):
+        site.write(f"{day:03d}_a.txt", f"2025-12-{day:02d}", f"Day {day}. Text.")
+    site.build()
+    before = {n: site.read(f"archive/atom-{n}.xml") for n in range(1, 5)}
+    site.now += dt.timedelta(hours=1)
+    site.write("003_a.txt", "2025-12-03", "Day 3. Text, edited.")
+    report = site.build({"003_a.txt"})
+    assert report.changed == ["003_a.txt"]
+    archives = sorted(p for p in report.written if p.startswith("archive/"))
+    assert archives == ["archive/atom-2.xml", "archive/rss-2.xml"]
+    assert b"edited" in site.read("archive/atom-2.xml")
+    assert all(site.read(f"archive/atom-{n}.xml") == before[n] for n in (1, 3, 4))
+    # the same result as a build from scratch
+    fresh = make_site(max_entries=3, archive_size=2)
+    for path in site.seeds.iterdir():
+        (fresh.seeds / path.name).write_bytes(path.read_bytes())
+    fresh.now = site.now
+    fresh.build()
+    for n in (1, 3, 4):
+        assert fresh.read(f"archive/atom-{n}.xml") == site.read(f"archive/atom-{n}.xml")

@@ -1,0 +1,320 @@
+"""Scale check: feeder against the naive script at 1k / 10k / 100k seeds.
+
+    python bench/scale.py [--sizes 1000,10000,100000] [--data /work/bench-data] [--reps 50]
+
+Per size, in one run: (1) cold build, feeder and naive, each in a subprocess: wall time,
+CPU time, peak RSS of the biggest process and of the whole process tree (sampled from
+/proc); (2) a restart with nothing changed; (3) one new seed: time until the feeds on disk
+hold it, median and p99 of ``--reps``, in-process (``Builder.build(names={new})``) and
+through a running ``python -m feeder run`` (write the file, poll atom.xml on disk);
+(4) one seed edited, one deleted, in-process. Prints a table and writes bench/RESULTS.md.
+Seeds come from bench/generate.py (kept under --data between runs); outputs and state
+are rebuilt from scratch each run. Loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+BASE = "http://127.0.0.1:8080/"
+sys.path.insert(0, str(ROOT))
+
+
+# -- measuring subprocesses ----------------------------------------------------------------
+
+def _tree(pid: int) -> list[int]:
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as fh:
+                    todo += [int(c) for c in fh.read().split()]
+        except OSError:
+            pass
+    return pids
+
+
+def _pss_kb(pid: int) -> int:
+    """Proportional set size: pages shared by the pool's forked workers count once."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def run_measured(cmd: list[str], env: dict | None = None) -> dict:
+    """Wall seconds, CPU seconds (the process and the children it reaped), peak RSS of the
+    largest process and peak PSS summed over the process tree (sampled every 0.1 s), MB."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env or ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    peak_tree = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak_tree
+        while not done.wait(0.1):
+            peak_tree = max(peak_tree, sum(_pss_kb(p) for p in _tree(proc.pid)))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stderr = proc.stderr.read()
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    done.set()
+    sampler.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"{cmd} failed:\n{stderr.decode(errors='replace')[-2000:]}")
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
+            "rss": usage.ru_maxrss / 1024, "rss_tree": peak_tree / 1024}
+
+
+def feeder_args(seeds: Path, out: Path, state: Path) -> list[str]:
+    return ["--seeds", str(seeds), "--out", str(out), "--state", str(state),
+            "--base-url", BASE]
+
+
+# -- timing one change ---------------------------------------------------------------------
+
+def new_seed(seeds: Path, i: int) -> tuple[str, str]:
+    stem = f"zz{i:04d}_{random.getrandbits(64):016x}"
+    today = dt.date.today().isoformat()
+    text = (f" date {today} A brand new article number {i} arrives in the folder today. "
+            "The council will open the new library next week, people said.\n\nWhat next\n\n"
+            "More text follows in a second paragraph, as every seed has.\n")
+    (seeds / f"{stem}.txt").write_text(text, encoding="utf-8")
+    return f"{stem}.txt", stem
+
+
+def pct(values: list[float]) -> dict:
+    values = sorted(values)
+    p99 = values[min(len(values) - 1, round(0.99 * (len(values) - 1)))]
+    return {"median": statistics.median(values) * 1000, "p99": p99 * 1000, "n": len(values)}
+
+
+def in_process(seeds: Path, out: Path, state: Path, reps: int) -> dict:
+    """Runs in a subprocess (``--inproc``): new / edit / delete timings through Builder."""
+    from feeder.builder import Builder
+    from feeder.config import load
+    from feeder.store import Store
+
+    cfg = load(None, env={}, seeds=seeds, out=out, state=state, base_url=BASE)
+    store = Store(cfg.state)
+    builder = Builder(cfg, store, progress=False)
+    builder.build(names={"warm-up.txt"})  # loads the language model once
+    rng = random.Random(7)
+    old = sorted(n for n in os.listdir(seeds) if not n.startswith("zz"))
+    results: dict[str, list[float]] = {"new": [], "edit": [], "delete newest": [],
+                                       "delete old": []}
+    added = []
+    for i in range(reps):
+        name, stem = new_seed(seeds, i)
+        t0 = time.perf_counter()
+        report = builder.build(names={name})
+        results["new"].append(time.perf_counter() - t0)
+        assert report.added == [name] and stem.encode() in (out / "atom.xml").read_bytes()
+        added.append(name)
+    for i in range(reps):
+        path = seeds / rng.choice(old)
+        text = path.read_text(encoding="utf-8")
+        path.write_text(text.rstrip("\n") + f" Edited {i}.\n", encoding="utf-8")
+        t0 = time.perf_counter()
+        report = builder.build(names={path.name})
+        results["edit"].append(time.perf_counter() - t0)
+        assert report.changed == [path.name], report.summary()
+    for name in reversed(added):
+        (seeds / name).unlink()
+        t0 = time.perf_counter()
+        report = builder.build(names={name})
+        results["delete newest"].append(time.perf_counter() - t0)
+        assert report.removed == [name]
+    # An old seed moves every later entry one place: every later archive page changes.
+    for name in rng.sample(old, min(5, len(old))):
+        data = (seeds / name).read_bytes()
+        (seeds / name).unlink()
+        t0 = time.perf_counter()
+        builder.build(names={name})
+        results["delete old"].append(time.perf_counter() - t0)
+        (seeds / name).write_bytes(data)
+        builder.build(names={name})
+    store.close()
+    return {k: pct(v) for k, v in results.items()}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def through_daemon(seeds: Path, out: Path, state: Path, reps: int) -> dict:
+    """Start ``feeder run``, then time file written -> its id in atom.xml on disk."""
+    port = free_port()
+    log = open(state.with_suffix(".daemon.log"), "wb")
+    proc = subprocess.Popen([PY, "-m", "feeder", "run", *feeder_args(seeds, out, state),
+                             "--port", str(port)], env=ENV, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 600
+        while True:  # ready when it answers HTTP (its start-up scan is done by then)
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("feeder run did not start") from None
+                time.sleep(0.05)
+        time.sleep(1.5)  # let the start-up rescan settle
+        times = []
+        atom = out / "atom.xml"
+        for i in range(reps):
+            t0 = time.perf_counter()
+            _name, stem = new_seed(seeds, 1000 + i)
+            needle = stem.encode()
+            while needle not in atom.read_bytes():
+                if time.perf_counter() - t0 > 30:
+                    raise SystemExit(f"daemon did not publish {stem} within 30 s")
+                time.sleep(0.001)
+            times.append(time.perf_counter() - t0)
+            time.sleep(0.3)
+        for name in os.listdir(seeds):
+            if name.startswith("zz1"):
+                (seeds / name).unlink()
+        return pct(times)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+
+
+# -- the run -------------------------------------------------------------------------------
+
+def machine() -> str:
+    model = "?"
+    with open("/proc/cpuinfo") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as fh:
+        mem_kb = int(fh.readline().split()[1])
+    return (f"{os.cpu_count()} cores ({model}), {mem_kb / 1024**2:.1f} GB RAM, "
+            f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
+
+
+def one_size(n: int, data: Path, reps: int, daemon: bool) -> dict:
+    from generate import generate
+
+    seeds = data / f"seeds-{n}"
+    if not seeds.is_dir() or len(os.listdir(seeds)) != n:
+        shutil.rmtree(seeds, ignore_errors=True)
+        generate(seeds, n)
+    work = data / f"run-{n}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    out, state = work / "public", work / "state.sqlite3"
+    r: dict = {"n": n}
+    print(f"[{n}] naive cold build", flush=True)
+    r["naive"] = run_measured([PY, str(ROOT / "bench" / "naive.py"), str(seeds),
+                               str(work / "naive")])
+    shutil.rmtree(work / "naive")
+    print(f"[{n}] feeder cold build", flush=True)
+    r["cold"] = run_measured([PY, "-m", "feeder", "build", *feeder_args(seeds, out, state)])
+    print(f"[{n}] feeder restart, nothing changed", flush=True)
+    r["restart"] = run_measured([PY, "-m", "feeder", "build",
+                                 *feeder_args(seeds, out, state)])
+    print(f"[{n}] one change, in-process x{reps}", flush=True)
+    res = subprocess.run([PY, __file__, "--inproc", str(seeds), str(out), str(state),
+                          str(reps)], env=ENV, capture_output=True, text=True, check=False)
+    if res.returncode:
+        raise SystemExit(res.stderr[-3000:])
+    r["inproc"] = json.loads(res.stdout.strip().splitlines()[-1])
+    if daemon:
+        print(f"[{n}] one new seed through feeder run x{reps}", flush=True)
+        r["daemon"] = through_daemon(seeds, out, state, reps)
+    r["disk_mb"] = sum(f.stat().st_size for f in work.rglob("*") if f.is_file()) / 1e6
+    r["files"] = sum(1 for _ in out.rglob("*"))
+    shutil.rmtree(work)
+    return r
+
+
+def table(results: list[dict]) -> str:
+    rows = ["| measure | " + " | ".join(f"{r['n']:,} seeds" for r in results) + " |",
+            "|---|" + "---|" * len(results)]
+
+    def row(label: str, fn) -> None:  # noqa: ANN001
+        rows.append(f"| {label} | " + " | ".join(fn(r) for r in results) + " |")
+
+    row("naive: cold build, wall / peak RSS",
+        lambda r: f"{r['naive']['wall']:.1f} s / {r['naive']['rss']:.0f} MB")
+    row("feeder: cold build, wall (ratio to naive)", lambda r: f"{r['cold']['wall']:.1f} s "
+        f"({r['cold']['wall'] / r['naive']['wall']:.2f}× naive)")
+    row("feeder: cold build, peak RSS of largest process / peak PSS of all processes",
+        lambda r: f"{r['cold']['rss']:.0f} MB / {r['cold']['rss_tree']:.0f} MB")
+    row("feeder: output files, disk (seeds excluded)",
+        lambda r: f"{r['files']:,}, {r['disk_mb']:.0f} MB")
+    row("feeder: restart, nothing changed (wall / peak RSS)",
+        lambda r: f"{r['restart']['wall']:.2f} s / {r['restart']['rss']:.0f} MB")
+    for key, label in (("new", "one new seed, in-process"), ("edit", "one seed edited"),
+                       ("delete newest", "newest seed deleted"),
+                       ("delete old", "an old seed deleted (shifts later archive pages)")):
+        row(f"{label}: median / p99 (n)",
+            lambda r, k=key: f"{r['inproc'][k]['median']:.1f} / {r['inproc'][k]['p99']:.1f}"
+                             f" ms ({r['inproc'][k]['n']})")
+    row("one new seed vs naive rebuild (naive wall / median)",
+        lambda r: f"{r['naive']['wall'] * 1000 / r['inproc']['new']['median']:,.0f}×")
+    if all("daemon" in r for r in results):
+        row("one new seed through `feeder run` (debounce 0.2 s): median / p99",
+            lambda r: f"{r['daemon']['median']:.0f} / {r['daemon']['p99']:.0f} ms")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--inproc":
+        seeds, out, state, reps = sys.argv[2:6]
+        print(json.dumps(in_process(Path(seeds), Path(out), Path(state), int(reps))))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--data", type=Path, default=Path("/work/bench-data"))
+    parser.add_argument("--reps", type=int, default=50)
+    parser.add_argument("--no-daemon", action="store_true")
+    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT / "bench"))
+    results = [one_size(int(n), args.data, args.reps, not args.no_daemon)
+               for n in args.sizes.split(",")]
+    text = table(results)
+    print(text)
+    load = os.getloadavg()
+    args.results.write_text(
+        f"# Scale results\n\n{dt.date.today().isoformat()}, {machine()}.\n"
+        f"Load average at the end: {load[0]:.1f} (other jobs shared the machine).\n"
+        f"Run: `python bench/scale.py --sizes {args.sizes} --reps {args.reps}`\n\n"
+        f"{text}\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""The process pool (reading seeds, writing entry and archive pages) changes no output byte."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from feeder import builder
+
+from .conftest import Site
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+def fill(site: Site) -> None:
+    for n in range(40):
+        site.write(f"{n:03d}_s.txt", f"2025-{n % 12 + 1:02d}-{n % 28 + 1:02d}",
+                   f"Seed number {n}. It has some words in it.\n\nA heading\n\nMore text here.")
+    site.write("900_future.txt", "2026-12-01", "Not yet. Scheduled.")
+    site.write("901_bad.txt", "1850-01-01", "Too old. A typo.")
+    (site.seeds / "902_empty.txt").write_bytes(b"")
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_pool_and_serial_builds_write_the_same_bytes(make_site, monkeypatch,  # noqa: ANN001
+                                                     force: bool) -> None:
+    sites = []
+    for threshold in (10**9, 1):  # serial, then everything through the pool
+        monkeypatch.setattr(builder, "POOL_THRESHOLD", threshold)
+        site = make_site(max_entries=5, archive_size=4)
+        fill(site)
+        report = site.build(force=force)
+        sites.append((site, report))
+    (serial, r1), (pooled, r2) = sites
+    assert r2.entries == r1.entries == 40
+    assert sorted(r2.written) == sorted(r1.written)
+    assert sorted(r2.rejected) == sorted(r1.rejected)
+    assert tree(pooled.out) == tree(serial.out)
+    assert "archive/atom-9.xml" in r2.written
+
+
+def test_full_build_rewrites_missing_pages_through_the_pool(make_site,  # noqa: ANN001
+                                                           monkeypatch) -> None:  # noqa: ANN001
+    site = make_site(max_entries=5, archive_size=4)
+    fill(site)
+    site.build()
+    before = tree(site.out)
+    monkeypatch.setattr(builder, "POOL_THRESHOLD", 1)
+    for name in sorted(os.listdir(site.out / "entries"))[:7]:
+        (site.out / "entries" / name).unlink()
+    (site.out / "archive" / "rss-2.xml").unlink()
+    report = site.build()
+    assert len([p for p in report.written if p.startswith("entries/")]) == 7
+    assert "archive/rss-2.xml" in report.written
+    assert tree(site.out) == before
+    assert site.build().written == []
+
+
+def test_entry_and_archive_pages_have_no_gzip_sibling(site: Site) -> None:
+    fill(site)
+    site.build()
+    assert (site.out / "atom.xml.gz").exists()
+    assert not list(site.out.glob("entries/*.gz"))
+    assert not list(site.out.glob("archive/*.gz"))
