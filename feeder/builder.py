@@ -36,6 +36,7 @@ TEMP_SUFFIXES = (".swp", ".swx", ".swo", "~", ".part", ".tmp", ".crdownload", ".
 MIN_YEAR = 1900
 POOL_THRESHOLD = 400  # seeds to read before a process pool pays for its start-up
 BATCH = 500
+QUIET_ABOVE = 1000  # seeds read in one pass beyond which "added" lines go to debug
 
 
 def utcnow() -> dt.datetime:
@@ -300,6 +301,8 @@ class Builder:
                 report.removed.append(name)
                 self._pending_removals.append((name, old))
                 log.info("removed %s", name)
+        # one line per seed for the daemon's changes; a big first build only counts them
+        level = logging.INFO if len(to_read) <= QUIET_ABOVE else logging.DEBUG
         for result in self._read_all(to_read):
             name, status, *rest = result
             if status == "gone":
@@ -323,7 +326,7 @@ class Builder:
             if encoding not in ("utf-8", "ascii"):
                 report.converted.append((name, encoding))
                 log.info("converted %s from %s to UTF-8", name, encoding)
-            old = self.store.entry_by_name(name)
+            old = self.store.entry_by_name(name) if fp is not None else None
             entry = self._with_history(entry, old, now)
             if old is not None and (old.published, name) != (entry.published, name):
                 self._pending_removals.append((name, old))  # its old archive position too
@@ -334,11 +337,11 @@ class Builder:
             self._changed_entries.append((name, entry.published))  # not the entry: 100k of them
             if old is None:
                 report.added.append(name)
-                log.info("added %s: %s (%s, %s)", name, entry.title, entry.published.date(),
-                         entry.language)
+                log.log(level, "added %s: %s (%s, %s)", name, entry.title,
+                        entry.published.date(), entry.language)
             else:
                 report.changed.append(name)
-                log.info("changed %s", name)
+                log.log(level, "changed %s", name)
         return touched
 
     def _read_all(self, seeds: list[Seen]) -> Iterator[tuple]:
@@ -386,8 +389,8 @@ class Builder:
         if entry.published > horizon:
             return entry, (f"date {entry.published.date()} is more than "
                            f"{self.config.max_future_days} days ahead: probably a typo")
-        minted = self.store.mint_id(entry.stem, entry.id)
-        owner = self.store.owner_of(minted)
+        minted, fresh = self.store.mint_id(entry.stem, entry.id)
+        owner = None if fresh else self.store.owner_of(minted)  # a fresh id has no owner yet
         if owner is not None and owner != name:
             return entry, f"same entry id as {owner} (file stems must be unique)"
         return dataclasses.replace(entry, id=minted), None

@@ -121,8 +121,7 @@ def check(config_path: Path | None, seeds: Path | None, out: Path | None, state:
 
 
 def _open_store(cfg: config_mod.Config) -> Store:
-    store = Store.open_or_recreate(cfg.state)
-    store.lock()
+    store = Store.open_locked(cfg.state)
     if store.recreated:
         log.warning("state file %s was unusable: moved it aside and rebuilt it from the seeds",
                     cfg.state)

@@ -50,7 +50,7 @@ class Config:
     tag_date: str = "2025"
     timezone: str = "UTC"
     max_entries: int = 50
-    archive_size: int = 100
+    archive_size: int = 50
     title_length: int = 90
     summary_length: int = 300
     # [paths]

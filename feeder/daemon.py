@@ -41,14 +41,14 @@ class Daemon:
         self.last_build: dict[str, Any] = {}
         self.last_error: str | None = None
         self._seeds_missing = False
+        self._warm = False
         self.server = None
         self._server_thread: threading.Thread | None = None
 
     # wiring ---------------------------------------------------------------------------------
     def start(self) -> None:
         c = self.config
-        self.store = Store.open_or_recreate(c.state)
-        self.store.lock()
+        self.store = Store.open_locked(c.state)
         if self.store.recreated:
             log.warning("state file %s was unusable: moved it aside; rebuilding it from the seeds",
                         c.state)
@@ -68,7 +68,6 @@ class Daemon:
                                    rescan_interval=c.rescan_interval)
         self._start_watcher()
         self._start_server()
-        threading.Thread(target=_warm_up, args=(self.builder.rules,), daemon=True).start()
         self.scheduler.start()
         self.scheduler.notify(None, delay=0)
         if self.ping_store.pending_pings():
@@ -112,6 +111,9 @@ class Daemon:
 
     def _rebuild(self, names: set[str] | None) -> None:
         c = self.config
+        if not self._warm:  # on the build thread, before the first seed needs the model
+            _warm_up(self.builder.rules)
+            self._warm = True
         if not self.watcher.alive or not os.path.isdir(c.seeds):
             if not os.path.isdir(c.seeds):
                 if not self._seeds_missing:
@@ -250,11 +252,10 @@ class Daemon:
 
 
 def _warm_up(rules: object) -> None:
-    """Load the language model now rather than when the first seed arrives."""
-    from .normalizer import detect_language
+    """Load the language model (about a second) now rather than when the first seed arrives."""
+    from .normalizer import _identifier
 
-    detect_language("warming up the language identifier model", "en",
-                    rules.languages)  # type: ignore[attr-defined]
+    _identifier(rules.languages)  # type: ignore[attr-defined]
 
 
 def reloader(config_path: Path | None, overrides: dict[str, Any]) -> Callable[[], Config]:

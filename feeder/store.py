@@ -45,6 +45,16 @@ CREATE TABLE IF NOT EXISTS entries (
     pub_ts REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS entries_order ON entries (pub_ts, name);
+-- SQLite counts rows by walking an index; keep the entry count instead (100k rows: ~7 ms).
+CREATE TABLE IF NOT EXISTS counts (
+    name TEXT PRIMARY KEY,
+    n INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO counts (name, n) VALUES ('entries', (SELECT count(*) FROM entries));
+CREATE TRIGGER IF NOT EXISTS entries_added AFTER INSERT ON entries
+    BEGIN UPDATE counts SET n = n + 1 WHERE name = 'entries'; END;
+CREATE TRIGGER IF NOT EXISTS entries_removed AFTER DELETE ON entries
+    BEGIN UPDATE counts SET n = n - 1 WHERE name = 'entries'; END;
 CREATE TABLE IF NOT EXISTS ids (
     stem TEXT PRIMARY KEY,
     id TEXT NOT NULL UNIQUE
@@ -121,6 +131,7 @@ class Store:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
+            db.execute("PRAGMA recursive_triggers=ON")  # INSERT OR REPLACE fires the delete trigger
             db.executescript(_SCHEMA)
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
@@ -149,22 +160,18 @@ class Store:
             return store
 
     # -- locking ---------------------------------------------------------------------------
-    def lock(self) -> None:
-        """Take the single-writer lock, or raise StoreError naming the holder's pid."""
-        lock_path = Path(str(self.path) + ".lock")
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    @classmethod
+    def open_locked(cls, path: Path | str) -> Store:
+        """Take the single-writer lock first, then open (or recreate) the state file, so a
+        second process never touches a file another one is using."""
+        fd = _acquire_lock(Path(path))
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            store = cls.open_or_recreate(path)
+        except BaseException:
             os.close(fd)
-            raise StoreError(
-                f"{self.path} is in use by another feeder process (pid {holder}); "
-                "stop it first or use another --state file"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._lock_fd = fd
+            raise
+        store._lock_fd = fd
+        return store
 
     def close(self) -> None:
         self.db.close()
@@ -215,10 +222,16 @@ class Store:
             (name, size, mtime_ns, digest, reason, _iso(now), _iso(now)),
         )
 
-    def mint_id(self, stem: str, fresh_id: str) -> str:
-        """The entry id of ``stem``: minted once, then always the stored one."""
-        self.db.execute("INSERT OR IGNORE INTO ids (stem, id) VALUES (?, ?)", (stem, fresh_id))
-        return self.db.execute("SELECT id FROM ids WHERE stem = ?", (stem,)).fetchone()[0]
+    def mint_id(self, stem: str, fresh_id: str) -> tuple[str, bool]:
+        """The entry id of ``stem``: minted once, then always the stored one.
+        Returns (id, minted_now)."""
+        row = self.db.execute(
+            "INSERT INTO ids (stem, id) VALUES (?, ?) ON CONFLICT DO NOTHING RETURNING id",
+            (stem, fresh_id),
+        ).fetchone()
+        if row is not None:
+            return row[0], True
+        return self.db.execute("SELECT id FROM ids WHERE stem = ?", (stem,)).fetchone()[0], False
 
     def owner_of(self, entry_id: str) -> str | None:
         r = self.db.execute("SELECT name FROM entries WHERE id = ?", (entry_id,)).fetchone()
@@ -253,10 +266,15 @@ class Store:
         return old
 
     # -- queries ---------------------------------------------------------------------------
+    def total(self) -> int:
+        return self.db.execute("SELECT n FROM counts WHERE name = 'entries'").fetchone()[0]
+
     def count(self, until: dt.datetime) -> int:
-        return self.db.execute(
-            "SELECT count(*) FROM entries WHERE pub_ts <= ?", (until.timestamp(),)
+        """Entries published by ``until``: all of them less the few scheduled later."""
+        later = self.db.execute(
+            "SELECT count(*) FROM entries WHERE pub_ts > ?", (until.timestamp(),)
         ).fetchone()[0]
+        return self.total() - later
 
     def newest(self, limit: int, until: dt.datetime) -> list[Entry]:
         rows = self.db.execute(
@@ -275,10 +293,12 @@ class Store:
         return [_entry(r) for r in rows]
 
     def position(self, pub_ts: float, name: str) -> int:
-        """How many entries sort before (pub_ts, name)."""
-        return self.db.execute(
-            "SELECT count(*) FROM entries WHERE (pub_ts, name) < (?, ?)", (pub_ts, name),
+        """How many entries sort before (pub_ts, name). Counted from the newer side, which is
+        the short one for the usual change (a new article)."""
+        after = self.db.execute(
+            "SELECT count(*) FROM entries WHERE (pub_ts, name) >= (?, ?)", (pub_ts, name),
         ).fetchone()[0]
+        return self.total() - after
 
     def iter_entries(self) -> Iterator[Entry]:
         rows = self.db.execute(f"SELECT {_ENTRY_COLUMNS} FROM entries ORDER BY pub_ts, name")
@@ -380,6 +400,25 @@ class Store:
     def hub_results(self) -> dict[str, dict]:
         rows = self.db.execute("SELECT hub, time, ok, detail FROM hubs")
         return {h: {"time": t, "ok": bool(ok), "detail": d} for h, t, ok, d in rows}
+
+
+def _acquire_lock(path: Path) -> int:
+    """Lock ``<state>.lock`` (flock, released by the kernel if we die), or raise StoreError
+    naming the holder's pid."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(Path(str(path) + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise StoreError(
+            f"{path} is in use by another feeder process (pid {holder}); "
+            "stop it first or use another --state file"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
 
 
 class _Transaction:
