@@ -227,7 +227,7 @@ def test_kill_9_during_cold_build_leaves_only_complete_outputs(tmp_path: Path) -
     assert [e.title for e in rss.entries] == newest
     items = json.loads((out / "feed.json").read_bytes())["items"]
     assert [i["title"] for i in items] == newest
-    assert len(list((out / "archive").glob("atom-*.xml"))) == -(-(SEEDS - 50) // 100)
+    assert len(list((out / "archive").glob("atom-*.xml"))) == -(-(SEEDS - 50) // 50)
 
 
 # -- an output folder that cannot be written -------------------------------------------------
