@@ -198,7 +198,6 @@ class Builder:
         self._unremoved: list[tuple[str, Entry]] = []
         self._executor: concurrent.futures.ProcessPoolExecutor | None = None
         self._building = False
-        self._in_place: set[str] = set()
 
     # scanning -----------------------------------------------------------------------------
     def _seeds_root(self) -> Path:
@@ -328,10 +327,6 @@ class Builder:
                 log.info("converted %s from %s to UTF-8", name, encoding)
             old = self.store.entry_by_name(name) if fp is not None else None
             entry = self._with_history(entry, old, now)
-            if old is not None and (old.published, name) != (entry.published, name):
-                self._pending_removals.append((name, old))  # its old archive position too
-            elif old is not None:
-                self._in_place.add(name)  # same place in the archive: no later page moves
             self.store.put_entry(name, size, mtime_ns, digest, entry, now)
             touched.add(name)
             self._changed_entries.append((name, entry.published))  # not the entry: 100k of them
@@ -426,8 +421,8 @@ class Builder:
         key = self._render_key()
         force = force or self.store.get_meta("render_key") != key
         visible = self.store.count(now)
-        archived = max(visible - c.max_entries, 0)
-        pages = -(-archived // c.archive_size)
+        newest = self.store.newest(c.max_entries, now)
+        pages = self._assign_pages(newest, now, force)
         info = render.FeedInfo.from_config(c, archive_count=pages)
 
         # entry pages: the changed ones, plus (on full builds) any that are missing
@@ -448,13 +443,12 @@ class Builder:
             todo = filter(None, map(self.store.entry_by_name, sorted(names)))
             count = len(names)
         if force:
-            count = self.store.count(dt.datetime.max.replace(tzinfo=dt.UTC))
+            count = self.store.total()
         jobs = (("pages", info, out, chunk) for chunk in _chunks(todo, 200))
         for written in self._render_all(jobs, count, count, "writing pages"):
             report.written.extend(written)
 
         # current feeds and the index
-        newest = self.store.newest(c.max_entries, now)
         archive = render.Archive(prev=render.archive_path("atom", pages) if pages else None)
         rss_archive = render.Archive(prev=render.archive_path("rss", pages) if pages else None)
         docs = {
@@ -469,66 +463,60 @@ class Builder:
         if output.write(out / "index.html", render.render_index(info, newest)):
             report.written.append("index.html")
 
-        # archive pages (RFC 5005): from the first page this build touched to the last
-        state = self.store.get_meta("archive", {"archived": 0, "pages": 0}) or {}
-        old_archived, old_pages = state.get("archived", 0), state.get("pages", 0)
-        first = self._first_dirty_page(old_archived, archived, old_pages, pages, force)
-        if self._full and not force:
-            for n in range(1, pages + 1):
-                if not (out / render.archive_path("atom", n)).exists() or not (
-                        out / render.archive_path("rss", n)).exists():
-                    first = min(first, n)
-                    break
-        size = c.archive_size
-        for n in self._edited_pages(archived, first):
-            page = self.store.iter_named_entries(offset=(n - 1) * size,
-                                                 limit=min(size, archived - (n - 1) * size))
-            report.written.extend(write_archive_page(info, out, n, pages, [e for _, e in page]))
-        todo = self.store.iter_named_entries(offset=(first - 1) * size,
-                                             limit=max(archived - (first - 1) * size, 0))
-        jobs = (("archive", info, out, (n, pages, chunk))
-                for n, chunk in enumerate(_chunks((e for _n, e in todo), size), first))
-        count = pages + 1 - first
-        for written in self._render_all(jobs, count, count * size, "writing archives"):
+        # archive pages (RFC 5005) whose entries or links changed
+        dirty = self.store.dirty_pages()
+        todo_pages = [n for n in dirty if n <= pages]
+        jobs = (("archive", info, out, (n, pages, self.store.page_entries(n)))
+                for n in todo_pages)
+        weight = len(todo_pages) * c.archive_size
+        for written in self._render_all(jobs, len(todo_pages), weight, "writing archives"):
             report.written.extend(written)
-        for n in range(pages + 1, old_pages + 1):
-            for kind in ("atom", "rss"):
-                path = render.archive_path(kind, n)
-                if output.remove(out / path):
-                    report.deleted_outputs.append(path)
-        self.store.set_meta("archive", {"archived": archived, "pages": pages})
+        self.store.clear_pages(dirty)
         self.store.set_meta("render_key", key)
         report.entries = visible
         report.scheduled = self.store.scheduled(now)
 
-    def _first_dirty_page(self, old_archived: int, archived: int, old_pages: int, pages: int,
-                          force: bool) -> int:
-        size = self.config.archive_size
-        if force:
-            return 1
-        first = pages + 1
-        if old_archived != archived:
-            first = min(first, min(old_archived, archived) // size + 1)
-        if old_pages != pages:
-            first = min(first, max(min(old_pages, pages), 1))
-        keys = [(published.timestamp(), name) for name, published in self._changed_entries
-                if name not in self._in_place]
-        keys += [(e.published.timestamp(), name) for name, e in self._pending_removals]
-        if keys and first > 1:  # positions grow with the key: only the smallest one matters
-            pos = self.store.position(*min(keys))
-            if pos < archived:
-                first = min(first, pos // size + 1)
-        return max(first, 1)
+    def _assign_pages(self, newest: list[Entry], now: dt.datetime, force: bool) -> int:
+        """Give every published entry outside the current feeds an archive page; mark the
+        pages to render; return how many pages there are.
 
-    def _edited_pages(self, archived: int, first: int) -> list[int]:
-        """Archive pages before ``first`` holding an entry edited in place (date unchanged)."""
-        size, pages = self.config.archive_size, set()
-        for name, published in self._changed_entries:
-            if name in self._in_place:
-                pos = self.store.position(published.timestamp(), name)
-                if pos < archived and pos // size + 1 < first:
-                    pages.add(pos // size + 1)
-        return sorted(pages)
+        Entries go to the newest page, oldest first, in the order they leave the current
+        feeds; a page is closed once it holds ``archive_size`` entries. So a new article
+        touches only the newest page, a full page changes only when one of its own entries
+        is edited or deleted, and a deletion never shifts other pages.
+        """
+        c, store = self.config, self.store
+        with store.transaction():
+            old_pages = int(store.get_meta("archive_pages", 0) or 0)
+            current = {e.id for e in newest}
+            store.unarchive(current)
+            page, held = store.last_page()
+            placed: list[tuple[int, str]] = []
+            for id_ in store.unpaged(now):
+                if id_ in current:
+                    continue
+                if page == 0 or held >= c.archive_size:
+                    if page:
+                        store.mark_pages([page])  # it gains a next-archive link
+                    page, held = page + 1, 0
+                placed.append((page, id_))
+                held += 1
+            store.put_in_pages(placed)
+            pages, _held = store.last_page()
+            out = c.out
+            if force:
+                store.mark_pages(range(1, pages + 1))
+            elif self._full:
+                store.mark_pages(n for n in range(1, pages + 1)
+                                 if not (out / render.archive_path("atom", n)).exists()
+                                 or not (out / render.archive_path("rss", n)).exists())
+            if pages != old_pages and pages:
+                store.mark_pages([pages, min(pages, old_pages) or pages])  # links change
+            store.set_meta("archive_pages", pages)
+        for n in range(pages + 1, old_pages + 1):  # pages left empty at the end
+            for kind in ("atom", "rss"):
+                output.remove(out / render.archive_path(kind, n))
+        return pages
 
     def _render_all(self, jobs: Iterable[tuple], count: int, weight: int,
                     label: str) -> Iterator[list[str]]:
@@ -577,7 +565,6 @@ class Builder:
         report = BuildReport(started=self.clock())
         self._changed_entries: list[tuple[str, dt.datetime]] = []  # (name, published)
         self._pending_removals: list[tuple[str, Entry]] = list(self._unremoved)
-        self._in_place: set[str] = set()  # changed, but in the same archive position
         self._full = names is None
         self._building = True
         try:

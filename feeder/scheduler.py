@@ -51,6 +51,17 @@ class Scheduler:
         self._aps.start()
         self._aps.add_job(self.notify, "interval", seconds=self.rescan_interval,
                           id="rescan", args=[None], executor="pings")
+        # Long-lived jobs that are woken early (next_run_time=None: paused until woken).
+        # Jobs are never added or removed under a fixed id while running: APScheduler's
+        # loop removes a finished one-off job by id, which races with replacing it.
+        day = 24 * 3600
+        many = {"max_instances": 3}  # one-thread executors still run them one at a time
+        self._aps.add_job(self._run_rebuild, "interval", seconds=day, id="rebuild",
+                          next_run_time=None, **many)
+        self._aps.add_job(self._run_ping, "interval", seconds=60, id="ping",
+                          executor="pings", next_run_time=None, **many)
+        self._aps.add_job(self.notify, "interval", seconds=day, id="timed", args=[set()],
+                          kwargs={"delay": 0}, next_run_time=None, executor="pings")
 
     def shutdown(self) -> None:
         """Stop taking work; wait for the job in progress (a build stops at its next batch)."""
@@ -58,15 +69,17 @@ class Scheduler:
             self._closing = True
         self._aps.shutdown(wait=True)
 
-    def _add_job(self, func: Callable[[], object], **kwargs: object) -> None:
-        """Add or replace a job, unless shutting down: APScheduler's shutdown(wait=True)
-        holds its job-store lock while the running job finishes, so a job that added a job
-        then (a follow-up rebuild, the timed-publish job) would deadlock the shutdown."""
+    def _wake(self, job_id: str, when: dt.datetime) -> None:
+        """Run a long-lived job at ``when`` unless it already runs earlier. Not while shutting
+        down: APScheduler's shutdown(wait=True) holds its job-store lock until the running
+        job ends, so a job that touched the job store then would deadlock it."""
         with self._jobs_lock:
             if self._closing:
                 return
-            with contextlib.suppress(RuntimeError):  # scheduler already shut down
-                self._aps.add_job(func, **kwargs)
+            with contextlib.suppress(LookupError, RuntimeError):  # not started / shut down
+                job = self._aps.get_job(job_id)
+                if job is not None and (job.next_run_time is None or when < job.next_run_time):
+                    job.modify(next_run_time=when)
 
     # rebuilds ---------------------------------------------------------------------------------
     def notify(self, names: set[str] | None, delay: float | None = None) -> None:
@@ -79,14 +92,12 @@ class Scheduler:
             if self._queued or self._running:
                 return
             self._queued = True
-        self._schedule_rebuild(self.debounce if delay is None else delay)
-
-    def _schedule_rebuild(self, delay: float) -> None:
-        self._add_job(self._run_rebuild, trigger="date", run_date=_at(delay), id="rebuild",
-                      replace_existing=True)
+        self._wake("rebuild", _at(self.debounce if delay is None else delay))
 
     def _run_rebuild(self) -> None:
         with self._lock:
+            if not self._queued:  # the daily safety run with nothing to do
+                return
             names, full = self._names, self._full
             self._names, self._full = set(), False
             self._queued, self._running = False, True
@@ -107,24 +118,16 @@ class Scheduler:
                 if again:
                     self._queued = True
         if again:
-            self._schedule_rebuild(RETRY_AFTER_FAILURE if retry else self.debounce)
+            self._wake("rebuild", _at(RETRY_AFTER_FAILURE if retry else self.debounce))
 
     def publish_at(self, when: dt.datetime | None) -> None:
         """Rebuild when the next scheduled (future-dated) seed is due."""
-        if when is None:
-            with self._jobs_lock:
-                if self._closing:
-                    return
-                with contextlib.suppress(Exception):  # no such job
-                    self._aps.remove_job("timed")
-            return
-        self._add_job(self.notify, trigger="date", run_date=when, id="timed", args=[set()],
-                      kwargs={"delay": 0}, replace_existing=True)
+        if when is not None:
+            self._wake("timed", when)
 
     # pings ------------------------------------------------------------------------------------
     def ping_soon(self, delay: float = 0.0) -> None:
-        self._add_job(self._run_ping, trigger="date", run_date=_at(delay), id="ping",
-                      executor="pings", replace_existing=True)
+        self._wake("ping", _at(delay))
 
     def _run_ping(self) -> None:
         try:
@@ -134,6 +137,4 @@ class Scheduler:
             self.ping_soon(RETRY_AFTER_FAILURE)
             return
         if next_try is not None:
-            run_date = dt.datetime.fromtimestamp(next_try, dt.UTC)
-            self._add_job(self._run_ping, trigger="date", run_date=run_date, id="ping",
-                          executor="pings", replace_existing=True)
+            self._wake("ping", dt.datetime.fromtimestamp(next_try, dt.UTC))

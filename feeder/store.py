@@ -42,9 +42,32 @@ CREATE TABLE IF NOT EXISTS entries (
     published TEXT NOT NULL,
     updated TEXT NOT NULL,
     language TEXT NOT NULL,
-    pub_ts REAL NOT NULL
+    pub_ts REAL NOT NULL,
+    archive_page INTEGER        -- RFC 5005 archive page; NULL while in the current feeds
 );
 CREATE INDEX IF NOT EXISTS entries_order ON entries (pub_ts, name);
+CREATE INDEX IF NOT EXISTS entries_page ON entries (archive_page, pub_ts, name);
+-- Archive pages whose documents must be rendered again, kept by triggers in the same
+-- transaction as the change, so a crash between the change and the render loses nothing.
+CREATE TABLE IF NOT EXISTS dirty_pages (page INTEGER PRIMARY KEY);
+DROP TRIGGER IF EXISTS entries_page_gone;
+DROP TRIGGER IF EXISTS entries_page_changed;
+-- (no INSERT OR IGNORE in trigger bodies: the outer statement's conflict policy overrides it)
+CREATE TRIGGER IF NOT EXISTS entries_left_page AFTER DELETE ON entries
+    WHEN old.archive_page IS NOT NULL
+    BEGIN
+        INSERT INTO dirty_pages SELECT old.archive_page
+            WHERE NOT EXISTS (SELECT 1 FROM dirty_pages WHERE page = old.archive_page);
+    END;
+CREATE TRIGGER IF NOT EXISTS entries_changed_page AFTER UPDATE ON entries
+    BEGIN
+        INSERT INTO dirty_pages SELECT old.archive_page
+            WHERE old.archive_page IS NOT NULL
+            AND NOT EXISTS (SELECT 1 FROM dirty_pages WHERE page = old.archive_page);
+        INSERT INTO dirty_pages SELECT new.archive_page
+            WHERE new.archive_page IS NOT NULL
+            AND NOT EXISTS (SELECT 1 FROM dirty_pages WHERE page = new.archive_page);
+    END;
 -- SQLite counts rows by walking an index; keep the entry count instead (100k rows: ~7 ms).
 CREATE TABLE IF NOT EXISTS counts (
     name TEXT PRIMARY KEY,
@@ -132,6 +155,9 @@ class Store:
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
             db.execute("PRAGMA recursive_triggers=ON")  # INSERT OR REPLACE fires the delete trigger
+            columns = {r[1] for r in db.execute("PRAGMA table_info(entries)")}
+            if columns and "archive_page" not in columns:  # made by feeder 0.1 before paging
+                db.execute("ALTER TABLE entries ADD COLUMN archive_page INTEGER")
             db.executescript(_SCHEMA)
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
@@ -246,9 +272,14 @@ class Store:
     def put_entry(self, name: str, size: int, mtime_ns: int, digest: str, entry: Entry,
                   now: dt.datetime) -> None:
         self._seed_row(name, size, mtime_ns, digest, None, now)
+        # An upsert, not a replace: an edited entry keeps its archive page.
         self.db.execute(
-            f"INSERT OR REPLACE INTO entries ({_ENTRY_COLUMNS}, name, pub_ts)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO entries ({_ENTRY_COLUMNS}, name, pub_ts)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+            " stem = excluded.stem, slug = excluded.slug, title = excluded.title,"
+            " summary = excluded.summary, content_html = excluded.content_html,"
+            " published = excluded.published, updated = excluded.updated,"
+            " language = excluded.language, name = excluded.name, pub_ts = excluded.pub_ts",
             (entry.id, entry.stem, entry.slug, entry.title, entry.summary, entry.content_html,
              _iso(entry.published), _iso(entry.updated), entry.language, name,
              entry.published.timestamp()),
@@ -314,6 +345,50 @@ class Store:
         )
         for r in rows:
             yield r[0], _entry(r[1:])
+
+    # -- archive pages -----------------------------------------------------------------------
+    def unarchive(self, ids: Iterable[str]) -> None:
+        """These entries are in the current feeds (again): take them out of their pages."""
+        self.db.executemany(
+            "UPDATE entries SET archive_page = NULL WHERE id = ? AND archive_page IS NOT NULL",
+            [(i,) for i in ids],
+        )
+
+    def unpaged(self, until: dt.datetime) -> list[str]:
+        """Ids of published entries in no archive page, oldest first."""
+        rows = self.db.execute(
+            "SELECT id FROM entries WHERE archive_page IS NULL AND pub_ts <= ?"
+            " ORDER BY pub_ts, name", (until.timestamp(),),
+        )
+        return [r[0] for r in rows]
+
+    def last_page(self) -> tuple[int, int]:
+        """(number of the newest archive page or 0, how many entries it holds)."""
+        page = self.db.execute("SELECT max(archive_page) FROM entries").fetchone()[0] or 0
+        held = self.db.execute(
+            "SELECT count(*) FROM entries WHERE archive_page = ?", (page,)).fetchone()[0]
+        return page, held
+
+    def put_in_pages(self, placed: Iterable[tuple[int, str]]) -> None:
+        """(page, id) pairs."""
+        self.db.executemany("UPDATE entries SET archive_page = ? WHERE id = ?", placed)
+
+    def page_entries(self, page: int) -> list[Entry]:
+        """The entries of one archive page, oldest first."""
+        rows = self.db.execute(
+            f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE archive_page = ?"
+            " ORDER BY pub_ts, name", (page,),
+        )
+        return [_entry(r) for r in rows]
+
+    def mark_pages(self, pages: Iterable[int]) -> None:
+        self.db.executemany("INSERT OR IGNORE INTO dirty_pages VALUES (?)", [(p,) for p in pages])
+
+    def dirty_pages(self) -> list[int]:
+        return [r[0] for r in self.db.execute("SELECT page FROM dirty_pages ORDER BY page")]
+
+    def clear_pages(self, pages: Iterable[int]) -> None:
+        self.db.executemany("DELETE FROM dirty_pages WHERE page = ?", [(p,) for p in pages])
 
     def slugs_by_name(self) -> list[tuple[str, str]]:
         return list(self.db.execute("SELECT name, slug FROM entries"))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import feedparser
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from .conftest import Site
@@ -76,21 +78,35 @@ def test_archives_partition_and_chain(make_site) -> None:  # noqa: ANN001
                               "archive/rss-4.xml", "archive/rss-5.xml"]
     assert check_archives(site, 12) == 5
 
-    # deleting the oldest shifts every page; the surplus page disappears later
+    # deleting the oldest changes only its own page: no other page shifts
+    before = {n: site.read(f"archive/atom-{n}.xml") for n in range(2, 6)}
     (site.seeds / "001_a.txt").unlink()
+    report = site.build()
+    archive_writes = sorted(p for p in report.written if p.startswith("archive/"))
+    assert archive_writes == ["archive/atom-1.xml", "archive/rss-1.xml"]
+    assert check_archives(site, 11) == 5
+    assert all(site.read(f"archive/atom-{n}.xml") == before[n] for n in range(2, 6))
+
+    # deleting a current entry brings the newest archived one back into the feeds
+    (site.seeds / "012_a.txt").unlink()
     site.build()
-    assert check_archives(site, 11) == 4
+    assert check_archives(site, 10) == 4
     assert not (site.out / "archive" / "atom-5.xml").exists()
 
 
-def test_backdated_seed_rewrites_from_its_page(make_site) -> None:  # noqa: ANN001
+def test_backdated_seed_goes_to_the_newest_page(make_site) -> None:  # noqa: ANN001
     site = make_site(max_entries=2, archive_size=2)
     for day in range(2, 12):
         site.write(f"{day:03d}_a.txt", f"2025-12-{day:02d}", f"Day {day}. Text.")
     site.build()
+    full = {n: site.read(f"archive/atom-{n}.xml") for n in range(1, 5)}
     site.write("001_a.txt", "2025-12-01", "Day 1. Text.")
     report = site.build()
-    assert "archive/atom-1.xml" in report.written
+    archive_writes = sorted(p for p in report.written if p.startswith("archive/"))
+    assert archive_writes == ["archive/atom-4.xml", "archive/atom-5.xml",
+                              "archive/rss-4.xml", "archive/rss-5.xml"]
+    assert all(site.read(f"archive/atom-{n}.xml") == full[n] for n in (1, 2, 3))
+    assert entry_ids(site, "archive/atom-5.xml")[0].endswith(":001_a")
     assert check_archives(site, 11) == 5
 
 
@@ -127,3 +143,25 @@ def test_edit_in_place_rewrites_only_its_archive_page(make_site) -> None:  # noq
     fresh.build()
     for n in (1, 3, 4):
         assert fresh.read(f"archive/atom-{n}.xml") == site.read(f"archive/atom-{n}.xml")
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(st.tuples(st.sampled_from(["add", "edit", "delete"]),
+                              st.integers(1, 28)), min_size=1, max_size=12))
+def test_any_sequence_of_changes_keeps_every_entry_in_exactly_one_document(
+        make_site, ops: list[tuple[str, int]]) -> None:  # noqa: ANN001
+    site = make_site(max_entries=3, archive_size=2)
+    for day in range(1, 9):
+        site.write(f"{day:03d}_a.txt", f"2025-12-{day:02d}", f"Day {day}. Text.")
+    site.build()
+    for op, day in ops:
+        path = site.seeds / f"{day:03d}_a.txt"
+        if op == "delete":
+            path.unlink(missing_ok=True)
+        else:
+            site.write(path.name, f"2025-12-{day:02d}", f"Day {day} {op}. Text.")
+        site.build()
+        total = len(list(site.seeds.glob("*.txt")))
+        check_archives(site, total)
+        check_archives(site, total, "rss")
