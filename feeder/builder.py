@@ -430,14 +430,23 @@ class Builder:
             path = render.entry_path(old)
             if self.store.owner_of(old.id) is None and output.remove(out / path):
                 report.deleted_outputs.append(path)
-        names = {name for name, _published in self._changed_entries}
+        # A scheduled (future-dated) entry gets its page when it is published, not before.
+        names = {name for name, published in self._changed_entries if published <= now}
+        for name, published in self._changed_entries:
+            if published > now:
+                entry = self.store.entry_by_name(name)
+                if entry is not None and output.remove(out / render.entry_path(entry)):
+                    report.deleted_outputs.append(render.entry_path(entry))
+        since = self.store.get_meta("pages_until")
+        if since is not None:
+            names |= set(self.store.names_published_between(float(since), now))
         if self._full and not force:
             existing = _listdir(out / "entries")
-            names |= {name for name, slug in self.store.slugs_by_name()
+            names |= {name for name, slug in self.store.slugs_by_name(now)
                       if f"{slug}.html" not in existing}
         if force or len(names) >= POOL_THRESHOLD:  # stream them all rather than look each up
             todo: Iterable[Entry] = (e for name, e in self.store.iter_named_entries()
-                                     if force or name in names)
+                                     if (force and e.published <= now) or name in names)
             count = len(names)
         else:
             todo = filter(None, map(self.store.entry_by_name, sorted(names)))
@@ -473,6 +482,7 @@ class Builder:
             report.written.extend(written)
         self.store.clear_pages(dirty)
         self.store.set_meta("render_key", key)
+        self.store.set_meta("pages_until", now.timestamp())
         report.entries = visible
         report.scheduled = self.store.scheduled(now)
 

@@ -390,8 +390,16 @@ class Store:
     def clear_pages(self, pages: Iterable[int]) -> None:
         self.db.executemany("DELETE FROM dirty_pages WHERE page = ?", [(p,) for p in pages])
 
-    def slugs_by_name(self) -> list[tuple[str, str]]:
-        return list(self.db.execute("SELECT name, slug FROM entries"))
+    def slugs_by_name(self, until: dt.datetime) -> list[tuple[str, str]]:
+        """(name, slug) of the entries published by ``until``."""
+        return list(self.db.execute("SELECT name, slug FROM entries WHERE pub_ts <= ?",
+                                    (until.timestamp(),)))
+
+    def names_published_between(self, after: float, until: dt.datetime) -> list[str]:
+        """Entries whose date lies in (after, until]: scheduled ones that came due."""
+        rows = self.db.execute("SELECT name FROM entries WHERE pub_ts > ? AND pub_ts <= ?",
+                               (after, until.timestamp()))
+        return [r[0] for r in rows]
 
     def slugs(self) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT slug FROM entries")}

@@ -213,3 +213,19 @@ def test_file_name_that_is_not_utf8_is_rejected_once(site: Site) -> None:
     assert report.rejected == [("caf\\xe9.txt", "file name is not valid UTF-8: rename the file")]
     assert site.build().rejected == []
     assert len(ids(site)) == 1
+
+
+def test_scheduled_entry_page_appears_only_when_due(site: Site) -> None:
+    site.write("001_now.txt", "2025-12-01", "Now. Text.")
+    site.write("002_later.txt", "2026-12-01", "Later secret. Text.")
+    site.build()
+    page = site.out / "entries" / "002_later.html"
+    assert not page.exists()
+    assert b"Later secret" not in b"".join(p.read_bytes() for p in site.out.rglob("*.*"))
+    site.now = site.now.replace(year=2027)
+    report = site.build(names=set())  # the daemon's timed rebuild names no seed
+    assert "entries/002_later.html" in report.written and page.exists()
+    # re-dating a published seed into the future withdraws its page again
+    site.write("001_now.txt", "2028-06-01", "Now moved. Text.")
+    site.build()
+    assert not (site.out / "entries" / "001_now.html").exists()
