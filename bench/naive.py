@@ -32,7 +32,7 @@ def main() -> None:
     seeds, out = Path(sys.argv[1]), Path(sys.argv[2])
     items = sorted((read(p) for p in seeds.glob("*.txt")), reverse=True)
     fg = FeedGenerator()
-    fg.id(f"tag:example.org,2024:feed")
+    fg.id("tag:example.org,2024:feed")
     fg.title("Naive feed")
     fg.subtitle("Everything, every time")
     fg.author(name="Bench")

@@ -66,7 +66,8 @@ class BuildReport:
     added: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
-    rejected: list[tuple[str, str]] = field(default_factory=list)  # newly rejected, or reason changed
+    # newly rejected, or rejected for a new reason
+    rejected: list[tuple[str, str]] = field(default_factory=list)
     converted: list[tuple[str, str]] = field(default_factory=list)  # (name, encoding)
     unchanged: int = 0
     deferred: set[str] = field(default_factory=set)  # still being written: look again later

@@ -5,6 +5,7 @@ The only place where FeederError becomes an exit status and a message for a pers
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import sys
@@ -178,10 +179,8 @@ def serve(config_path: Path | None, seeds: Path | None, out: Path | None, state:
         raise click.ClickException(f"output folder {cfg.out} does not exist: run feeder build")
     app = create_app(cfg.out, base_url=cfg.base_url, hubs=cfg.hubs, max_age=cfg.max_age)
     log.info("serving %s on http://%s:%d/", cfg.out, cfg.host, cfg.port)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutdown
         make_server(app, cfg.host, cfg.port).run()
-    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its clean shutdown
-        pass
 
 
 @main.command()

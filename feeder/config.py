@@ -109,12 +109,14 @@ def _coerce(key: str, value: Any) -> Any:
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.lower() in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
-            return value.lower() in {"1", "true", "yes", "on"}
+        words = {"1": True, "true": True, "yes": True, "on": True,
+                 "0": False, "false": False, "no": False, "off": False}
+        if isinstance(value, str) and value.lower() in words:
+            return words[value.lower()]
         raise ConfigError(key, value, "Not a valid bool.")
     if isinstance(default, int) and not isinstance(default, bool):
         try:
-            if isinstance(value, float) or isinstance(value, bool):
+            if isinstance(value, (float, bool)):
                 raise ValueError
             return int(value)
         except (TypeError, ValueError):
@@ -173,7 +175,8 @@ def _validate(c: Config) -> None:
         raise ConfigError("extensions", list(c.extensions), "Must be suffixes such as '.txt'.")
 
 
-def load(path: Path | None = None, env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+def load(path: Path | None = None, env: Mapping[str, str] | None = None,
+         **overrides: Any) -> Config:
     """Read the TOML file (if any), apply ``FEEDER_*`` variables, then ``overrides`` (not None)."""
     values: dict[str, Any] = {}
     if path is not None:
@@ -185,7 +188,8 @@ def load(path: Path | None = None, env: Mapping[str, str] | None = None, **overr
             raise ConfigError("--config", str(path), f"Not valid TOML: {exc}.") from None
         for section, table in data.items():
             if section not in SECTIONS or not isinstance(table, dict):
-                raise ConfigError(section, table, f"Unknown section; expected one of {sorted(SECTIONS)}.")
+                raise ConfigError(section, table,
+                                  f"Unknown section; expected one of {sorted(SECTIONS)}.")
             for key, value in table.items():
                 if key not in SECTIONS[section]:
                     raise ConfigError(f"{section}.{key}", value, "Unknown setting.")

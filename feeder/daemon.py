@@ -20,7 +20,7 @@ from typing import Any
 
 from . import config as config_mod
 from . import output, websub
-from .builder import BuildCancelled, Builder, BuildReport, utcnow
+from .builder import BuildCancelled, Builder, utcnow
 from .config import Config
 from .scheduler import Scheduler
 from .store import Store

@@ -7,6 +7,7 @@ bytes would not change is not touched at all, so its mtime and ETag stay put.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import tempfile
@@ -29,10 +30,8 @@ def _replace(path: Path, data: bytes, durable: bool) -> None:
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
 
 

@@ -163,7 +163,8 @@ class Store:
             if version == 0:
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             elif version != SCHEMA_VERSION:
-                raise StoreError(f"{self.path}: schema version {version}, expected {SCHEMA_VERSION}")
+                raise StoreError(
+                    f"{self.path}: schema version {version}, expected {SCHEMA_VERSION}")
             db.execute("SELECT count(*) FROM seeds").fetchone()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: not a usable feeder state file ({exc})") from exc
