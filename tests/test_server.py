@@ -457,8 +457,12 @@ def test_make_server_runs_in_main_thread_and_stops_on_sigint(out: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    code = ("import sys; from pathlib import Path; from feeder.server import create_app, "
-            "make_server\ntry: make_server(create_app(Path(sys.argv[1]), base_url='http://x/'), "
+    # SIGINT may be ignored when the suite runs in the background (nohup, CI): the child
+    # restores Python's default handler so the test means the same everywhere.
+    code = ("import signal, sys; from pathlib import Path\n"
+            "from feeder.server import create_app, make_server\n"
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            "try: make_server(create_app(Path(sys.argv[1]), base_url='http://x/'), "
             "port=int(sys.argv[2])).run()\nexcept KeyboardInterrupt: print('stopped')")
     root = Path(__file__).resolve().parent.parent
     proc = subprocess.Popen([sys.executable, "-c", code, str(out), str(port)],
