@@ -97,12 +97,27 @@ class BuildReport:
 
 # -- reading seeds (also runs in worker processes) -----------------------------------------
 
-def read_seed(path: Path, name: str, max_bytes: int, rules: Rules) -> tuple:
+def _opened_inside(fd: int, root: str | None) -> bool:
+    """Is the opened file really under ``root``? (A symlink may have been swapped in since
+    the scan looked at the name.)"""
+    if root is None:
+        return True
+    try:
+        real = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:  # no /proc
+        return True
+    return real.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def read_seed(path: Path, name: str, max_bytes: int, rules: Rules,
+              root: str | None = None) -> tuple:
     """Read, hash, parse and normalize one seed. Returns ("ok", size, mtime_ns, digest,
     entry, encoding) or ("rejected", size, mtime_ns, digest, reason)."""
     try:
         with open(path, "rb") as fh:
             st = os.fstat(fh.fileno())
+            if not _opened_inside(fh.fileno(), root):
+                return ("rejected", 0, 0, "", "symlink points outside the seeds folder")
             if not stat.S_ISREG(st.st_mode):
                 return ("rejected", 0, 0, "", "not a regular file")
             if st.st_size > max_bytes:
@@ -126,8 +141,8 @@ def read_seed(path: Path, name: str, max_bytes: int, rules: Rules) -> tuple:
 
 
 def _read_job(args: tuple) -> tuple:
-    path, name, max_bytes, rules = args
-    return (name, *read_seed(path, name, max_bytes, rules))
+    path, name, max_bytes, rules, root = args
+    return (name, *read_seed(path, name, max_bytes, rules, root))
 
 
 # -- rendering pages (also runs in worker processes) ---------------------------------------
@@ -281,6 +296,10 @@ class Builder:
                 else:
                     found[name] = seen
         now = self.clock()
+        rules_key = hashlib.sha1(repr(self.rules).encode()).hexdigest()
+        renormalize = names is None and self.store.get_meta("rules_key", rules_key) != rules_key
+        if renormalize:
+            log.info("normalizing settings changed: reading every seed again")
         to_read: list[Seen] = []
         for name, seen in found.items():
             fp = fps.get(name)
@@ -288,7 +307,12 @@ class Builder:
                 if fp is None or fp.reason != seen.problem:
                     self._reject(report, name, seen.size, seen.mtime_ns, "", seen.problem, now)
                 continue
-            if fp is not None and fp.size == seen.size and fp.mtime_ns == seen.mtime_ns:
+            # A full pass looks again at rejected seeds (a duplicate's owner may be gone, a
+            # far date may have come near) and, after a change of the normalizing settings,
+            # at every seed.
+            recheck = renormalize or (names is None and fp is not None and fp.reason is not None)
+            if (fp is not None and fp.size == seen.size and fp.mtime_ns == seen.mtime_ns
+                    and not recheck):
                 report.unchanged += 1
                 continue
             to_read.append(seen)
@@ -309,7 +333,7 @@ class Builder:
                 continue
             size, mtime_ns, digest = rest[0], rest[1], rest[2]
             fp = fps.get(name)
-            if fp is not None and fp.hash == digest:
+            if fp is not None and fp.hash == digest and fp.reason is None and not renormalize:
                 self.store.touch(name, size, mtime_ns)
                 report.unchanged += 1
                 continue
@@ -327,7 +351,10 @@ class Builder:
                 report.converted.append((name, encoding))
                 log.info("converted %s from %s to UTF-8", name, encoding)
             old = self.store.entry_by_name(name) if fp is not None else None
-            entry = self._with_history(entry, old, now)
+            if old is not None and fp is not None and fp.hash == digest:
+                entry = dataclasses.replace(entry, updated=old.updated)  # same text
+            else:
+                entry = self._with_history(entry, old, now)
             self.store.put_entry(name, size, mtime_ns, digest, entry, now)
             touched.add(name)
             self._changed_entries.append((name, entry.published))  # not the entry: 100k of them
@@ -338,11 +365,14 @@ class Builder:
             else:
                 report.changed.append(name)
                 log.log(level, "changed %s", name)
+        if names is None:
+            self.store.set_meta("rules_key", rules_key)
         return touched
 
     def _read_all(self, seeds: list[Seen]) -> Iterator[tuple]:
         """Read and normalize seeds, in a process pool when there are many; commits in batches."""
-        jobs = [(s.path, s.name, self.config.max_seed_bytes, self.rules) for s in seeds]
+        root = str(self._seeds_root())
+        jobs = [(s.path, s.name, self.config.max_seed_bytes, self.rules, root) for s in seeds]
         bar = None
         if self.progress and len(jobs) >= POOL_THRESHOLD:
             from tqdm import tqdm
@@ -501,6 +531,7 @@ class Builder:
             old_pages = int(store.get_meta("archive_pages", 0) or 0)
             current = {e.id for e in newest}
             store.unarchive(current)
+            store.unarchive_scheduled(now)
             page, held = store.last_page()
             placed: list[tuple[int, str]] = []
             for id_ in store.unpaged(now):

@@ -42,6 +42,8 @@ class Daemon:
         self.last_error: str | None = None
         self._seeds_missing = False
         self._warm = False
+        self._stopping = False
+        self._next_builder: Config | None = None
         self.server = None
         self._server_thread: threading.Thread | None = None
 
@@ -64,6 +66,7 @@ class Daemon:
         self.client = websub.make_client(c.ping_timeout)
         self.pinger = websub.Pinger(self.ping_store, self.client,
                                     max_attempts=c.ping_max_attempts, backoff=c.ping_backoff)
+        self.pinger.hubs = frozenset(c.hubs)
         self.scheduler = Scheduler(self._rebuild, self._ping, debounce=c.debounce,
                                    rescan_interval=c.rescan_interval)
         self._start_watcher()
@@ -111,6 +114,12 @@ class Daemon:
 
     def _rebuild(self, names: set[str] | None) -> None:
         c = self.config
+        if self._stopping:
+            return
+        if self._next_builder is not None:
+            self.builder = Builder(self._next_builder, self.store, busy=self.watcher.busy,
+                                   settle=self._next_builder.settle, progress=False)
+            self._next_builder = None
         if not self._warm:  # on the build thread, before the first seed needs the model
             _warm_up(self.builder.rules)
             self._warm = True
@@ -171,7 +180,7 @@ class Daemon:
             entries = store.count(utcnow())
         ok = build.get("ok", True) and self.last_error is None
         body = {
-            "status": "ok" if ok else "error",
+            "status": ("ok" if build else "starting") if ok else "error",
             "error": self.last_error,
             "last_build": build,
             "entries": entries,
@@ -196,11 +205,9 @@ class Daemon:
         new = new.replace(host=self.config.host, port=self.config.port, seeds=self.config.seeds,
                           out=self.config.out, state=self.config.state)
         self.config = new
-        self.builder = Builder(new, self.store, busy=self.watcher.busy, settle=new.settle,
-                               progress=False)
+        self._next_builder = new  # swapped in by the build thread, between passes
         self.pinger.max_attempts, self.pinger.backoff = new.ping_max_attempts, new.ping_backoff
-        with Store(new.state) as store:  # own connection: the ping thread uses ping_store
-            store.drop_pings_except(new.hubs)
+        self.pinger.hubs = frozenset(new.hubs)  # pings queued for removed hubs are dropped
         from .server import create_app
 
         self.app = create_app(new.out, base_url=new.base_url, hubs=new.hubs,
@@ -211,6 +218,7 @@ class Daemon:
 
     def stop(self) -> None:
         log.info("stopping")
+        self._stopping = True
         self.watcher.stop()
         self.builder.cancel.set()
         self.pinger.stopping.set()  # a ping in flight ends within ping_timeout
@@ -244,7 +252,10 @@ class Daemon:
                 if self._hup.is_set():
                     self._hup.clear()
                     self._stop.clear()
-                    self.reload()
+                    try:
+                        self.reload()
+                    except Exception:  # a reload never takes the daemon down
+                        log.exception("config reload failed; keeping the running config")
                     continue
                 break
         finally:

@@ -3,7 +3,8 @@
     FeederError
     ├── ConfigError    a setting has a bad value (names the key and the value)
     ├── SeedError      a seed file cannot become an entry (names the file and the reason)
-    ├── StoreError     the state database is locked by another daemon or unusable
+    ├── StoreError     the state database is unusable, or in use by another daemon
+    │   └── StoreBusyError   another process holds SQLite's write lock right now
     ├── OutputError    an output file could not be written
     └── PublishError   a WebSub hub did not accept a publish ping
 
@@ -30,6 +31,10 @@ class SeedError(FeederError):
 
 
 class StoreError(FeederError):
+    pass
+
+
+class StoreBusyError(StoreError):
     pass
 
 

@@ -36,6 +36,7 @@ class Scheduler:
         self._lock = threading.Lock()
         self._names: set[str] = set()
         self._full = False
+        self._poked = False  # notify() was called since the last pass started
         self._queued = False
         self._running = False
         self._closing = False
@@ -89,6 +90,7 @@ class Scheduler:
                 self._full = True
             else:
                 self._names |= names
+                self._poked = True  # even with no names: a timed publish needs a pass
             if self._queued or self._running:
                 return
             self._queued = True
@@ -99,7 +101,7 @@ class Scheduler:
             if not self._queued:  # the daily safety run with nothing to do
                 return
             names, full = self._names, self._full
-            self._names, self._full = set(), False
+            self._names, self._full, self._poked = set(), False, False
             self._queued, self._running = False, True
         retry = False
         try:
@@ -110,11 +112,12 @@ class Scheduler:
             with self._lock:
                 self._names |= names
                 self._full |= full
+                self._poked = True
             retry = True
         finally:
             with self._lock:
                 self._running = False
-                again = (self._full or bool(self._names)) and not self._queued
+                again = (self._full or self._poked) and not self._queued
                 if again:
                     self._queued = True
         if again:

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import StoreError
+from .errors import StoreBusyError, StoreError
 from .normalizer import Entry
 
 SCHEMA_VERSION = 1
@@ -166,6 +166,10 @@ class Store:
                 raise StoreError(
                     f"{self.path}: schema version {version}, expected {SCHEMA_VERSION}")
             db.execute("SELECT count(*) FROM seeds").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreBusyError(f"{self.path} is locked by another process ({exc})") from exc
+            raise StoreError(f"{self.path}: not a usable feeder state file ({exc})") from exc
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: not a usable feeder state file ({exc})") from exc
         return db
@@ -175,6 +179,8 @@ class Store:
         """Open the state file; if it is corrupt, move it aside and start a fresh one."""
         try:
             return cls(path)
+        except StoreBusyError:
+            raise  # in use, not broken: never move a live database aside
         except StoreError:
             path = Path(path)
             stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
@@ -348,6 +354,13 @@ class Store:
             yield r[0], _entry(r[1:])
 
     # -- archive pages -----------------------------------------------------------------------
+    def unarchive_scheduled(self, now: dt.datetime) -> None:
+        """Entries (re-)dated into the future leave their pages until they are due."""
+        self.db.execute(
+            "UPDATE entries SET archive_page = NULL WHERE pub_ts > ? AND archive_page IS NOT NULL",
+            (now.timestamp(),),
+        )
+
     def unarchive(self, ids: Iterable[str]) -> None:
         """These entries are in the current feeds (again): take them out of their pages."""
         self.db.executemany(

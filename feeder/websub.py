@@ -57,6 +57,7 @@ class Pinger:
         self.max_attempts, self.backoff = max_attempts, backoff
         self.clock, self.jitter = clock, jitter
         self.stopping = threading.Event()  # set at shutdown: send nothing more
+        self.hubs: frozenset[str] | None = None  # if set, pings for other hubs are dropped
 
     def delay(self, attempts: int) -> float:
         """Seconds before try number ``attempts + 1``: exponential, with 50–150 % jitter."""
@@ -68,6 +69,9 @@ class Pinger:
         for p in self.store.pending_pings():
             if self.stopping.is_set():
                 return None  # still pending in the store: sent after the next start
+            if self.hubs is not None and p.hub not in self.hubs:
+                self.store.drop_pings_except(self.hubs)  # that hub left the config
+                continue
             if p.next_try > now:
                 continue
             when = dt.datetime.fromtimestamp(self.clock(), dt.UTC)

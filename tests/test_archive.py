@@ -165,3 +165,14 @@ def test_any_sequence_of_changes_keeps_every_entry_in_exactly_one_document(
         total = len(list(site.seeds.glob("*.txt")))
         check_archives(site, total)
         check_archives(site, total, "rss")
+
+
+def test_entry_redated_into_the_future_leaves_its_archive_page(make_site) -> None:  # noqa: ANN001
+    site = make_site(max_entries=2, archive_size=2)
+    for day in range(1, 6):
+        site.write(f"{day:03d}_a.txt", f"2025-12-{day:02d}", f"Day {day}. Text.")
+    site.build()
+    site.write("001_a.txt", "2027-01-01", "Embargoed secret. Text.")
+    site.build()
+    assert not any(b"Embargoed" in p.read_bytes() for p in site.out.rglob("*.xml"))
+    assert check_archives(site, 4) == 2

@@ -229,3 +229,47 @@ def test_scheduled_entry_page_appears_only_when_due(site: Site) -> None:
     site.write("001_now.txt", "2028-06-01", "Now moved. Text.")
     site.build()
     assert not (site.out / "entries" / "001_now.html").exists()
+
+
+def test_symlink_swapped_in_after_the_scan_is_not_read(site: Site, tmp_path) -> None:  # noqa: ANN001
+    from feeder.builder import read_seed
+    from feeder.normalizer import Rules
+
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b" date 2025-12-01 Top secret. Text.")
+    path = site.write("001_x.txt")
+    path.unlink()
+    path.symlink_to(secret)  # swapped in between the scan and the read
+    result = read_seed(path, "001_x.txt", 1 << 20, Rules("example.org", "2025"),
+                       root=str(site.seeds.resolve()))
+    assert result[0] == "rejected" and "outside the seeds folder" in result[-1]
+
+
+def test_rejected_duplicate_is_published_once_its_twin_is_gone(make_site) -> None:  # noqa: ANN001
+    site = make_site(extensions=[".txt", ".text"])
+    site.write("001_x.txt", body="One. Text.")
+    site.write("001_x.text", body="Two. Text.")
+    ((twin, _reason),) = site.build().rejected
+    owner = ({"001_x.txt", "001_x.text"} - {twin}).pop()
+    (site.seeds / owner).unlink()
+    report = site.build()
+    assert report.added == [twin] and site.store.rejected() == []
+    assert len(parsed(site, "atom.xml").entries) == 1
+
+
+def test_changed_normalizing_settings_renormalize_without_touching_dates(make_site) -> None:  # noqa: ANN001
+    import dataclasses
+
+    from feeder.normalizer import Rules
+
+    site = make_site()
+    site.write("001_x.txt", body="A rather long first sentence for the title. More.")
+    site.build()
+    (before,) = parsed(site, "atom.xml").entries
+    builder = site.builder()
+    builder.config = dataclasses.replace(site.config, title_length=12)
+    builder.rules = Rules.from_config(builder.config)
+    site.now = site.now.replace(hour=15)
+    builder.build()
+    (after,) = parsed(site, "atom.xml").entries
+    assert after.title == "A rather…" and after.updated == before.updated

@@ -159,3 +159,16 @@ def test_shutdown_waits_for_a_rebuild_that_schedules_more_work(make_scheduler):
     rebuild.release.set()
     stopper.join(TIMEOUT)
     assert not stopper.is_alive(), "Scheduler.shutdown() deadlocked"
+
+
+def test_timed_publish_during_a_rebuild_is_not_dropped(make_scheduler):
+    """The timed-publish job calls notify(set()): no names, but a pass is still owed."""
+    rebuild = Recorder()
+    rebuild.release.clear()
+    s = make_scheduler(rebuild, debounce=0.05)
+    s.notify({"a.txt"})
+    assert rebuild.started.wait(TIMEOUT)
+    s.notify(set(), delay=0)  # a scheduled seed came due while the pass runs
+    rebuild.release.set()
+    assert rebuild.next() == {"a.txt"}
+    assert rebuild.next() == set()
