@@ -205,13 +205,10 @@ class Builder:
         self.busy = busy
         self.settle = settle
         self.cancel = threading.Event()
+        self.queue_pings = False  # the daemon queues a WebSub ping for each feed it changes
         self.rules = Rules.from_config(config)
         self.progress = sys.stderr.isatty() if progress is None else progress
         self._seeds_real: Path | None = None
-        # What a failed pass synced into the store but did not publish: the next pass must
-        # still write those entry pages and delete those removed ones, or they stay stale.
-        self._unpublished: set[str] = set()
-        self._unremoved: list[tuple[str, Entry]] = []
         self._executor: concurrent.futures.ProcessPoolExecutor | None = None
         self._building = False
 
@@ -323,7 +320,6 @@ class Builder:
             if old is not None:
                 touched.add(name)
                 report.removed.append(name)
-                self._pending_removals.append((name, old))
                 log.info("removed %s", name)
         # one line per seed for the daemon's changes; a big first build only counts them
         level = logging.INFO if len(to_read) <= QUIET_ABOVE else logging.DEBUG
@@ -357,7 +353,6 @@ class Builder:
                 entry = self._with_history(entry, old, now)
             self.store.put_entry(name, size, mtime_ns, digest, entry, now)
             touched.add(name)
-            self._changed_entries.append((name, entry.published))  # not the entry: 100k of them
             if old is None:
                 report.added.append(name)
                 log.log(level, "added %s: %s (%s, %s)", name, entry.title,
@@ -431,9 +426,6 @@ class Builder:
     def _reject(self, report: BuildReport, name: str, size: int, mtime_ns: int, digest: str,
                 reason: str, now: dt.datetime) -> None:
         fp = self.store.fingerprint(name)
-        old = self.store.entry_by_name(name)
-        if old is not None:
-            self._pending_removals.append((name, old))
         with self.store.transaction() if not self.store.db.in_transaction else _nullctx():
             self.store.reject(name, size, mtime_ns, digest, reason, now)
         if fp is None or fp.reason != reason:
@@ -456,21 +448,22 @@ class Builder:
         pages = self._assign_pages(newest, now, force)
         info = render.FeedInfo.from_config(c, archive_count=pages)
 
-        # entry pages: the changed ones, plus (on full builds) any that are missing
-        for _name, old in self._pending_removals:
-            path = render.entry_path(old)
-            if self.store.owner_of(old.id) is None and output.remove(out / path):
+        # entry pages: the stale ones (kept in the store until written), plus (on full
+        # builds) any that are missing; pages of removed entries go
+        for slug in self.store.gone_pages():
+            path = f"entries/{slug}.html"
+            if output.remove(out / path):
                 report.deleted_outputs.append(path)
+        self.store.pages_removed()
         # A scheduled (future-dated) entry gets its page when it is published, not before.
-        names = {name for name, published in self._changed_entries if published <= now}
-        for name, published in self._changed_entries:
-            if published > now:
-                entry = self.store.entry_by_name(name)
-                if entry is not None and output.remove(out / render.entry_path(entry)):
-                    report.deleted_outputs.append(render.entry_path(entry))
-        since = self.store.get_meta("pages_until")
-        if since is not None:
-            names |= set(self.store.names_published_between(float(since), now))
+        names = set()
+        for name, due in self.store.stale_pages(now):
+            if due:
+                names.add(name)
+                continue
+            entry = self.store.entry_by_name(name)
+            if entry is not None and output.remove(out / render.entry_path(entry)):
+                report.deleted_outputs.append(render.entry_path(entry))
         if self._full and not force:
             existing = _listdir(out / "entries")
             names |= {name for name, slug in self.store.slugs_by_name(now)
@@ -500,6 +493,8 @@ class Builder:
             if output.write(out / path, data, durable=True):
                 report.written.append(path)
                 report.changed_feeds.append(path)
+                if self.queue_pings and c.hubs:  # queued now: a later failure cannot lose it
+                    self.store.add_pings(c.hubs, [c.base_url + path], time.time())
         if output.write(out / "index.html", render.render_index(info, newest)):
             report.written.append("index.html")
 
@@ -513,7 +508,7 @@ class Builder:
             report.written.extend(written)
         self.store.clear_pages(dirty)
         self.store.set_meta("render_key", key)
-        self.store.set_meta("pages_until", now.timestamp())
+        self.store.pages_written(names)
         report.entries = visible
         report.scheduled = self.store.scheduled(now)
 
@@ -580,6 +575,8 @@ class Builder:
             if bar is not None:
                 bar.update(done)
             yield written
+            if self.cancel.is_set():  # stopping: what is not written stays marked in the store
+                raise BuildCancelled
         if bar is not None:
             bar.close()
 
@@ -605,27 +602,15 @@ class Builder:
         """Sync ``names`` (or the whole folder) and publish; returns what happened."""
         t0 = time.perf_counter()
         report = BuildReport(started=self.clock())
-        self._changed_entries: list[tuple[str, dt.datetime]] = []  # (name, published)
-        self._pending_removals: list[tuple[str, Entry]] = list(self._unremoved)
         self._full = names is None
         self._building = True
         try:
             self.config.out.mkdir(parents=True, exist_ok=True)
             self.sync(report, names)
-            synced = {name for name, _published in self._changed_entries}
-            for name in sorted(self._unpublished - synced):
-                entry = self.store.entry_by_name(name)
-                if entry is not None:
-                    self._changed_entries.append((name, entry.published))
             self.publish(report, force=force)
-        except BaseException:
-            self._unpublished.update(name for name, _published in self._changed_entries)
-            self._unremoved = self._pending_removals
-            raise
         finally:
             self._building = False
             self.close_pool()
-        self._unpublished, self._unremoved = set(), []
         report.seconds = time.perf_counter() - t0
         return report
 

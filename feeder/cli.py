@@ -108,7 +108,7 @@ def check(config_path: Path | None, seeds: Path | None, out: Path | None, state:
     from .builder import BuildReport
 
     report = BuildReport()
-    builder._changed_entries, builder._pending_removals, builder._full = [], [], True
+    builder._full = True
     builder.sync(report)
     rejected = builder.store.rejected()
     for name, reason in rejected:

@@ -28,7 +28,6 @@ from .watcher import Watcher
 
 log = logging.getLogger("feeder")
 
-FEEDS = ("atom.xml", "rss.xml", "feed.json")
 
 
 class Daemon:
@@ -63,6 +62,7 @@ class Daemon:
         self.watcher = Watcher(c.seeds, c.extensions, self._on_seeds, settle=c.settle)
         self.builder = Builder(c, self.store, busy=self.watcher.busy, settle=c.settle,
                                progress=False)
+        self.builder.queue_pings = True
         self.client = websub.make_client(c.ping_timeout)
         self.pinger = websub.Pinger(self.ping_store, self.client,
                                     max_attempts=c.ping_max_attempts, backoff=c.ping_backoff)
@@ -119,6 +119,7 @@ class Daemon:
         if self._next_builder is not None:
             self.builder = Builder(self._next_builder, self.store, busy=self.watcher.busy,
                                    settle=self._next_builder.settle, progress=False)
+            self.builder.queue_pings = True
             self._next_builder = None
         if not self._warm:  # on the build thread, before the first seed needs the model
             _warm_up(self.builder.rules)
@@ -144,6 +145,7 @@ class Daemon:
             self.last_error = str(exc)
             with self._health_lock:
                 self.last_build = {"time": utcnow().isoformat(), "ok": False, "error": str(exc)}
+            self.scheduler.ping_soon()  # feeds replaced before the failure are announced
             raise
         self.last_error = None
         if report.deferred:
@@ -158,9 +160,7 @@ class Daemon:
         for name, when in report.scheduled:
             if name in report.added or name in report.changed:
                 log.info("scheduled %s: appears at %s", name, when.isoformat())
-        topics = [c.base_url + f for f in report.changed_feeds if f in FEEDS]
-        if topics and c.hubs:
-            self.store.add_pings(c.hubs, topics, time.time())
+        if report.changed_feeds and c.hubs:  # the builder queued the pings in the store
             self.scheduler.ping_soon()
         self.scheduler.publish_at(self.store.next_scheduled(utcnow()))
 

@@ -50,7 +50,6 @@ CREATE INDEX IF NOT EXISTS entries_page ON entries (archive_page, pub_ts, name);
 -- Archive pages whose documents must be rendered again, kept by triggers in the same
 -- transaction as the change, so a crash between the change and the render loses nothing.
 CREATE TABLE IF NOT EXISTS dirty_pages (page INTEGER PRIMARY KEY);
-DROP TRIGGER IF EXISTS entries_page_gone;
 DROP TRIGGER IF EXISTS entries_page_changed;
 -- (no INSERT OR IGNORE in trigger bodies: the outer statement's conflict policy overrides it)
 CREATE TRIGGER IF NOT EXISTS entries_left_page AFTER DELETE ON entries
@@ -67,6 +66,26 @@ CREATE TRIGGER IF NOT EXISTS entries_changed_page AFTER UPDATE ON entries
         INSERT INTO dirty_pages SELECT new.archive_page
             WHERE new.archive_page IS NOT NULL
             AND NOT EXISTS (SELECT 1 FROM dirty_pages WHERE page = new.archive_page);
+    END;
+-- Entry pages to (re)write and pages of removed entries to delete, kept by triggers in the
+-- same transaction as the change: a pass that dies before publishing leaves them here.
+CREATE TABLE IF NOT EXISTS stale_pages (name TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS gone_pages (slug TEXT PRIMARY KEY);
+CREATE TRIGGER IF NOT EXISTS entries_page_new AFTER INSERT ON entries
+    BEGIN
+        INSERT INTO stale_pages SELECT new.name
+            WHERE NOT EXISTS (SELECT 1 FROM stale_pages WHERE name = new.name);
+    END;
+CREATE TRIGGER IF NOT EXISTS entries_page_edited
+    AFTER UPDATE OF title, summary, content_html, published, updated, language, slug ON entries
+    BEGIN
+        INSERT INTO stale_pages SELECT new.name
+            WHERE NOT EXISTS (SELECT 1 FROM stale_pages WHERE name = new.name);
+    END;
+CREATE TRIGGER IF NOT EXISTS entries_page_gone AFTER DELETE ON entries
+    BEGIN
+        INSERT INTO gone_pages SELECT old.slug
+            WHERE NOT EXISTS (SELECT 1 FROM gone_pages WHERE slug = old.slug);
     END;
 -- SQLite counts rows by walking an index; keep the entry count instead (100k rows: ~7 ms).
 CREATE TABLE IF NOT EXISTS counts (
@@ -409,11 +428,23 @@ class Store:
         return list(self.db.execute("SELECT name, slug FROM entries WHERE pub_ts <= ?",
                                     (until.timestamp(),)))
 
-    def names_published_between(self, after: float, until: dt.datetime) -> list[str]:
-        """Entries whose date lies in (after, until]: scheduled ones that came due."""
-        rows = self.db.execute("SELECT name FROM entries WHERE pub_ts > ? AND pub_ts <= ?",
-                               (after, until.timestamp()))
-        return [r[0] for r in rows]
+    def stale_pages(self, until: dt.datetime) -> list[tuple[str, bool]]:
+        """(name, published by ``until``?) of entries whose page must be written."""
+        return [(n, bool(due)) for n, due in self.db.execute(
+            "SELECT s.name, e.pub_ts <= ? FROM stale_pages s JOIN entries e ON e.name = s.name",
+            (until.timestamp(),))]
+
+    def pages_written(self, names: Iterable[str]) -> None:
+        self.db.executemany("DELETE FROM stale_pages WHERE name = ?", [(n,) for n in names])
+
+    def gone_pages(self) -> list[str]:
+        """Slugs of removed entries whose page may still be on disk (none if re-used)."""
+        return [r[0] for r in self.db.execute(
+            "SELECT slug FROM gone_pages WHERE slug NOT IN (SELECT slug FROM entries)")]
+
+    def pages_removed(self) -> None:
+        self.db.execute("DELETE FROM gone_pages")
+        self.db.execute("DELETE FROM stale_pages WHERE name NOT IN (SELECT name FROM entries)")
 
     def slugs(self) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT slug FROM entries")}

@@ -273,3 +273,25 @@ def test_changed_normalizing_settings_renormalize_without_touching_dates(make_si
     builder.build()
     (after,) = parsed(site, "atom.xml").entries
     assert after.title == "A rather…" and after.updated == before.updated
+
+
+def test_pages_survive_a_pass_that_dies_before_publishing(site: Site, monkeypatch) -> None:  # noqa: ANN001
+    from feeder.builder import Builder
+
+    site.write("001_a.txt", body="Old text. More.")
+    site.write("002_b.txt", body="Doomed. More.")
+    site.build()
+    site.write("001_a.txt", body="New text. More.")
+    (site.seeds / "002_b.txt").unlink()
+
+    def crash(*args: object, **kwargs: object) -> bytes:
+        raise OSError("disk on fire (test)")
+
+    monkeypatch.setattr(Builder, "_assign_pages", crash)  # the first step of publishing
+    with pytest.raises(OSError):
+        site.build()  # the store has the changes; the pages were never written
+    monkeypatch.undo()
+    # a new process (a fresh Builder on the same state file) finishes the job
+    Builder(site.config, site.store, clock=site.clock, progress=False).build()
+    assert b"New text" in site.read("entries/001_a.html")
+    assert not (site.out / "entries" / "002_b.html").exists()
