@@ -1,3 +1,27 @@
-"""feeder: publish a folder of plain-text articles as Atom, RSS and JSON Feed."""
+"""feeder: publish a folder of plain-text articles as Atom, RSS and JSON Feed.
+
+The public names are re-exported here; everything else is private to its module.
+"""
 
 __version__ = "0.1.0"
+
+from .builder import Builder, BuildReport  # noqa: E402
+from .config import Config, load  # noqa: E402
+from .errors import (  # noqa: E402
+    ConfigError,
+    FeederError,
+    OutputError,
+    PublishError,
+    SeedError,
+    StoreBusyError,
+    StoreError,
+)
+from .normalizer import Entry, Rules, normalize  # noqa: E402
+from .seed import SeedDocument, parse_seed  # noqa: E402
+from .store import Store  # noqa: E402
+
+__all__ = [
+    "Builder", "BuildReport", "Config", "ConfigError", "Entry", "FeederError", "OutputError",
+    "PublishError", "Rules", "SeedDocument", "SeedError", "Store", "StoreBusyError",
+    "StoreError", "__version__", "load", "normalize", "parse_seed",
+]

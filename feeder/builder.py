@@ -26,7 +26,7 @@ from pathlib import Path
 from . import __version__, output, render
 from .config import Config
 from .errors import SeedError
-from .normalizer import Entry, Rules, canonical_stem, entry_id, normalize
+from .normalizer import Entry, Rules, normalize
 from .seed import parse_seed
 from .store import Store
 
@@ -651,7 +651,3 @@ def _listdir(folder: Path) -> set[str]:
         return set(os.listdir(folder))
     except FileNotFoundError:
         return set()
-
-
-def id_for(config: Config, name: str) -> str:
-    return entry_id(config.authority, config.tag_date, canonical_stem(Path(name).stem))

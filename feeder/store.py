@@ -341,27 +341,6 @@ class Store:
         )
         return [_entry(r) for r in rows]
 
-    def oldest(self, offset: int, limit: int) -> list[Entry]:
-        """Entries by ascending (published, name), for archive pages."""
-        rows = self.db.execute(
-            f"SELECT {_ENTRY_COLUMNS} FROM entries ORDER BY pub_ts, name LIMIT ? OFFSET ?",
-            (limit, offset),
-        )
-        return [_entry(r) for r in rows]
-
-    def position(self, pub_ts: float, name: str) -> int:
-        """How many entries sort before (pub_ts, name). Counted from the newer side, which is
-        the short one for the usual change (a new article)."""
-        after = self.db.execute(
-            "SELECT count(*) FROM entries WHERE (pub_ts, name) >= (?, ?)", (pub_ts, name),
-        ).fetchone()[0]
-        return self.total() - after
-
-    def iter_entries(self) -> Iterator[Entry]:
-        rows = self.db.execute(f"SELECT {_ENTRY_COLUMNS} FROM entries ORDER BY pub_ts, name")
-        for r in rows:
-            yield _entry(r)
-
     def iter_named_entries(self, offset: int = 0,
                            limit: int = -1) -> Iterator[tuple[str, Entry]]:
         """(name, entry) by ascending (published, name), streamed."""
@@ -445,9 +424,6 @@ class Store:
     def pages_removed(self) -> None:
         self.db.execute("DELETE FROM gone_pages")
         self.db.execute("DELETE FROM stale_pages WHERE name NOT IN (SELECT name FROM entries)")
-
-    def slugs(self) -> set[str]:
-        return {r[0] for r in self.db.execute("SELECT slug FROM entries")}
 
     def rejected(self) -> list[tuple[str, str]]:
         return list(self.db.execute(
