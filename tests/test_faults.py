@@ -277,7 +277,7 @@ class _Hub500(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def log_message(self, *args: object) -> None:
-        pass
+        """Keep the test output quiet."""
 
 
 @contextmanager

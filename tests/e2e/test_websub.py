@@ -141,8 +141,7 @@ def test_rebuild_that_changes_no_feed_sends_no_ping(hub: Hub, daemon: FeederDaem
             if change == "touch":
                 later = time.time() + 5
                 os.utime(path, (later, later))
-            with open(path, "ab"):
-                pass
+            open(path, "ab").close()  # opened for writing and closed: a close event
         daemon.wait_until(lambda b=last_build: daemon.health()["last_build"]["time"] != b,
                           what=f"the rebuild after a {change}")
         assert daemon.health()["last_build"]["ok"] is True

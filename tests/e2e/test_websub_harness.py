@@ -81,7 +81,7 @@ class TopicServer:
                 self.wfile.write(body)
 
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-                pass
+                """Keep the test output quiet."""
 
         return Handler
 
