@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -28,7 +29,7 @@ from .config import Config
 from .errors import SeedError
 from .normalizer import Entry, Rules, normalize
 from .seed import parse_seed
-from .store import Store
+from .store import Fingerprint, Store
 
 log = logging.getLogger("feeder")
 
@@ -208,7 +209,6 @@ class Builder:
         self.queue_pings = False  # the daemon queues a WebSub ping for each feed it changes
         self.rules = Rules.from_config(config)
         self.progress = sys.stderr.isatty() if progress is None else progress
-        self._seeds_real: Path | None = None
         self._executor: concurrent.futures.ProcessPoolExecutor | None = None
         self._building = False
 
@@ -216,9 +216,10 @@ class Builder:
     def _seeds_root(self) -> Path:
         return Path(os.path.realpath(self.config.seeds))
 
-    def examine(self, name: str) -> Seen | None:
-        """Stat one seed by name; None if it does not exist (or is not a seed at all)."""
-        root = self._seeds_root()
+    def examine(self, name: str, root: Path | None = None) -> Seen | None:
+        """Stat one seed by name; None if it does not exist (or is not a seed at all).
+        ``root`` is the seeds folder's real path, when the caller already has it."""
+        root = root or self._seeds_root()
         path = root / name
         if not is_candidate(name, self.config.extensions) or "/" in name:
             return None
@@ -256,20 +257,20 @@ class Builder:
 
     def scan(self) -> dict[str, Seen]:
         """Every seed in the folder (not recursive), by name."""
-        root = self.config.seeds
+        root = self._seeds_root()
         found: dict[str, Seen] = {}
         with os.scandir(root) as it:
             names = [e.name for e in it if is_candidate(e.name, self.config.extensions)]
         for name in names:
-            seen = self.examine(name)
+            seen = self.examine(name, root)
             if seen is not None:
                 found[seen.name] = seen
         return found
 
     # syncing the store ----------------------------------------------------------------------
-    def sync(self, report: BuildReport, names: Iterable[str] | None = None) -> set[str]:
-        """Bring the store in line with the folder; returns the names whose entry changed
-        (added, changed or removed), for the renderer."""
+    def sync(self, report: BuildReport, names: Iterable[str] | None = None) -> None:
+        """Bring the store in line with the folder (``names``, or all of it); the changes
+        it makes mark the pages to render in the store itself."""
         if names is None:
             fps = self.store.fingerprints()
             found = self.scan()
@@ -285,8 +286,9 @@ class Builder:
             names = set(names)
             fps = self.store.fingerprints(names)  # not all 100k of them for one change
             found, gone = {}, []
+            root = self._seeds_root()
             for name in names:
-                seen = self.examine(name)
+                seen = self.examine(name, root)
                 if seen is None:
                     if name in fps:
                         gone.append(name)
@@ -302,7 +304,8 @@ class Builder:
             fp = fps.get(name)
             if seen.problem is not None:
                 if fp is None or fp.reason != seen.problem:
-                    self._reject(report, name, seen.size, seen.mtime_ns, "", seen.problem, now)
+                    self._reject(report, name, seen.size, seen.mtime_ns, "", seen.problem, now,
+                                 fp)
                 continue
             # A full pass looks again at rejected seeds (a duplicate's owner may be gone, a
             # far date may have come near) and, after a change of the normalizing settings,
@@ -313,12 +316,10 @@ class Builder:
                 report.unchanged += 1
                 continue
             to_read.append(seen)
-        touched: set[str] = set()
         for name in sorted(gone):
             with self.store.transaction():
                 old = self.store.forget(name)
             if old is not None:
-                touched.add(name)
                 report.removed.append(name)
                 log.info("removed %s", name)
         # one line per seed for the daemon's changes; a big first build only counts them
@@ -334,14 +335,12 @@ class Builder:
                 report.unchanged += 1
                 continue
             if status == "rejected":
-                self._reject(report, name, size, mtime_ns, digest, rest[3], now)
-                touched.add(name)
+                self._reject(report, name, size, mtime_ns, digest, rest[3], now, fp)
                 continue
             entry, encoding = rest[3], rest[4]
             entry, problem = self._check(entry, name, now)
             if problem:
-                self._reject(report, name, size, mtime_ns, digest, problem, now)
-                touched.add(name)
+                self._reject(report, name, size, mtime_ns, digest, problem, now, fp)
                 continue
             if encoding not in ("utf-8", "ascii"):
                 report.converted.append((name, encoding))
@@ -352,7 +351,6 @@ class Builder:
             else:
                 entry = self._with_history(entry, old, now)
             self.store.put_entry(name, size, mtime_ns, digest, entry, now)
-            touched.add(name)
             if old is None:
                 report.added.append(name)
                 log.log(level, "added %s: %s (%s, %s)", name, entry.title,
@@ -362,7 +360,6 @@ class Builder:
                 log.log(level, "changed %s", name)
         if names is None:
             self.store.set_meta("rules_key", rules_key)
-        return touched
 
     def _read_all(self, seeds: list[Seen]) -> Iterator[tuple]:
         """Read and normalize seeds, in a process pool when there are many; commits in batches."""
@@ -424,9 +421,10 @@ class Builder:
                                                       entry.published))
 
     def _reject(self, report: BuildReport, name: str, size: int, mtime_ns: int, digest: str,
-                reason: str, now: dt.datetime) -> None:
-        fp = self.store.fingerprint(name)
-        with self.store.transaction() if not self.store.db.in_transaction else _nullctx():
+                reason: str, now: dt.datetime, fp: Fingerprint | None) -> None:
+        """Record the rejection; log it unless ``fp`` (the previous record) said the same."""
+        in_tx = self.store.db.in_transaction
+        with contextlib.nullcontext() if in_tx else self.store.transaction():
             self.store.reject(name, size, mtime_ns, digest, reason, now)
         if fp is None or fp.reason != reason:
             report.rejected.append((name, reason))
@@ -471,12 +469,9 @@ class Builder:
         if force or len(names) >= POOL_THRESHOLD:  # stream them all rather than look each up
             todo: Iterable[Entry] = (e for name, e in self.store.iter_named_entries()
                                      if (force and e.published <= now) or name in names)
-            count = len(names)
         else:
             todo = filter(None, map(self.store.entry_by_name, sorted(names)))
-            count = len(names)
-        if force:
-            count = self.store.total()
+        count = self.store.total() if force else len(names)
         jobs = (("pages", info, out, chunk) for chunk in _chunks(todo, 200))
         for written in self._render_all(jobs, count, count, "writing pages"):
             report.written.extend(written)
@@ -544,9 +539,10 @@ class Builder:
             if force:
                 store.mark_pages(range(1, pages + 1))
             elif self._full:
+                present = {f"archive/{name}" for name in _listdir(out / "archive")}
                 store.mark_pages(n for n in range(1, pages + 1)
-                                 if not (out / render.archive_path("atom", n)).exists()
-                                 or not (out / render.archive_path("rss", n)).exists())
+                                 if render.archive_path("atom", n) not in present
+                                 or render.archive_path("rss", n) not in present)
             if pages != old_pages and pages:
                 store.mark_pages([pages, min(pages, old_pages) or pages])  # links change
             store.set_meta("archive_pages", pages)
@@ -613,14 +609,6 @@ class Builder:
             self.close_pool()
         report.seconds = time.perf_counter() - t0
         return report
-
-
-class _nullctx:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:
