@@ -21,6 +21,9 @@ from typing import Any
 import httpx
 import pytest
 
+from .subscriber import Subscriber
+from .websub_hub import Hub, run_hub
+
 REPO = Path(__file__).resolve().parents[2]
 STOP_TIMEOUT = 5.0
 START_TIMEOUT = 20.0
@@ -168,3 +171,15 @@ def daemon(daemon_factory: Callable[..., DaemonProcess]) -> DaemonProcess:
 def http() -> Iterator[httpx.Client]:
     with httpx.Client(timeout=5.0) as client:
         yield client
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[Hub]:
+    with run_hub(tmp_path) as hub:
+        yield hub
+
+
+@pytest.fixture
+def subscriber() -> Iterator[Subscriber]:
+    with Subscriber() as sub:
+        yield sub

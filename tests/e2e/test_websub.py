@@ -16,7 +16,7 @@ import pytest
 
 from ._daemon_helper import FeederDaemon
 from .subscriber import Delivery, Subscriber
-from .websub_hub import Hub, run_hub
+from .websub_hub import Hub
 
 pytestmark = pytest.mark.slow
 
@@ -33,18 +33,6 @@ QUIET_WINDOW = 2.0
 
 def article(title: str) -> str:
     return f"{title}. This is a test article about feeds.\n\nMore text here."
-
-
-@pytest.fixture
-def hub(tmp_path: Path) -> Iterator[Hub]:
-    with run_hub(tmp_path) as hub:
-        yield hub
-
-
-@pytest.fixture
-def subscriber() -> Iterator[Subscriber]:
-    with Subscriber() as sub:
-        yield sub
 
 
 @pytest.fixture

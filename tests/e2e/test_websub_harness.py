@@ -15,13 +15,12 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import httpx
 import pytest
 
 from .subscriber import Delivery, Subscriber, Subscription, signature_matches
-from .websub_hub import Hub, run_hub
+from .websub_hub import Hub
 
 ATOM = "application/atom+xml; charset=utf-8"
 
@@ -101,18 +100,6 @@ def wait_for_body(sub: Subscriber, hub: Hub, body: bytes, timeout: float = 10) -
     except TimeoutError as e:
         details = f"hub subscriptions: {hub.subscriptions()}\n{hub.log_text()}"
         raise AssertionError(f"{e}\n{details}") from None
-
-
-@pytest.fixture
-def hub(tmp_path: Path) -> Iterator[Hub]:
-    with run_hub(tmp_path) as hub:
-        yield hub
-
-
-@pytest.fixture
-def subscriber() -> Iterator[Subscriber]:
-    with Subscriber() as sub:
-        yield sub
 
 
 @pytest.fixture
