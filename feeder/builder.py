@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
+import itertools
 import logging
 import os
 import stat
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from . import __version__, output, render
 from .config import Config
-from .errors import SeedError
+from .errors import OutputError, SeedError
 from .normalizer import Entry, Rules, normalize
 from .seed import parse_seed
 from .store import Fingerprint, Store
@@ -37,6 +38,7 @@ TEMP_SUFFIXES = (".swp", ".swx", ".swo", "~", ".part", ".tmp", ".crdownload", ".
 MIN_YEAR = 1900
 POOL_THRESHOLD = 400  # seeds to read before a process pool pays for its start-up
 BATCH = 500
+READ_CHUNK = 32  # seeds sent to a worker at a time
 QUIET_ABOVE = 1000  # seeds read in one pass beyond which "added" lines go to debug
 
 
@@ -141,9 +143,42 @@ def read_seed(path: Path, name: str, max_bytes: int, rules: Rules,
     return ("ok", len(data), st.st_mtime_ns, digest, entry, doc.encoding)
 
 
-def _read_job(args: tuple) -> tuple:
-    path, name, max_bytes, rules, root = args
-    return (name, *read_seed(path, name, max_bytes, rules, root))
+@dataclass(frozen=True)
+class ReadContext:
+    """What reading a seed needs, sent along with each chunk of seeds to a worker."""
+
+    rules: Rules
+    max_bytes: int
+    root: str | None
+    info: render.FeedInfo  # for the entry pages written as new seeds are read
+    out: Path
+    now: float  # entries published by then get their page at once
+
+
+def read_and_write_page(ctx: ReadContext, path: Path, name: str, new: bool) -> tuple:
+    """``(name, *read_seed(...), page)``. A ``new`` seed (none of that name in the store)
+    that is already published gets its entry page written here, in the worker that has the
+    entry in hand: ``page`` is then (path, bytes changed?). The store may still refuse the
+    entry (its id is taken); the builder then puts right the page it overwrote."""
+    result = read_seed(path, name, ctx.max_bytes, ctx.rules, ctx.root)
+    page = None
+    if new and result[0] == "ok":
+        entry = result[4]
+        if entry.published.year >= MIN_YEAR and entry.published.timestamp() <= ctx.now:
+            rel = render.entry_path(entry)
+            try:
+                changed = output.write(ctx.out / rel, render.render_entry_page(ctx.info, entry),
+                                       compress=False)
+            except OutputError:
+                pass  # left to the publishing step, which reports it
+            else:
+                page = (rel, changed)
+    return (name, *result, page)
+
+
+def _read_chunk(job: tuple[ReadContext, list[tuple[Path, str, bool]]]) -> list[tuple]:
+    ctx, seeds = job
+    return [read_and_write_page(ctx, path, name, new) for path, name, new in seeds]
 
 
 # -- rendering pages (also runs in worker processes) ---------------------------------------
@@ -324,10 +359,12 @@ class Builder:
                 log.info("removed %s", name)
         # one line per seed for the daemon's changes; a big first build only counts them
         level = logging.INFO if len(to_read) <= QUIET_ABOVE else logging.DEBUG
-        for result in self._read_all(to_read):
-            name, status, *rest = result
+        for result in self._read_all(to_read, fps, now):
+            name, status, *rest, page = result
             if status == "gone":
                 continue
+            if page is not None and page[1]:
+                report.written.append(page[0])
             size, mtime_ns, digest = rest[0], rest[1], rest[2]
             fp = fps.get(name)
             if fp is not None and fp.hash == digest and fp.reason is None and not renormalize:
@@ -341,6 +378,8 @@ class Builder:
             entry, problem = self._check(entry, name, now)
             if problem:
                 self._reject(report, name, size, mtime_ns, digest, problem, now, fp)
+                if page is not None:  # the page of another entry, or of none, is there now
+                    self._put_right(report, entry.slug, page[0])
                 continue
             if encoding not in ("utf-8", "ascii"):
                 report.converted.append((name, encoding))
@@ -351,6 +390,8 @@ class Builder:
             else:
                 entry = self._with_history(entry, old, now)
             self.store.put_entry(name, size, mtime_ns, digest, entry, now)
+            if page is not None:  # written before this commit: nothing left to do for it
+                self.store.pages_written([name])
             if old is None:
                 report.added.append(name)
                 log.log(level, "added %s: %s (%s, %s)", name, entry.title,
@@ -361,26 +402,42 @@ class Builder:
         if names is None:
             self.store.set_meta("rules_key", rules_key)
 
-    def _read_all(self, seeds: list[Seen]) -> Iterator[tuple]:
-        """Read and normalize seeds, in a process pool when there are many; commits in batches."""
-        root = str(self._seeds_root())
-        jobs = [(s.path, s.name, self.config.max_seed_bytes, self.rules, root) for s in seeds]
+    def _read_all(self, seeds: list[Seen], fps: dict[str, Fingerprint],
+                  now: dt.datetime) -> Iterator[tuple]:
+        """Read and normalize seeds, in a process pool when there are many; commits in batches.
+        Only a few chunks are in flight, so entries are streamed, not all held."""
+        c = self.config
+        ctx = ReadContext(self.rules, c.max_seed_bytes, str(self._seeds_root()),
+                          render.FeedInfo.from_config(c), c.out, now.timestamp())
+        pages = self._building  # not for sync() alone (``feeder check`` writes nothing)
+        work = ((s.path, s.name, pages and s.name not in fps) for s in seeds)
+        jobs = ((ctx, chunk) for chunk in _chunks(work, READ_CHUNK))
         bar = None
-        if self.progress and len(jobs) >= POOL_THRESHOLD:
+        if self.progress and len(seeds) >= POOL_THRESHOLD:
             from tqdm import tqdm
 
-            bar = tqdm(total=len(jobs), unit="seed", desc="reading seeds", file=sys.stderr)
-        pool = self._pool() if len(jobs) >= POOL_THRESHOLD else None
+            bar = tqdm(total=len(seeds), unit="seed", desc="reading seeds", file=sys.stderr)
+        pool = self._pool() if len(seeds) >= POOL_THRESHOLD else None
         if pool is not None:
             try:
-                yield from self._batched(pool.map(_read_job, jobs, chunksize=64), bar)
+                chunks = _bounded(pool, _read_chunk, jobs, 2 * pool._max_workers + 2)
+                yield from self._batched(itertools.chain.from_iterable(chunks), bar)
             finally:
                 if not self._building:  # sync() alone (``feeder check``): nothing else to pool
                     self.close_pool()
         else:
-            yield from self._batched(map(_read_job, jobs), bar)
+            results = itertools.chain.from_iterable(map(_read_chunk, jobs))
+            yield from self._batched(results, bar)
         if bar is not None:
             bar.close()
+
+    def _put_right(self, report: BuildReport, slug: str, path: str) -> None:
+        """A refused seed's page was written over ``path``: give it back to the entry that
+        owns it, or remove it."""
+        if not self.store.restale_slug(slug) and output.remove(self.config.out / path):
+            report.deleted_outputs.append(path)
+        with contextlib.suppress(ValueError):
+            report.written.remove(path)
 
     def _batched(self, results: Iterable[tuple], bar) -> Iterator[tuple]:  # noqa: ANN001
         it = iter(results)
@@ -602,6 +659,11 @@ class Builder:
         self._building = True
         try:
             self.config.out.mkdir(parents=True, exist_ok=True)
+            if self.store.get_meta("render_key") is None and self.store.total() == 0:
+                # A first build: pages written from now on follow the current settings, so
+                # publishing need not render all of them again.
+                with self.store.transaction():
+                    self.store.set_meta("render_key", self._render_key())
             self.sync(report, names)
             self.publish(report, force=force)
         finally:

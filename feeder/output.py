@@ -9,25 +9,32 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import itertools
 import os
-import tempfile
 from pathlib import Path
 
 from .errors import OutputError
 
 GZIP_MIN_BYTES = 512
 GZIP_LEVEL = 4  # 2% larger than level 6 on a 50-entry feed, in half the time
+_serial = itertools.count()
 
 
 def _replace(path: Path, data: bytes, durable: bool) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # A temp name of our own (pid + counter) and one fchmod: a third of mkstemp's cost,
+    # which counts when a first build writes 100,000 entry pages.
+    tmp = f"{path.parent}{os.sep}.{path.name}.{os.getpid()}-{next(_serial)}.tmp"
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            os.fchmod(fd, 0o644)  # whatever the umask: the web server must read it
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
             if durable:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -44,6 +51,16 @@ def _same(path: Path, data: bytes) -> bool:
         return False
 
 
+def _write_pair(path: Path, data: bytes, compress: bool, durable: bool) -> None:
+    gz = path.with_name(path.name + ".gz")
+    if compress and len(data) >= GZIP_MIN_BYTES:
+        _replace(gz, gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0), durable)
+    else:  # one left from an older version would be served by nginx's gzip_static
+        with contextlib.suppress(FileNotFoundError):
+            gz.unlink()
+    _replace(path, data, durable)
+
+
 def write(path: Path, data: bytes, *, compress: bool = True, durable: bool = False,
           check: bool = True) -> bool:
     """Replace ``path`` with ``data`` unless it already holds exactly that; True if written.
@@ -52,16 +69,14 @@ def write(path: Path, data: bytes, *, compress: bool = True, durable: bool = Fal
     file it belongs to (the server checks the pair anyway). ``check=False`` skips reading the
     old file, for callers that know it changed or does not exist.
     """
-    if check and _same(path, data):
-        return False
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        gz = path.with_name(path.name + ".gz")
-        if compress and len(data) >= GZIP_MIN_BYTES:
-            _replace(gz, gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0), durable)
-        elif gz.exists():
-            gz.unlink()
-        _replace(path, data, durable)
+        if check and _same(path, data):
+            return False
+        try:
+            _write_pair(path, data, compress, durable)
+        except FileNotFoundError:  # first file in its folder
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _write_pair(path, data, compress, durable)
     except OSError as exc:
         raise OutputError(path, exc.strerror or str(exc)) from exc
     return True

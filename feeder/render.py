@@ -206,6 +206,7 @@ _templates = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
     keep_trailing_newline=True,
+    auto_reload=False,  # package files: no stat of each template for every page rendered
 )
 _templates.filters["path"] = entry_path
 

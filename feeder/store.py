@@ -416,6 +416,15 @@ class Store:
     def pages_written(self, names: Iterable[str]) -> None:
         self.db.executemany("DELETE FROM stale_pages WHERE name = ?", [(n,) for n in names])
 
+    def restale_slug(self, slug: str) -> bool:
+        """The page file of ``slug`` was overwritten by something else: mark its entry's page
+        to be written again. False if no entry has that slug."""
+        row = self.db.execute("SELECT name FROM entries WHERE slug = ?", (slug,)).fetchone()
+        if row is None:
+            return False
+        self.db.execute("INSERT OR IGNORE INTO stale_pages VALUES (?)", row)
+        return True
+
     def gone_pages(self) -> list[str]:
         """Slugs of removed entries whose page may still be on disk (none if re-used)."""
         return [r[0] for r in self.db.execute(

@@ -67,3 +67,25 @@ def test_entry_and_archive_pages_have_no_gzip_sibling(site: Site) -> None:
     assert (site.out / "atom.xml.gz").exists()
     assert not list(site.out.glob("entries/*.gz"))
     assert not list(site.out.glob("archive/*.gz"))
+
+
+@pytest.mark.parametrize("threshold", [10**9, 1])
+def test_a_refused_twin_never_leaves_its_page_over_the_owners(make_site, monkeypatch,  # noqa: ANN001
+                                                              threshold: int) -> None:
+    """New seeds get their entry page as they are read; a twin (same stem, so same id and
+    page) written after its owner must not leave its text in the owner's page."""
+    monkeypatch.setattr(builder, "POOL_THRESHOLD", threshold)
+    site = make_site(extensions=[".txt", ".text"])
+    for n in range(30):
+        site.write(f"{n:03d}_t.txt", "2025-01-01", f"Owner {n}. Body.")
+        site.write(f"{n:03d}_t.text", "2025-01-01", f"Twin {n}. Body.")
+    report = site.build()
+    assert len(report.rejected) == 30 and report.entries == 30
+    for name, _reason in report.rejected:
+        stem = name.rsplit(".", 1)[0]
+        (owner,) = {f"{stem}.txt", f"{stem}.text"} - {name}
+        page = site.read(f"entries/{stem}.html")
+        stored = site.store.entry_by_name(owner)
+        assert stored is not None
+        assert stored.title.encode() in page, name
+    assert site.build().written == []
