@@ -464,16 +464,19 @@ class Store:
 
     # -- pings -----------------------------------------------------------------------------
     def add_pings(self, hubs: Iterable[str], topics: Iterable[str], now: float) -> None:
-        """Queue a publish ping per (hub, topic); one already pending absorbs the new one.
+        """Queue a publish ping per (hub, topic) for a change of the feed made at ``now``.
 
-        ``since`` becomes the time of the newest change, so that ``ping_done`` can tell a
-        ping that was sent from one queued again while it was in flight.
+        A ping already pending for that hub and topic absorbs the new one, which restarts it:
+        no attempts used (failures announcing an older version do not count against this
+        one) and due at ``now`` at the latest. ``since`` becomes the time of the newest
+        change, so that ``ping_done`` and ``ping_failed`` can tell a ping that was sent from
+        one queued again while it was in flight.
         """
         since = dt.datetime.fromtimestamp(now, dt.UTC).isoformat()
         self.db.executemany(
             "INSERT INTO pings (hub, topic, since, attempts, next_try) VALUES (?, ?, ?, 0, ?)"
             " ON CONFLICT (hub, topic) DO UPDATE SET next_try = min(next_try, excluded.next_try),"
-            " since = max(since, excluded.since)",
+            " since = max(since, excluded.since), attempts = 0",
             [(h, t, since, now) for h in hubs for t in topics],
         )
 
@@ -492,12 +495,23 @@ class Store:
             self.db.execute("DELETE FROM pings WHERE hub = ? AND topic = ? AND since = ?",
                             (hub, topic, since))
 
-    def ping_failed(self, hub: str, topic: str, next_try: float, error: str) -> None:
-        self.db.execute(
-            "UPDATE pings SET attempts = attempts + 1, next_try = ?, last_error = ?"
-            " WHERE hub = ? AND topic = ?",
-            (next_try, error, hub, topic),
-        )
+    def ping_failed(self, hub: str, topic: str, next_try: float, error: str,
+                    since: str | None = None) -> bool:
+        """Count a failed try and set when to try again; return True if it was counted.
+
+        With ``since``, a change queued after that one (while the failed ping was in
+        flight) is left with its fresh attempts and due time; only the error is recorded.
+        """
+        where = " WHERE hub = ? AND topic = ?" + ("" if since is None else " AND since = ?")
+        args = (hub, topic) if since is None else (hub, topic, since)
+        counted = self.db.execute(
+            "UPDATE pings SET attempts = attempts + 1, next_try = ?, last_error = ?" + where,
+            (next_try, error, *args),
+        ).rowcount > 0
+        if not counted:
+            self.db.execute("UPDATE pings SET last_error = ? WHERE hub = ? AND topic = ?",
+                            (error, hub, topic))
+        return counted
 
     def drop_pings_except(self, hubs: Iterable[str]) -> None:
         hubs = list(hubs)

@@ -5,6 +5,13 @@ is a POST of ``hub.mode=publish`` with the topic URL. Hubs differ in which field
 (Google's reads ``hub.url``, Flask-WebSub requires ``hub.topic``), so both are sent.
 A ping that fails is retried with exponential backoff and jitter; pings wait in the store,
 so a restart loses none, and several changes to one topic collapse into one ping.
+
+Each change of a feed gets the whole attempt budget (``max_attempts``): a change queued
+while an older one's ping is still failing restarts the count and is tried at once, since
+the hub may be back by now. A ping in flight when a newer change is queued is accounted to
+its own change only: if it succeeds or is given up, the newer change is still pinged; if it
+fails, the newer change keeps its fresh count and is not postponed. An unchanged feed is
+never queued, so once its ping succeeded or was given up it is not pinged again.
 """
 
 from __future__ import annotations
@@ -81,14 +88,21 @@ class Pinger:
                 attempts = p.attempts + 1
                 self.store.hub_result(p.hub, False, exc.reason, when)
                 if attempts >= self.max_attempts:
+                    # A change queued while this ping was in flight stays pending, with
+                    # attempts of its own (Store.add_pings reset them).
                     self.store.ping_done(p.hub, p.topic, p.since)
                     log.error("gave up pinging %s for %s after %d attempts: %s",
                               p.hub, p.topic, attempts, exc.reason)
                     continue
                 wait = self.delay(attempts)
-                self.store.ping_failed(p.hub, p.topic, self.clock() + wait, exc.reason)
-                log.warning("ping %s for %s failed (attempt %d): %s; retrying in %.1f s",
-                            p.hub, p.topic, attempts, exc.reason, wait)
+                if self.store.ping_failed(p.hub, p.topic, self.clock() + wait, exc.reason,
+                                          p.since):
+                    log.warning("ping %s for %s failed (attempt %d): %s; retrying in %.1f s",
+                                p.hub, p.topic, attempts, exc.reason, wait)
+                else:  # the feed changed meanwhile: that change is due now, from attempt 1
+                    log.warning("ping %s for %s failed (attempt %d): %s; the feed changed "
+                                "since, announcing that now", p.hub, p.topic, attempts,
+                                exc.reason)
             else:
                 # A change queued while this ping was in flight stays pending: the hub may
                 # have fetched the topic before that change was written.

@@ -352,10 +352,18 @@ def test_broken_hubs_never_stop_serving_or_rebuilding(tmp_path: Path, daemons) -
         assert "ConnectError" in hubs[refused]["detail"]
         assert hubs[hang]["detail"] == "timed out"
         assert hubs[fail]["detail"] == "HTTP 500 hub is broken"
-        pending = {(p["hub"], p["topic"]): p for p in body["pending_pings"]}
-        for hub in (refused, hang, fail):
-            p = pending[(hub, d.base + "atom.xml")]
-            assert p["attempts"] >= 1 and p["last_error"] == hubs[hub]["detail"]
+
+        # The second build queued the atom feed anew (attempt count 0, due at once); each
+        # hub then fails that change too.
+        def the_new_change_failed_at_every_hub() -> bool:
+            body = d.health()[1]
+            pending = {(p["hub"], p["topic"]): p for p in body["pending_pings"]}
+            return all(
+                (p := pending.get((hub, d.base + "atom.xml"))) is not None
+                and p["attempts"] >= 1 and p["last_error"] == body["hubs"][hub]["detail"]
+                for hub in (refused, hang, fail))
+        wait_until(the_new_change_failed_at_every_hub, timeout=20, interval=0.1,
+                   what="a failed try of the new change at each hub")
         assert d.stop() == 0
 
 

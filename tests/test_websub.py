@@ -265,8 +265,40 @@ def test_a_change_while_a_ping_waits_to_retry_keeps_one_ping(store: Store) -> No
         pinger.run_due()
         store.add_pings([HUB], [TOPIC], clock.now + 0.1)
     [pending] = store.pending_pings()
-    assert pending.attempts == 1
+    assert pending.attempts == 0, "a new change starts a fresh attempt budget"
     assert pending.next_try == clock.now + 0.1, "a new change is announced without waiting"
+    assert pending.last_error == "HTTP 500"
+
+
+def test_a_new_change_during_a_hub_outage_gets_all_its_attempts(store: Store,
+                                                               feeder_log) -> None:
+    """Failures of an older change do not count against a newer one: each change of the
+    feed gets ``max_attempts`` tries of its own, the first one straight away."""
+    clock = Clock()
+    hub = ScriptedHub(503)
+    pinger = make_pinger(store, hub, clock, max_attempts=3)
+    store.add_pings([HUB], [TOPIC], clock.now)
+    with pinger.client:
+        for _ in range(2):
+            clock.now = pinger.run_due()  # type: ignore[assignment]
+        assert store.pending_pings()[0].attempts == 2
+
+        clock.now -= 1.0  # a second before the third try is due, the feed changes again
+        store.add_pings([HUB], [TOPIC], clock.now)
+        [pending] = store.pending_pings()
+        assert (pending.attempts, pending.next_try) == (0, clock.now)
+        for attempt in range(1, 3):
+            clock.now = pinger.run_due()  # type: ignore[assignment]
+            assert store.pending_pings()[0].attempts == attempt
+        assert pinger.run_due() is None  # third try of the new change: given up
+        assert len(hub.pings) == 2 + 3
+        assert store.pending_pings() == []
+        # nothing changes any more, so nothing is sent any more
+        clock.now += 10 * websub.MAX_BACKOFF
+        assert pinger.run_due() is None
+    assert len(hub.pings) == 5
+    errors = [r.getMessage() for r in feeder_log.records if r.levelno == logging.ERROR]
+    assert errors == [f"gave up pinging {HUB} for {TOPIC} after 3 attempts: HTTP 503"]
 
 
 def test_each_hub_is_pinged_and_retried_on_its_own(store: Store) -> None:
@@ -356,6 +388,44 @@ def test_a_change_during_an_in_flight_ping_is_not_lost(tmp_path: Path) -> None:
             clock.now = next_try
             assert pinger.run_due() is None
         assert len(calls) == 2
+        assert pinger_store.pending_pings() == []
+    finally:
+        pinger_store.close()
+        rebuild_store.close()
+
+
+@pytest.mark.parametrize("max_attempts", [2, 10], ids=["last-try", "tries-left"])
+def test_a_change_during_a_failing_in_flight_ping_is_tried_at_once_with_a_fresh_budget(
+        tmp_path: Path, max_attempts: int) -> None:
+    """The rebuild thread queues a new change while the pinger's request for the old one is
+    in flight and then fails: that failure (even a last one, which gives the old change up)
+    neither counts against the new change nor postpones it."""
+    path = tmp_path / "state.sqlite3"
+    clock = Clock()
+    pinger_store, rebuild_store = Store(path), Store(path)
+    try:
+        rebuild_store.add_pings([HUB], [TOPIC], clock.now)
+        calls = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            calls.append(request)
+            if len(calls) == 2:  # the old change's second try is in flight
+                rebuild_store.add_pings([HUB], [TOPIC], clock.now)
+            return httpx.Response(202 if len(calls) == 4 else 503)
+
+        pinger = make_pinger(pinger_store, handler, clock, max_attempts=max_attempts)
+        with pinger.client:
+            clock.now = pinger.run_due()  # type: ignore[assignment]
+            assert pinger_store.pending_pings()[0].attempts == 1
+            changed_at = clock.now
+            assert pinger.run_due() == changed_at, "the new change is due at once"
+            [pending] = pinger_store.pending_pings()
+            assert (pending.attempts, pending.next_try) == (0, changed_at)
+            assert pending.last_error == "HTTP 503"
+            clock.now = pinger.run_due()  # type: ignore[assignment]
+            assert pinger_store.pending_pings()[0].attempts == 1
+            assert pinger.run_due() is None
+        assert len(calls) == 4
         assert pinger_store.pending_pings() == []
     finally:
         pinger_store.close()
