@@ -1,4 +1,4 @@
-"""Helpers that run real servers for tests (no mocks): ``serve_in_thread``."""
+"""Helpers that run real servers for tests (no mocks): ``serve_in_thread``, ``wait_until``."""
 
 from __future__ import annotations
 
@@ -7,25 +7,29 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from feeder.server import ASGIApp, make_server
 
+T = TypeVar("T")
 
-def wait_until(predicate, *, timeout: float = 10.0, interval: float = 0.01,
-               what: str = "condition") -> None:
-    """Poll ``predicate`` until it is true; raise TimeoutError after ``timeout`` seconds."""
+
+def wait_until(predicate: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.01,
+               what: str = "condition") -> T:
+    """Poll ``predicate`` until it returns something true, and return that; raise TimeoutError
+    after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     event = threading.Event()
-    while not predicate():
+    while not (result := predicate()):
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
         event.wait(interval)
+    return result
 
 
 @cache
