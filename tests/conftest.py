@@ -1,4 +1,4 @@
-"""Shared fixtures: a temporary site (seeds, output, state) and a seed writer."""
+"""Shared fixtures: a temporary site (seeds, output, state) and a seed writer; daemons."""
 
 from __future__ import annotations
 
@@ -6,12 +6,15 @@ import datetime as dt
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from feeder import config as config_mod
 from feeder.builder import Builder, BuildReport
 from feeder.store import Store
+
+from ._daemon import FeederDaemon
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_SEED = REPO.parent / "shared" / "seed-format" / "000_d53b54a01c1a6f6f.txt"
@@ -75,6 +78,27 @@ def make_site(tmp_path: Path) -> Iterator[Callable[..., Site]]:
     yield make
     for s in sites:
         s.close()
+
+
+@pytest.fixture
+def daemon_factory(tmp_path: Path) -> Iterator[Callable[..., FeederDaemon]]:
+    """Make FeederDaemon objects (not started), under tmp_path unless given a root; every one
+    still running at the end is stopped with SIGTERM and must exit 0 within 5 s."""
+    made: list[FeederDaemon] = []
+
+    def make(root: Path | None = None, **kwargs: Any) -> FeederDaemon:
+        kwargs.setdefault("name", f"daemon{len(made)}")
+        d = FeederDaemon(root or tmp_path, **kwargs)
+        made.append(d)
+        return d
+
+    yield make
+    try:
+        for d in made:
+            d.stop()
+    finally:
+        for d in made:
+            d.kill()
 
 
 @pytest.fixture(autouse=True)
