@@ -12,10 +12,9 @@ import threading
 from pathlib import Path
 
 import feedparser
-import httpx
 import pytest
 
-from .conftest import DaemonProcess, wait_until
+from .._daemon import seed_bytes as seed
 
 pytestmark = pytest.mark.slow
 
@@ -24,10 +23,6 @@ HOST = "127.0.0.1"
 
 def entry_id(name: str) -> str:
     return f"tag:{HOST},2025:{Path(name).stem}"
-
-
-def seed(date: str, body: str) -> bytes:
-    return f" date {date} {body}".encode()
 
 
 def drop(folder: Path, name: str, data: bytes) -> None:
@@ -42,20 +37,8 @@ def write_in_place(path: Path, data: bytes) -> None:
         fh.write(data)
 
 
-def atom(http: httpx.Client, d: DaemonProcess) -> feedparser.FeedParserDict:
-    r = http.get(d.url("atom.xml"))
-    assert r.status_code == 200, r.text
-    feed = feedparser.parse(r.content)
-    assert feed.bozo == 0, feed.get("bozo_exception")
-    return feed
-
-
 def find(feed: feedparser.FeedParserDict, eid: str):
     return next((e for e in feed.entries if e.id == eid), None)
-
-
-def health(http: httpx.Client, d: DaemonProcess) -> dict:
-    return http.get(d.url("healthz")).json()
 
 
 def write_config(path: Path, text: str) -> Path:
@@ -63,32 +46,32 @@ def write_config(path: Path, text: str) -> Path:
     return path
 
 
-def test_publish_edit_delete_stop_and_restart(daemon_factory, http):
+def test_publish_edit_delete_stop_and_restart(daemon_factory):
     d = daemon_factory().start()
     name, kept = "000_d53b54a01c1a6f6f.txt", "001_kept.txt"
     drop(d.seeds, name, b" date 2026-01-05 Hello world. This is a test article about feeds."
                         b"\n\nMore text here.")
     write_in_place(d.seeds / kept, seed("2026-01-04", "An older article. It stays."))
 
-    entry = wait_until(lambda: find(atom(http, d), entry_id(name)), what="the entry")
+    entry = d.wait_until(lambda: find(d.feed(), entry_id(name)), what="the entry")
     assert entry.title.startswith("Hello world")
     assert entry.published_parsed[:3] == (2026, 1, 5)
     assert entry.updated == entry.published
     page = entry.link
-    assert http.get(page).status_code == 200
-    wait_until(lambda: find(atom(http, d), entry_id(kept)), what="the kept entry")
+    assert d.get(page.removeprefix(d.base_url)).status_code == 200
+    d.wait_until(lambda: find(d.feed(), entry_id(kept)), what="the kept entry")
 
     write_in_place(d.seeds / name, seed("2026-01-05", "Hello world. Edited text, new words."))
-    edited = wait_until(
-        lambda: (e := find(atom(http, d), entry_id(name))) and "Edited" in e.summary and e,
+    edited = d.wait_until(
+        lambda: (e := find(d.feed(), entry_id(name))) and "Edited" in e.summary and e,
         what="the edit")
     assert edited.id == entry.id
     assert edited.updated != entry.updated
     assert edited.published == entry.published
 
     os.unlink(d.seeds / name)
-    wait_until(lambda: find(atom(http, d), entry_id(name)) is None, what="the removal")
-    assert http.get(page).status_code == 404
+    d.wait_until(lambda: find(d.feed(), entry_id(name)) is None, what="the removal")
+    assert d.get(page.removeprefix(d.base_url)).status_code == 404
 
     d.stop()
     assert list(d.out.rglob("*.tmp")) == []
@@ -96,8 +79,8 @@ def test_publish_edit_delete_stop_and_restart(daemon_factory, http):
     write_in_place(d.seeds / later, seed("2026-01-06", "Written while feeder was down."))
 
     d.start()
-    wait_until(lambda: find(atom(http, d), entry_id(later)), what="the seed added while down")
-    feed = atom(http, d)
+    d.wait_until(lambda: find(d.feed(), entry_id(later)), what="the seed added while down")
+    feed = d.feed()
     assert find(feed, entry_id(kept)) is not None
     assert find(feed, entry_id(name)) is None
     log = d.log_text()
@@ -105,14 +88,14 @@ def test_publish_edit_delete_stop_and_restart(daemon_factory, http):
     assert log.count(f"added {later}") == 1, log
 
 
-def test_seed_written_in_place_is_published(daemon, http):
+def test_seed_written_in_place_is_published(daemon):
     write_in_place(daemon.seeds / "plain.txt", seed("2026-02-01", "Plainly written. Body."))
-    entry = wait_until(lambda: find(atom(http, daemon), entry_id("plain.txt")),
-                       what="the entry")
+    entry = daemon.wait_until(lambda: find(daemon.feed(), entry_id("plain.txt")),
+                              what="the entry")
     assert entry.title.startswith("Plainly written")
 
 
-def test_burst_of_1000_seeds_costs_few_rebuilds(daemon_factory, tmp_path, http):
+def test_burst_of_1000_seeds_costs_few_rebuilds(daemon_factory, tmp_path):
     d = daemon_factory().start()
     staging = tmp_path / "staging"
     staging.mkdir()
@@ -124,42 +107,42 @@ def test_burst_of_1000_seeds_costs_few_rebuilds(daemon_factory, tmp_path, http):
     for name in names:
         os.rename(staging / name, d.seeds / name)
     # last_build.entries is set after a build has published (entries counts the store)
-    wait_until(lambda: health(http, d)["last_build"].get("entries") == 1000, timeout=60,
-               interval=0.1, what="1,000 entries")
-    feed = http.get(d.url("feed.json")).json()
+    d.wait_until(lambda: d.health()["last_build"].get("entries") == 1000, timeout=60,
+                 interval=0.1, what="1,000 entries")
+    feed = d.get("feed.json").json()
     assert len(feed["items"]) == 50  # max_entries: the newest only
     rebuilds = d.log_text().count("built in") - before
     print(f"\nburst of 1000 seeds: {rebuilds} rebuilds")
     assert rebuilds < 50
 
 
-def test_rejected_seed_is_logged_once_and_published_when_fixed(daemon_factory, tmp_path, http):
+def test_rejected_seed_is_logged_once_and_published_when_fixed(daemon_factory, tmp_path):
     config = write_config(tmp_path / "feeder.toml", "[daemon]\nrescan_interval = 1\n")
     d = daemon_factory(config=config).start()
     write_in_place(d.seeds / "bad.txt", b"No header here, just text.")
     write_in_place(d.seeds / "good.txt", seed("2026-01-05", "A good seed. Published."))
-    wait_until(lambda: find(atom(http, d), entry_id("good.txt")), what="the good seed")
-    rejected = wait_until(lambda: health(http, d)["rejected"], what="the rejection")
+    d.wait_until(lambda: find(d.feed(), entry_id("good.txt")), what="the good seed")
+    rejected = d.wait_until(lambda: d.health()["rejected"], what="the rejection")
     assert [r["file"] for r in rejected] == ["bad.txt"]
     assert "date" in rejected[0]["reason"]
 
     # let two rescans pass (each one updates last_build.time)
-    seen = {health(http, d)["last_build"]["time"]}
+    seen = {d.health()["last_build"]["time"]}
     for _ in range(2):
-        wait_until(lambda: health(http, d)["last_build"]["time"] not in seen, timeout=5,
-                   what="a rescan")
-        seen.add(health(http, d)["last_build"]["time"])
+        d.wait_until(lambda: d.health()["last_build"]["time"] not in seen, timeout=5,
+                     what="a rescan")
+        seen.add(d.health()["last_build"]["time"])
     log = d.log_text()
     assert log.count("rejected bad.txt") == 1, log
     line = next(ln for ln in log.splitlines() if "rejected bad.txt" in ln)
     assert "no 'date YYYY-MM-DD' header" in line
 
     write_in_place(d.seeds / "bad.txt", seed("2026-01-06", "Fixed now. It has a date."))
-    wait_until(lambda: find(atom(http, d), entry_id("bad.txt")), what="the fixed seed")
-    assert health(http, d)["rejected"] == []
+    d.wait_until(lambda: find(d.feed(), entry_id("bad.txt")), what="the fixed seed")
+    assert d.health()["rejected"] == []
 
 
-def test_slow_writer_is_never_published_half_written(daemon, http):
+def test_slow_writer_is_never_published_half_written(daemon):
     path = daemon.seeds / "slow.txt"
     closed = threading.Event()
 
@@ -176,7 +159,7 @@ def test_slow_writer_is_never_published_half_written(daemon, http):
     try:
         polls = 0
         while not closed.is_set():
-            entry = find(atom(http, daemon), entry_id("slow.txt"))
+            entry = find(daemon.feed(), entry_id("slow.txt"))
             if entry is not None:
                 assert "SECONDHALF" in entry.summary + entry.get("content", [{}])[0].get(
                     "value", ""), "published half-written"
@@ -185,19 +168,19 @@ def test_slow_writer_is_never_published_half_written(daemon, http):
     finally:
         writer.join()
     assert polls > 10
-    entry = wait_until(lambda: find(atom(http, daemon), entry_id("slow.txt")),
-                       what="the complete seed")
+    entry = daemon.wait_until(lambda: find(daemon.feed(), entry_id("slow.txt")),
+                              what="the complete seed")
     text = entry.summary + entry.content[0].value
     assert "FIRSTHALF" in text and "SECONDHALF" in text
 
 
-def test_future_dated_seeds_are_held_back(daemon, http):
+def test_future_dated_seeds_are_held_back(daemon):
     # The first seed pays for loading the language model (seconds): get that over with, so
     # that the 3 s below measure scheduling, not start-up.
     write_in_place(daemon.seeds / "now.txt", seed(
         "2026-01-05", "Published now. This is a test article about feeds, long enough to "
         "need the language identifier.\n\nMore text here."))
-    wait_until(lambda: find(atom(http, daemon), entry_id("now.txt")), what="the first seed")
+    daemon.wait_until(lambda: find(daemon.feed(), entry_id("now.txt")), what="the first seed")
 
     far = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
     write_in_place(daemon.seeds / "far.txt",
@@ -205,74 +188,63 @@ def test_future_dated_seeds_are_held_back(daemon, http):
     when = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=3)).replace(microsecond=0)
     write_in_place(daemon.seeds / "soon.txt",
                    seed(when.isoformat(), "From the near future. Held back until its time."))
-    try:
-        wait_until(lambda: "scheduled soon.txt" in daemon.log_text()
-                   and "scheduled far.txt" in daemon.log_text(), what="scheduling")
-    except TimeoutError:
-        raise AssertionError(daemon.log_text()) from None
-    feed = atom(http, daemon)
+    daemon.wait_for_log("scheduled soon.txt", "scheduled far.txt")
+    feed = daemon.feed()
     checked = dt.datetime.now(dt.UTC)
     assert checked < when, "too slow to see the entry held back"
     assert find(feed, entry_id("soon.txt")) is None
     assert find(feed, entry_id("far.txt")) is None
 
-    entry = wait_until(lambda: find(atom(http, daemon), entry_id("soon.txt")), timeout=15,
-                       what="the scheduled entry")
+    entry = daemon.wait_until(lambda: find(daemon.feed(), entry_id("soon.txt")), timeout=15,
+                              what="the scheduled entry")
     assert dt.datetime.now(dt.UTC) >= when
     assert entry.published_parsed[:6] == when.timetuple()[:6]
-    assert find(atom(http, daemon), entry_id("far.txt")) is None
+    assert find(daemon.feed(), entry_id("far.txt")) is None
 
     check = subprocess.run(
         [sys.executable, "-m", "feeder", "check", "--seeds", str(daemon.seeds)],
-        env=daemon.env(), capture_output=True, text=True, timeout=30, cwd=daemon.seeds.parent)
+        env=daemon.env(), capture_output=True, text=True, timeout=30, cwd=daemon.root)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "far.txt: scheduled" in check.stdout
     assert "soon.txt" not in check.stdout
 
 
-def test_seeds_folder_removed_and_recreated(daemon_factory, tmp_path, http):
+def test_seeds_folder_removed_and_recreated(daemon_factory, tmp_path):
     config = write_config(tmp_path / "feeder.toml", "[daemon]\nrescan_interval = 1\n")
     d = daemon_factory(config=config).start()
     shutil.rmtree(d.seeds)
-    body = wait_until(lambda: (h := health(http, d))["status"] == "error" and h, timeout=10,
-                      what="/healthz to report the missing folder")
+    body = d.wait_until(lambda: (h := d.health())["status"] == "error" and h, timeout=10,
+                        what="/healthz to report the missing folder")
     assert str(d.seeds) in body["error"]
-    assert http.get(d.url("healthz")).status_code == 503
-    assert d.proc.poll() is None
+    assert d.get("healthz").status_code == 503
+    assert d.running
 
     d.seeds.mkdir()
     write_in_place(d.seeds / "back.txt", seed("2026-01-05", "Back again. New seed."))
-    wait_until(lambda: find(atom(http, d), entry_id("back.txt")), timeout=15,
-               what="a seed in the re-created folder")
-    wait_until(lambda: health(http, d)["status"] == "ok", what="/healthz to recover")
+    d.wait_until(lambda: find(d.feed(), entry_id("back.txt")), timeout=15,
+                 what="a seed in the re-created folder")
+    d.wait_until(lambda: d.health()["status"] == "ok", what="/healthz to recover")
     write_in_place(d.seeds / "later.txt", seed("2026-01-06", "Later seed. Seen by the watcher."))
-    wait_until(lambda: find(atom(http, d), entry_id("later.txt")), timeout=5,
-               what="a later seed")
+    d.wait_until(lambda: find(d.feed(), entry_id("later.txt")), timeout=5,
+                 what="a later seed")
 
 
 def test_second_daemon_on_the_same_state_file_refuses(daemon_factory, tmp_path):
     first = daemon_factory().start()
     second = daemon_factory(state=first.state, out=tmp_path / "out2")
-    proc = second.spawn()
-    try:
-        code = proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert code != 0
+    assert second.run_to_exit(timeout=30) != 0
     log = second.log_text()
     assert "in use by another feeder process" in log
     assert f"pid {first.proc.pid}" in log
 
 
-def test_sighup_reloads_the_config(daemon_factory, tmp_path, http):
+def test_sighup_reloads_the_config(daemon_factory, tmp_path):
     config = write_config(tmp_path / "feeder.toml", '[feed]\ntitle = "First title"\n')
     d = daemon_factory(config=config).start()
     write_in_place(d.seeds / "a.txt", seed("2026-01-05", "Some article. Text."))
-    wait_until(lambda: find(atom(http, d), entry_id("a.txt")), what="the entry")
-    assert atom(http, d).feed.title == "First title"
+    d.wait_until(lambda: find(d.feed(), entry_id("a.txt")), what="the entry")
+    assert d.feed().feed.title == "First title"
     write_config(config, '[feed]\ntitle = "Second title"\n')
     d.signal(signal.SIGHUP)
-    wait_until(lambda: atom(http, d).feed.title == "Second title", what="the new title")
+    d.wait_until(lambda: d.feed().feed.title == "Second title", what="the new title")
     assert "config reloaded" in d.log_text()
