@@ -3,7 +3,7 @@
     python bench/websub_latency.py [--count 30] [--debounce 0.2] [--settle 1.0]
 
 Starts a real Flask-WebSub hub (web + Celery worker), a subscriber and ``feeder run``
-(subprocesses on loopback; the test harness modules of ``tests/e2e`` imported by path),
+(subprocesses on loopback; the test harness: ``tests/_daemon.py`` and ``tests/e2e``),
 subscribes to ``atom.xml``, then writes ``--count`` seeds one at a time. Each sample is the
 time from the ``close()`` of a new seed to the hub's signed POST of an ``atom.xml`` that
 holds its title, on one monotonic clock. Prints every sample, then median, p90, p99 and max.
@@ -13,30 +13,18 @@ Omitted options use feeder's defaults. Everything lives in a temp folder removed
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
-from types import ModuleType
 
 ROOT = Path(__file__).resolve().parent.parent
-E2E = ROOT / "tests" / "e2e"
+sys.path.insert(0, str(ROOT))  # the test harness is the package ``tests`` of this tree
 
-
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, E2E / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-websub_hub = _load("websub_hub")
-subscriber_mod = _load("subscriber")
-daemon_helper = _load("_daemon_helper")
+from tests._daemon import FeederDaemon  # noqa: E402
+from tests.e2e.subscriber import Subscriber  # noqa: E402
+from tests.e2e.websub_hub import run_hub  # noqa: E402
 
 
 def percentile(samples: list[float], p: float) -> float:
@@ -59,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="websub-latency-") as tmp:
         root = Path(tmp)
-        with websub_hub.run_hub(root) as hub, subscriber_mod.Subscriber() as sub:
-            daemon = daemon_helper.FeederDaemon(root / "site", hubs=[hub.url], config=config)
+        with run_hub(root) as hub, Subscriber() as sub:
+            daemon = FeederDaemon(root / "site", hubs=[hub.url], config=config)
             with daemon:
                 subscription = sub.subscribe(hub.url, daemon.topic)
                 hub.wait_for_subscription(daemon.topic, subscription.callback)

@@ -14,7 +14,7 @@ from pathlib import Path
 import feedparser
 import pytest
 
-from ._daemon_helper import FeederDaemon
+from .._daemon import FeederDaemon
 from .subscriber import Delivery, Subscriber
 from .websub_hub import Hub
 
@@ -23,6 +23,7 @@ pytestmark = pytest.mark.slow
 # Retries come quickly (0.2 s, 0.4 s, ... with jitter) so the hub-down case takes seconds.
 CONFIG = {"websub": {"ping_backoff": 0.2, "ping_timeout": 2.0, "ping_max_attempts": 30}}
 DATE = "2026-01-05"
+WAIT = 15.0  # seconds, for each wait on the daemon
 
 #: How long to watch for a ping that must not happen. Absence can only be shown over a
 #: window; this one is several times the debounce (0.2 s) plus the first retry delay
@@ -46,7 +47,7 @@ def daemon(tmp_path: Path, hub: Hub) -> Iterator[FeederDaemon]:
     with d:
         # the first build wrote the feeds, so it pings the hub: let that settle first
         d.wait_until(lambda: d.health()["entries"] == 1 and d.pinged_count(d.topic) >= 1
-                     and not d.pending(), what="the first build's pings")
+                     and not d.pending(), timeout=WAIT, what="the first build's pings")
         assert len(d.log_lines("built in")) == 1, d.log_text()
         yield d
     assert "Traceback" not in d.log_text(), d.log_text()
@@ -89,7 +90,7 @@ def test_new_seed_reaches_subscriber_and_hub_outage_is_retried(
     daemon.write_seed(DATE, article(title))
     daemon.wait_until(lambda: any(p["attempts"] >= 1 and p["last_error"]
                                   for p in daemon.pending(topic)),
-                      what="a failed ping pending for the atom feed")
+                      timeout=WAIT, what="a failed ping pending for the atom feed")
     [pending] = daemon.pending(topic)
     assert pending["hub"] == hub.url
     assert "ConnectError" in pending["last_error"]
@@ -99,7 +100,8 @@ def test_new_seed_reaches_subscriber_and_hub_outage_is_retried(
 
     hub.start()  # same port, same subscriptions
     assert_is_the_atom_feed_with(delivery_of(subscriber, hub, daemon, title), title)
-    daemon.wait_until(lambda: not daemon.pending(), what="pending pings to clear")
+    daemon.wait_until(lambda: not daemon.pending(), timeout=WAIT,
+                      what="pending pings to clear")
     assert daemon.health()["hubs"][hub.url]["ok"] is True
 
     # Once accepted, the change is announced no more.
@@ -131,7 +133,7 @@ def test_rebuild_that_changes_no_feed_sends_no_ping(hub: Hub, daemon: FeederDaem
                 os.utime(path, (later, later))
             open(path, "ab").close()  # opened for writing and closed: a close event
         daemon.wait_until(lambda b=last_build: daemon.health()["last_build"]["time"] != b,
-                          what=f"the rebuild after a {change}")
+                          timeout=WAIT, what=f"the rebuild after a {change}")
         assert daemon.health()["last_build"]["ok"] is True
         # bounded window: a ping would follow the rebuild within milliseconds
         deadline = time.monotonic() + QUIET_WINDOW
