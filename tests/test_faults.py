@@ -24,120 +24,19 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import feedparser
-import httpx
 import pytest
 from lxml import etree
 
+from ._daemon import FeederDaemon, feeder_env, free_port
 from ._servers import wait_until
-from .conftest import REPO
 
 pytestmark = pytest.mark.slow
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDER_")}
-    env["PYTHONPATH"] = str(REPO)
-    return env
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _seed(date: str, text: str) -> bytes:
     return f"date {date}\n\n{text}\n".encode()
-
-
-class Feeder:
-    """``python -m feeder run`` in a subprocess, logging to a file, on a free loopback port."""
-
-    def __init__(self, root: Path, *, config: Path | None = None, name: str = "daemon",
-                 state: Path | None = None) -> None:
-        self.root = root
-        self.seeds, self.out = root / "seeds", root / "public"
-        self.state = state or root / "state.sqlite3"
-        self.seeds.mkdir(parents=True, exist_ok=True)
-        self.config = config
-        self.port = _free_port()
-        self.base = f"http://127.0.0.1:{self.port}/"
-        self.log_path = root / f"{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def args(self) -> list[str]:
-        args = [sys.executable, "-m", "feeder", "run", "--seeds", str(self.seeds),
-                "--out", str(self.out), "--state", str(self.state), "--port", str(self.port),
-                "--base-url", self.base]
-        return args + (["--config", str(self.config)] if self.config else [])
-
-    def start(self, *, timeout: float = 20) -> Feeder:
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.args(), env=_env(), stdout=log,
-                                         stderr=subprocess.STDOUT)
-        wait_until(lambda: self.proc.poll() is not None or self._answers(), timeout=timeout,
-                   interval=0.05, what=f"feeder run on port {self.port}")
-        assert self.proc.poll() is None, self.log()
-        return self
-
-    def _answers(self) -> bool:
-        try:
-            httpx.get(self.base + "healthz", timeout=1)
-        except httpx.HTTPError:
-            return False
-        return True
-
-    def stop(self, timeout: float = 15) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-                raise AssertionError(f"feeder did not stop on SIGTERM:\n{self.log()}") from None
-        return self.proc.returncode
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def health(self) -> tuple[int, dict]:
-        r = httpx.get(self.base + "healthz", timeout=5)
-        return r.status_code, r.json()
-
-    def get(self, rel: str) -> httpx.Response:
-        return httpx.get(self.base + rel, timeout=5)
-
-    def feed(self) -> feedparser.FeedParserDict:
-        r = self.get("atom.xml")
-        assert r.status_code == 200
-        parsed = feedparser.parse(r.content)
-        assert parsed.bozo == 0
-        return parsed
-
-    def wait_for_entry(self, title: str, timeout: float = 10) -> None:
-        def present() -> bool:
-            r = self.get("atom.xml")
-            return r.status_code == 200 and title.encode() in r.content
-        wait_until(present, timeout=timeout, interval=0.05, what=f"{title!r} in atom.xml")
-
-
-@pytest.fixture
-def daemons() -> Iterator[Callable[..., Feeder]]:
-    started: list[Feeder] = []
-
-    def make(root: Path, **kw: object) -> Feeder:
-        f = Feeder(root, **kw)  # type: ignore[arg-type]
-        started.append(f)
-        return f
-
-    yield make
-    for f in started:
-        if f.proc is not None and f.proc.poll() is None:
-            f.stop()
 
 
 def _check_outputs_complete(out: Path) -> list[str]:
@@ -194,7 +93,7 @@ def test_kill_9_during_cold_build_leaves_only_complete_outputs(tmp_path: Path) -
 
     def kill_when(condition: Callable[[], bool], what: str) -> None:
         with open(tmp_path / "build.log", "ab") as log:
-            proc = subprocess.Popen(args, env=_env(), stdout=log, stderr=log,
+            proc = subprocess.Popen(args, env=feeder_env(), stdout=log, stderr=log,
                                     start_new_session=True)
         try:
             wait_until(lambda: condition() or proc.poll() is not None, timeout=30,
@@ -214,7 +113,7 @@ def test_kill_9_during_cold_build_leaves_only_complete_outputs(tmp_path: Path) -
     kill_when(lambda: len(os.listdir(out / "entries")) > 50 if (out / "entries").exists()
               else False, "entry pages to appear")
     # 3. a build to the end
-    done = subprocess.run(args, env=_env(), capture_output=True, text=True, timeout=90,
+    done = subprocess.run(args, env=feeder_env(), capture_output=True, text=True, timeout=90,
                           check=False)
     assert done.returncode == 0, done.stderr
     assert _rows(state, "seeds") == SEEDS and _rows(state, "entries") == SEEDS
@@ -232,8 +131,9 @@ def test_kill_9_during_cold_build_leaves_only_complete_outputs(tmp_path: Path) -
 
 # -- an output folder that cannot be written -------------------------------------------------
 
-def test_unwritable_output_keeps_serving_and_recovers(tmp_path: Path, daemons) -> None:  # noqa: ANN001
-    d = daemons(tmp_path)
+def test_unwritable_output_keeps_serving_and_recovers(
+        tmp_path: Path, daemon_factory: Callable[..., FeederDaemon]) -> None:
+    d = daemon_factory()
     (d.seeds / "001_first.txt").write_bytes(_seed("2025-01-01", "First article. Text."))
     d.start()
     d.wait_for_entry("First article")
@@ -244,25 +144,24 @@ def test_unwritable_output_keeps_serving_and_recovers(tmp_path: Path, daemons) -
     entries.write_bytes(b"not a folder")
     (d.seeds / "002_second.txt").write_bytes(_seed("2025-01-02", "Second article. Text."))
 
-    def failing() -> bool:
-        status, body = d.health()
-        return status != 200
-    wait_until(failing, timeout=10, interval=0.05, what="/healthz to report the failure")
-    status, body = d.health()
-    assert status == 503 and body["status"] == "error"
+    d.wait_until(lambda: d.get("healthz").status_code != 200, timeout=10, interval=0.05,
+                 what="/healthz to report the failure")
+    response = d.get("healthz")
+    body = response.json()
+    assert response.status_code == 503 and body["status"] == "error"
     assert "entries" in body["error"] and body["last_build"]["ok"] is False
     assert d.get("atom.xml").content == old_atom  # the old feeds stay served
     assert d.get("rss.xml").status_code == 200 and d.get("feed.json").status_code == 200
-    assert d.proc.poll() is None
+    assert d.running
     # the cause goes away: the retried rebuild publishes the new seed, with its page
     entries.unlink()
     shutil.move(tmp_path / "entries.saved", entries)
-    wait_until(lambda: d.health()[0] == 200, timeout=15, interval=0.1,
-               what="/healthz to recover")
+    d.wait_until(lambda: d.get("healthz").status_code == 200, timeout=15, interval=0.1,
+                 what="/healthz to recover")
     d.wait_for_entry("Second article")
     for e in d.feed().entries:
-        assert d.get(e.link.removeprefix(d.base)).status_code == 200, e.link
-    assert "rebuild failed; retrying" in d.log()
+        assert d.get(e.link.removeprefix(d.base_url)).status_code == 200, e.link
+    assert "rebuild failed; retrying" in d.log_text()
 
 
 # -- hubs that refuse, hang or fail ----------------------------------------------------------
@@ -324,30 +223,32 @@ def _failing_hub() -> Iterator[str]:
         t.join(5)
 
 
-def test_broken_hubs_never_stop_serving_or_rebuilding(tmp_path: Path, daemons) -> None:  # noqa: ANN001
-    refused = f"http://127.0.0.1:{_free_port()}/refused"
+def test_broken_hubs_never_stop_serving_or_rebuilding(
+        tmp_path: Path, daemon_factory: Callable[..., FeederDaemon]) -> None:
+    refused = f"http://127.0.0.1:{free_port()}/refused"
     with _hanging_hub() as hang, _failing_hub() as fail:
         config = tmp_path / "feeder.toml"
         config.write_text(
             "[websub]\n"
             f"hubs = [{json.dumps(refused)}, {json.dumps(hang)}, {json.dumps(fail)}]\n"
             "ping_timeout = 1\nping_backoff = 0.5\n")
-        d = daemons(tmp_path, config=config)
+        d = daemon_factory(config=config)
         (d.seeds / "001_first.txt").write_bytes(_seed("2025-01-01", "First article. Text."))
         d.start()
         d.wait_for_entry("First article")
 
         def every_hub_failed() -> bool:
-            hubs = d.health()[1]["hubs"]
+            hubs = d.health()["hubs"]
             return all(hubs.get(h) and hubs[h]["ok"] is False for h in (refused, hang, fail))
-        wait_until(every_hub_failed, timeout=20, interval=0.1, what="a result from each hub")
+        d.wait_until(every_hub_failed, timeout=20, interval=0.1, what="a result from each hub")
         # while the pinger struggles, a new seed is still published promptly
         t0 = time.monotonic()
         (d.seeds / "002_second.txt").write_bytes(_seed("2025-01-02", "Second article. Text."))
         d.wait_for_entry("Second article", timeout=5)
         assert time.monotonic() - t0 < 5
-        status, body = d.health()
-        assert status == 200 and body["status"] == "ok"  # hub trouble is not a build failure
+        response = d.get("healthz")
+        body = response.json()
+        assert response.status_code == 200 and body["status"] == "ok"  # not a build failure
         hubs = body["hubs"]
         assert "ConnectError" in hubs[refused]["detail"]
         assert hubs[hang]["detail"] == "timed out"
@@ -356,22 +257,22 @@ def test_broken_hubs_never_stop_serving_or_rebuilding(tmp_path: Path, daemons) -
         # The second build queued the atom feed anew (attempt count 0, due at once); each
         # hub then fails that change too.
         def the_new_change_failed_at_every_hub() -> bool:
-            body = d.health()[1]
+            body = d.health()
             pending = {(p["hub"], p["topic"]): p for p in body["pending_pings"]}
             return all(
-                (p := pending.get((hub, d.base + "atom.xml"))) is not None
+                (p := pending.get((hub, d.topic))) is not None
                 and p["attempts"] >= 1 and p["last_error"] == body["hubs"][hub]["detail"]
                 for hub in (refused, hang, fail))
-        wait_until(the_new_change_failed_at_every_hub, timeout=20, interval=0.1,
-                   what="a failed try of the new change at each hub")
-        assert d.stop() == 0
+        d.wait_until(the_new_change_failed_at_every_hub, timeout=20, interval=0.1,
+                     what="a failed try of the new change at each hub")
+        d.stop()
 
 
 # -- the state file: lost, corrupted, shared ----------------------------------------------------
 
 def test_state_file_lost_or_corrupted_is_rebuilt_with_the_same_ids(
-        tmp_path: Path, daemons) -> None:  # noqa: ANN001
-    d = daemons(tmp_path)
+        tmp_path: Path, daemon_factory: Callable[..., FeederDaemon]) -> None:
+    d = daemon_factory()
     for i in range(5):
         (d.seeds / f"{i:03d}_x.txt").write_bytes(
             _seed(f"2025-01-0{i + 1}", f"Article {i}. Text."))
@@ -379,30 +280,30 @@ def test_state_file_lost_or_corrupted_is_rebuilt_with_the_same_ids(
     d.wait_for_entry("Article 4")
     before = [(e.id, e.title, e.published) for e in d.feed().entries]
     # a second daemon on the same state file refuses to start, clearly
-    other = daemons(tmp_path / "other", state=d.state, name="second")
-    proc = subprocess.run(other.args(), env=_env(), capture_output=True, text=True,
+    other = daemon_factory(tmp_path / "other", state=d.state, name="second")
+    proc = subprocess.run(other.command(), env=other.env(), capture_output=True, text=True,
                           timeout=30, check=False)
     assert proc.returncode != 0
     assert f"{d.state} is in use by another feeder process (pid {d.proc.pid})" in proc.stderr
-    assert d.get("atom.xml").status_code == 200 and d.proc.poll() is None
-    assert d.stop() == 0
+    assert d.get("atom.xml").status_code == 200 and d.running
+    d.stop()
 
     d.state.unlink()  # deleted while stopped
     d.start()
     d.wait_for_entry("Article 4")
-    wait_until(lambda: d.health()[1]["entries"] == 5, timeout=10, what="five entries")
+    d.wait_until(lambda: d.health()["entries"] == 5, timeout=10, what="five entries")
     assert [(e.id, e.title, e.published) for e in d.feed().entries] == before
-    assert d.stop() == 0
+    d.stop()
 
     d.state.write_bytes(b"this is not an SQLite database\n" * 200)  # corrupted while stopped
     d.start()
     d.wait_for_entry("Article 4")
-    wait_until(lambda: d.health()[1]["entries"] == 5, timeout=10, what="five entries")
+    d.wait_until(lambda: d.health()["entries"] == 5, timeout=10, what="five entries")
     assert [(e.id, e.title, e.published) for e in d.feed().entries] == before
-    assert d.stop() == 0
+    d.stop()
     aside = list(tmp_path.glob("state.sqlite3.corrupt-*"))
     assert len(aside) == 1 and aside[0].read_bytes().startswith(b"this is not an SQLite")
-    assert f"state file {d.state} was unusable: moved it aside" in d.log()
+    assert f"state file {d.state} was unusable: moved it aside" in d.log_text()
 
 
 def test_scheduler_shutdown_while_a_job_reschedules_itself() -> None:
