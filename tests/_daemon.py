@@ -151,16 +151,14 @@ class FeederDaemon:
         """Run the command when it is expected to exit on its own (a refused start); return
         its exit status. Fails, killing it, if it still runs after ``timeout`` seconds."""
         assert not self.running, "already running"
-        proc = self.spawn()
+        self.proc = self.spawn()
         try:
-            return proc.wait(timeout)
+            return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             raise AssertionError(f"feeder run still running after {timeout}s:\n"
                                  f"{self.log_tail()}") from None
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            self.kill()
 
     def signal(self, signum: int) -> None:
         assert self.proc is not None, "not started"
@@ -169,17 +167,16 @@ class FeederDaemon:
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """SIGTERM; fail unless it exits with 0 within ``timeout`` seconds (SIGKILL then).
         Also fails for a daemon that had already exited with another status."""
-        proc, self.proc = self.proc, None
-        if proc is None:
+        if self.proc is None:
             return
-        proc.send_signal(signal.SIGTERM)  # a no-op if it has exited
+        self.proc.send_signal(signal.SIGTERM)  # a no-op if it has exited
         try:
-            code = proc.wait(timeout)
+            code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
             raise AssertionError(f"feeder run did not exit within {timeout}s of SIGTERM:\n"
                                  f"{self.log_tail()}") from None
+        finally:
+            self.kill()
         assert code == 0, f"feeder run exited with {code}:\n{self.log_tail()}"
 
     def kill(self) -> None:
