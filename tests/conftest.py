@@ -14,14 +14,9 @@ from feeder import config as config_mod
 from feeder.builder import Builder, BuildReport
 from feeder.store import Store
 
-from ._daemon import FeederDaemon
+from ._daemon import REPO, FeederDaemon, seed_bytes
 
-REPO = Path(__file__).resolve().parent.parent
 REAL_SEED = REPO.parent / "shared" / "seed-format" / "000_d53b54a01c1a6f6f.txt"
-
-
-def seed_bytes(date: str, body: str) -> bytes:
-    return f" date {date} {body}".encode()
 
 
 class Site:
