@@ -409,9 +409,11 @@ class Store:
 
     def stale_pages(self, until: dt.datetime) -> list[tuple[str, bool]]:
         """(name, published by ``until``?) of entries whose page must be written."""
+        # CROSS JOIN keeps the few stale rows as the outer loop: without statistics the
+        # planner scanned every entry instead (11 ms a pass at 100,000 entries).
         return [(n, bool(due)) for n, due in self.db.execute(
-            "SELECT s.name, e.pub_ts <= ? FROM stale_pages s JOIN entries e ON e.name = s.name",
-            (until.timestamp(),))]
+            "SELECT s.name, e.pub_ts <= ? FROM stale_pages s CROSS JOIN entries e"
+            " ON e.name = s.name", (until.timestamp(),))]
 
     def pages_written(self, names: Iterable[str]) -> None:
         self.db.executemany("DELETE FROM stale_pages WHERE name = ?", [(n,) for n in names])
