@@ -233,6 +233,19 @@ def machine() -> str:
             f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
 
 
+def write_files(folder: Path, n: int) -> float:
+    """Seconds to create ``n`` files of 4 KB in a new folder (temp file + rename, as
+    feeder's entry pages are): a floor of any build that writes a page per seed."""
+    folder.mkdir(parents=True)
+    data = b"x" * 4096
+    t0 = time.perf_counter()
+    for i in range(n):
+        tmp, final = folder / f".{i:06d}.html.tmp", folder / f"{i:06d}.html"
+        tmp.write_bytes(data)
+        os.replace(tmp, final)
+    return time.perf_counter() - t0
+
+
 def one_size(n: int, data: Path, reps: int, daemon: bool) -> dict:
     from generate import generate
 
@@ -249,11 +262,16 @@ def one_size(n: int, data: Path, reps: int, daemon: bool) -> dict:
     r["naive"] = run_measured([PY, str(ROOT / "bench" / "naive.py"), str(seeds),
                                str(work / "naive")])
     shutil.rmtree(work / "naive")
+    # Each phase starts with the previous one's writes on disk: the kernel's write-back
+    # of one phase (the naive feeds are 600 MB at 100k) is not billed to the next.
+    os.sync()
     print(f"[{n}] feeder cold build", flush=True)
     r["cold"] = run_measured([PY, "-m", "feeder", "build", *feeder_args(seeds, out, state)])
+    os.sync()
     print(f"[{n}] feeder restart, nothing changed", flush=True)
     r["restart"] = run_measured([PY, "-m", "feeder", "build",
                                  *feeder_args(seeds, out, state)])
+    os.sync()
     print(f"[{n}] one change, in-process x{reps}", flush=True)
     res = subprocess.run([PY, __file__, "--inproc", str(seeds), str(out), str(state),
                           str(reps)], env=ENV, capture_output=True, text=True, check=False)
@@ -265,6 +283,9 @@ def one_size(n: int, data: Path, reps: int, daemon: bool) -> dict:
         r["daemon"] = through_daemon(seeds, out, state, reps)
     r["disk_mb"] = sum(f.stat().st_size for f in work.rglob("*") if f.is_file()) / 1e6
     r["files"] = sum(1 for _ in out.rglob("*"))
+    os.sync()
+    print(f"[{n}] floor: writing {n:,} files of 4 KB", flush=True)
+    r["files_floor"] = write_files(work / "floor", n)
     shutil.rmtree(work)
     return r
 
@@ -278,6 +299,8 @@ def table(results: list[dict]) -> str:
 
     row("naive: cold build, wall / peak RSS",
         lambda r: f"{r['naive']['wall']:.1f} s / {r['naive']['rss']:.0f} MB")
+    row("floor: creating as many 4 KB files, one process (temp + rename)",
+        lambda r: f"{r['files_floor']:.1f} s")
     row("feeder: cold build, wall (ratio to naive)", lambda r: f"{r['cold']['wall']:.1f} s "
         f"({r['cold']['wall'] / r['naive']['wall']:.2f}× naive)")
     row("feeder: cold build, peak RSS of largest process / peak PSS of all processes",
