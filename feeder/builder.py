@@ -28,7 +28,7 @@ from pathlib import Path
 from . import __version__, output, render
 from .config import Config
 from .errors import OutputError, SeedError
-from .normalizer import Entry, Rules, normalize
+from .normalizer import Entry, Rules, normalize, slug_for
 from .seed import parse_seed
 from .store import Fingerprint, Store
 
@@ -156,10 +156,9 @@ class ReadContext:
 
 
 def read_and_write_page(ctx: ReadContext, path: Path, name: str, new: bool) -> tuple:
-    """``(name, *read_seed(...), page)``. A ``new`` seed (none of that name in the store)
-    that is already published gets its entry page written here, in the worker that has the
-    entry in hand: ``page`` is then (path, bytes changed?). The store may still refuse the
-    entry (its id is taken); the builder then puts right the page it overwrote."""
+    """``(name, *read_seed(...), page)``. A ``new`` seed (no seed of that name or stem in
+    the store or in this pass) that is already published gets its entry page written here,
+    in the worker that has the entry in hand: ``page`` is then (path, bytes changed?)."""
     result = read_seed(path, name, ctx.max_bytes, ctx.rules, ctx.root)
     page = None
     if new and result[0] == "ok":
@@ -378,8 +377,6 @@ class Builder:
             entry, problem = self._check(entry, name, now)
             if problem:
                 self._reject(report, name, size, mtime_ns, digest, problem, now, fp)
-                if page is not None:  # the page of another entry, or of none, is there now
-                    self._put_right(report, entry.slug, page[0])
                 continue
             if encoding not in ("utf-8", "ascii"):
                 report.converted.append((name, encoding))
@@ -409,8 +406,8 @@ class Builder:
         c = self.config
         ctx = ReadContext(self.rules, c.max_seed_bytes, str(self._seeds_root()),
                           render.FeedInfo.from_config(c), c.out, now.timestamp())
-        pages = self._building  # not for sync() alone (``feeder check`` writes nothing)
-        work = ((s.path, s.name, pages and s.name not in fps) for s in seeds)
+        writable = self._writable_pages(seeds, fps) if self._building else set()
+        work = ((s.path, s.name, s.name in writable) for s in seeds)
         jobs = ((ctx, chunk) for chunk in _chunks(work, READ_CHUNK))
         bar = None
         if self.progress and len(seeds) >= POOL_THRESHOLD:
@@ -431,13 +428,15 @@ class Builder:
         if bar is not None:
             bar.close()
 
-    def _put_right(self, report: BuildReport, slug: str, path: str) -> None:
-        """A refused seed's page was written over ``path``: give it back to the entry that
-        owns it, or remove it."""
-        if not self.store.restale_slug(slug) and output.remove(self.config.out / path):
-            report.deleted_outputs.append(path)
-        with contextlib.suppress(ValueError):
-            report.written.remove(path)
+    def _writable_pages(self, seeds: list[Seen], fps: dict[str, Fingerprint]) -> set[str]:
+        """Names of new seeds whose entry page the reading worker may write at once: not a
+        seed's twin (same stem, so same id and page) in this pass or in the store, whose page
+        it would overwrite before the store refuses it. Twins and edited seeds get their
+        page when publishing, from the store."""
+        slugs = {s.name: slug_for(Path(s.name).stem) for s in seeds if s.name not in fps}
+        seen = collections.Counter(slugs.values())
+        taken = self.store.slugs_taken(seen) if self.store.total() else set()
+        return {name for name, slug in slugs.items() if seen[slug] == 1 and slug not in taken}
 
     def _batched(self, results: Iterable[tuple], bar) -> Iterator[tuple]:  # noqa: ANN001
         it = iter(results)
@@ -519,10 +518,18 @@ class Builder:
             entry = self.store.entry_by_name(name)
             if entry is not None and output.remove(out / render.entry_path(entry)):
                 report.deleted_outputs.append(render.entry_path(entry))
-        if self._full and not force:
+        if self._full:
             existing = _listdir(out / "entries")
-            names |= {name for name, slug in self.store.slugs_by_name(now)
-                      if f"{slug}.html" not in existing}
+            published = self.store.slugs_by_name(now)
+            if not force:
+                names |= {name for name, slug in published if f"{slug}.html" not in existing}
+            # Pages no published entry owns: a pass stopped between a worker writing a new
+            # seed's page and the store taking its entry, and the seed went away since.
+            owned = {f"{slug}.html" for _name, slug in published}
+            orphans = (f for f in existing - owned if f.endswith(".html") and f[0] != ".")
+            for file in sorted(orphans):
+                if output.remove(out / "entries" / file):
+                    report.deleted_outputs.append(f"entries/{file}")
         if force or len(names) >= POOL_THRESHOLD:  # stream them all rather than look each up
             todo: Iterable[Entry] = (e for name, e in self.store.iter_named_entries()
                                      if (force and e.published <= now) or name in names)
@@ -637,6 +644,7 @@ class Builder:
         if self._executor is not None:
             self._executor.shutdown(cancel_futures=True)
             self._executor = None
+            _stop_fork_server()
 
     def _pool(self) -> concurrent.futures.ProcessPoolExecutor | None:
         """One process pool per build, started on first need; None on a single core."""
@@ -647,6 +655,7 @@ class Builder:
             import multiprocessing
 
             ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(["feeder.preload"])  # before the fork server starts
             self._executor = concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx)
         return self._executor
 
@@ -671,6 +680,17 @@ class Builder:
             self.close_pool()
         report.seconds = time.perf_counter() - t0
         return report
+
+
+def _stop_fork_server() -> None:
+    """The fork server keeps the preloaded libraries and language model (~100 MB): stop it
+    with the pool, so a long-running daemon does not hold them between big passes. The next
+    pool starts a new one. (``_stop`` is private, but has been there since Python 3.4.)"""
+    from multiprocessing import forkserver
+
+    stop = getattr(getattr(forkserver, "_forkserver", None), "_stop", None)
+    if stop is not None:
+        stop()
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:

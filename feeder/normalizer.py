@@ -6,6 +6,7 @@ store's business, so a fresh entry has ``updated == published``.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import functools
 import hashlib
@@ -131,12 +132,13 @@ def render_content(doc: SeedDocument) -> str:
 
 @functools.lru_cache(maxsize=8)
 def _identifier(languages: tuple[str, ...]):  # noqa: ANN202
+    if languages:  # a view of the full model: its arrays are shared, not loaded again
+        ident = copy.copy(_identifier(()))
+        ident.set_languages(list(languages))  # rebinds its own attributes only
+        return ident
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-    ident = LanguageIdentifier.from_model_file(MODEL_FILE)
-    if languages:
-        ident.set_languages(list(languages))
-    return ident
+    return LanguageIdentifier.from_model_file(MODEL_FILE)
 
 
 def _enough_letters(text: str, needed: int) -> bool:

@@ -23,9 +23,14 @@ _serial = itertools.count()
 def _replace(path: Path, data: bytes, durable: bool) -> None:
     # A temp name of our own (pid + counter) and one fchmod: a third of mkstemp's cost,
     # which counts when a first build writes 100,000 entry pages.
-    tmp = f"{path.parent}{os.sep}.{path.name}.{os.getpid()}-{next(_serial)}.tmp"
+    while True:
+        tmp = f"{path.parent}{os.sep}.{path.name}.{os.getpid()}-{next(_serial)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            break
+        except FileExistsError:  # left by a killed process of the same pid: not ours to touch
+            continue
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
             os.fchmod(fd, 0o644)  # whatever the umask: the web server must read it
             view = memoryview(data)

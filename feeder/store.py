@@ -418,14 +418,15 @@ class Store:
     def pages_written(self, names: Iterable[str]) -> None:
         self.db.executemany("DELETE FROM stale_pages WHERE name = ?", [(n,) for n in names])
 
-    def restale_slug(self, slug: str) -> bool:
-        """The page file of ``slug`` was overwritten by something else: mark its entry's page
-        to be written again. False if no entry has that slug."""
-        row = self.db.execute("SELECT name FROM entries WHERE slug = ?", (slug,)).fetchone()
-        if row is None:
-            return False
-        self.db.execute("INSERT OR IGNORE INTO stale_pages VALUES (?)", row)
-        return True
+    def slugs_taken(self, slugs: Iterable[str]) -> set[str]:
+        """Which of these page slugs belong to an entry."""
+        slugs, taken = list(slugs), set()
+        for i in range(0, len(slugs), 500):
+            chunk = slugs[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            taken.update(r[0] for r in self.db.execute(
+                f"SELECT slug FROM entries WHERE slug IN ({marks})", chunk))
+        return taken
 
     def gone_pages(self) -> list[str]:
         """Slugs of removed entries whose page may still be on disk (none if re-used)."""

@@ -89,3 +89,62 @@ def test_a_refused_twin_never_leaves_its_page_over_the_owners(make_site, monkeyp
         assert stored is not None
         assert stored.title.encode() in page, name
     assert site.build().written == []
+
+
+def test_a_new_twin_never_touches_the_published_owners_page(make_site) -> None:  # noqa: ANN001
+    """Not even for a moment: readers would see the twin's text at the owner's URL."""
+    site = make_site(extensions=[".txt", ".text"])
+    site.write("post.txt", "2025-01-01", "Owner text. Body.")
+    site.build()
+    page = site.out / "entries" / "post.html"
+    before = page.stat()
+    site.write("post.text", "2025-01-01", "Twin text. Body.")
+    report = site.build({"post.text"})
+    assert [name for name, _ in report.rejected] == ["post.text"]
+    after = page.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert b"Owner text" in page.read_bytes()
+
+
+def test_pages_of_entries_a_stopped_pass_never_stored_are_removed(make_site,  # noqa: ANN001
+                                                                  monkeypatch) -> None:  # noqa: ANN001
+    """Workers write a new seed's page before the store takes its entry. If the pass stops
+    in between and the seed goes away, the next full pass removes the page."""
+    site = make_site()
+    for n in range(10):
+        site.write(f"n{n:02d}.txt", "2025-02-01", f"Article {n}. Body.")
+    monkeypatch.setattr(builder, "BATCH", 1)
+    monkeypatch.setattr(builder, "READ_CHUNK", 100)  # every page written before any commit
+    stopping = site.builder()
+    stopping.cancel.set()  # SIGTERM: stop after the first batch
+    with pytest.raises(builder.BuildCancelled):
+        stopping.build()
+    assert site.store.total() == 1
+    assert len(os.listdir(site.out / "entries")) == 10
+    for n in range(1, 10, 2):
+        (site.seeds / f"n{n:02d}.txt").unlink()
+    report = site.build()
+    assert sorted(os.listdir(site.out / "entries")) == [f"n{n:02d}.html" for n in range(0, 10, 2)]
+    assert sorted(report.deleted_outputs) == [f"entries/n{n:02d}.html" for n in range(1, 10, 2)]
+    assert site.build().deleted_outputs == []
+
+
+def test_the_fork_server_stops_with_the_pool(make_site, monkeypatch) -> None:  # noqa: ANN001
+    """It holds the preloaded libraries and language model: a daemon must not keep it."""
+    from multiprocessing import forkserver
+
+    monkeypatch.setattr(builder, "POOL_THRESHOLD", 1)
+    site = make_site()
+    fill(site)
+    started = []
+    real_pool = builder.Builder._pool
+
+    def pool(self):  # noqa: ANN001, ANN202
+        executor = real_pool(self)
+        started.append(executor)
+        return executor
+
+    monkeypatch.setattr(builder.Builder, "_pool", pool)
+    site.build()
+    assert started and started[0] is not None
+    assert forkserver._forkserver._forkserver_pid is None
