@@ -246,6 +246,23 @@ def write_files(folder: Path, n: int) -> float:
     return time.perf_counter() - t0
 
 
+def read_only(seeds: Path) -> dict:
+    """Runs in a subprocess (``--read-only``): read, parse and normalize every seed (language
+    detection included) in one process, writing nothing: the CPU any build must spend."""
+    from feeder.config import load
+    from feeder.normalizer import Rules, normalize
+    from feeder.seed import parse_seed
+
+    rules = Rules.from_config(load(None, env={}))
+    normalize(parse_seed(b" date 2025-01-01 Warm up the language model. Text.", "w.txt"),
+              "w", rules)
+    t0 = time.process_time()
+    for entry in os.scandir(seeds):
+        with open(entry.path, "rb") as fh:
+            normalize(parse_seed(fh.read(), entry.name), entry.name[:-4], rules)
+    return {"cpu": time.process_time() - t0}
+
+
 def one_size(n: int, data: Path, reps: int, daemon: bool) -> dict:
     from generate import generate
 
@@ -283,6 +300,10 @@ def one_size(n: int, data: Path, reps: int, daemon: bool) -> dict:
         r["daemon"] = through_daemon(seeds, out, state, reps)
     r["disk_mb"] = sum(f.stat().st_size for f in work.rglob("*") if f.is_file()) / 1e6
     r["files"] = sum(1 for _ in out.rglob("*"))
+    print(f"[{n}] floor: reading every seed, writing nothing", flush=True)
+    res = subprocess.run([PY, __file__, "--read-only", str(seeds)], env=ENV,
+                         capture_output=True, text=True, check=True)
+    r["read_floor"] = json.loads(res.stdout.strip().splitlines()[-1])["cpu"]
     os.sync()
     print(f"[{n}] floor: writing {n:,} files of 4 KB", flush=True)
     r["files_floor"] = write_files(work / "floor", n)
@@ -299,6 +320,8 @@ def table(results: list[dict]) -> str:
 
     row("naive: cold build, wall / peak RSS",
         lambda r: f"{r['naive']['wall']:.1f} s / {r['naive']['rss']:.0f} MB")
+    row("floor: read + parse + normalize every seed (language included), CPU, no output",
+        lambda r: f"{r['read_floor']:.1f} s")
     row("floor: creating as many 4 KB files, one process (temp + rename)",
         lambda r: f"{r['files_floor']:.1f} s")
     row("feeder: cold build, wall (ratio to naive)", lambda r: f"{r['cold']['wall']:.1f} s "
@@ -327,6 +350,9 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--inproc":
         seeds, out, state, reps = sys.argv[2:6]
         print(json.dumps(in_process(Path(seeds), Path(out), Path(state), int(reps))))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--read-only":
+        print(json.dumps(read_only(Path(sys.argv[2]))))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1000,10000,100000")
