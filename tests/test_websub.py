@@ -362,71 +362,70 @@ def test_pending_pings_survive_reopening_the_store(tmp_path: Path) -> None:
         again.close()
 
 
+@pytest.fixture
+def two_stores(tmp_path: Path) -> Iterator[tuple[Store, Store]]:
+    """The pinger's and the rebuild thread's connections to one state file."""
+    path = tmp_path / "state.sqlite3"
+    pinger_store, rebuild_store = Store(path), Store(path)
+    yield pinger_store, rebuild_store
+    pinger_store.close()
+    rebuild_store.close()
 
-def test_a_change_during_an_in_flight_ping_is_not_lost(tmp_path: Path) -> None:
+
+def test_a_change_during_an_in_flight_ping_is_not_lost(two_stores: tuple[Store, Store]) -> None:
     """The rebuild thread queues a ping (its own connection) while the pinger's request to
     the same hub and topic is in flight: the hub may already have fetched the old feed, so
     the new change needs a ping of its own after this one."""
-    path = tmp_path / "state.sqlite3"
+    pinger_store, rebuild_store = two_stores
     clock = Clock()
-    pinger_store, rebuild_store = Store(path), Store(path)
-    try:
-        rebuild_store.add_pings([HUB], [TOPIC], clock.now)
-        calls = []
+    rebuild_store.add_pings([HUB], [TOPIC], clock.now)
+    calls = []
 
-        def handler(request: httpx.Request) -> httpx.Response:
-            calls.append(request)
-            if len(calls) == 1:
-                rebuild_store.add_pings([HUB], [TOPIC], clock.now + 0.5)
-            return httpx.Response(202)
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if len(calls) == 1:
+            rebuild_store.add_pings([HUB], [TOPIC], clock.now + 0.5)
+        return httpx.Response(202)
 
-        pinger = make_pinger(pinger_store, handler, clock)
-        with pinger.client:
-            next_try = pinger.run_due()
-            assert [(p.hub, p.topic) for p in pinger_store.pending_pings()] == [(HUB, TOPIC)]
-            assert next_try is not None
-            clock.now = next_try
-            assert pinger.run_due() is None
-        assert len(calls) == 2
-        assert pinger_store.pending_pings() == []
-    finally:
-        pinger_store.close()
-        rebuild_store.close()
+    pinger = make_pinger(pinger_store, handler, clock)
+    with pinger.client:
+        next_try = pinger.run_due()
+        assert [(p.hub, p.topic) for p in pinger_store.pending_pings()] == [(HUB, TOPIC)]
+        assert next_try is not None
+        clock.now = next_try
+        assert pinger.run_due() is None
+    assert len(calls) == 2
+    assert pinger_store.pending_pings() == []
 
 
 @pytest.mark.parametrize("max_attempts", [2, 10], ids=["last-try", "tries-left"])
 def test_a_change_during_a_failing_in_flight_ping_is_tried_at_once_with_a_fresh_budget(
-        tmp_path: Path, max_attempts: int) -> None:
+        two_stores: tuple[Store, Store], max_attempts: int) -> None:
     """The rebuild thread queues a new change while the pinger's request for the old one is
     in flight and then fails: that failure (even a last one, which gives the old change up)
     neither counts against the new change nor postpones it."""
-    path = tmp_path / "state.sqlite3"
+    pinger_store, rebuild_store = two_stores
     clock = Clock()
-    pinger_store, rebuild_store = Store(path), Store(path)
-    try:
-        rebuild_store.add_pings([HUB], [TOPIC], clock.now)
-        calls = []
+    rebuild_store.add_pings([HUB], [TOPIC], clock.now)
+    calls = []
 
-        def handler(request: httpx.Request) -> httpx.Response:
-            calls.append(request)
-            if len(calls) == 2:  # the old change's second try is in flight
-                rebuild_store.add_pings([HUB], [TOPIC], clock.now)
-            return httpx.Response(202 if len(calls) == 4 else 503)
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if len(calls) == 2:  # the old change's second try is in flight
+            rebuild_store.add_pings([HUB], [TOPIC], clock.now)
+        return httpx.Response(202 if len(calls) == 4 else 503)
 
-        pinger = make_pinger(pinger_store, handler, clock, max_attempts=max_attempts)
-        with pinger.client:
-            clock.now = pinger.run_due()  # type: ignore[assignment]
-            assert pinger_store.pending_pings()[0].attempts == 1
-            changed_at = clock.now
-            assert pinger.run_due() == changed_at, "the new change is due at once"
-            [pending] = pinger_store.pending_pings()
-            assert (pending.attempts, pending.next_try) == (0, changed_at)
-            assert pending.last_error == "HTTP 503"
-            clock.now = pinger.run_due()  # type: ignore[assignment]
-            assert pinger_store.pending_pings()[0].attempts == 1
-            assert pinger.run_due() is None
-        assert len(calls) == 4
-        assert pinger_store.pending_pings() == []
-    finally:
-        pinger_store.close()
-        rebuild_store.close()
+    pinger = make_pinger(pinger_store, handler, clock, max_attempts=max_attempts)
+    with pinger.client:
+        clock.now = pinger.run_due()  # type: ignore[assignment]
+        assert pinger_store.pending_pings()[0].attempts == 1
+        changed_at = clock.now
+        assert pinger.run_due() == changed_at, "the new change is due at once"
+        [pending] = pinger_store.pending_pings()
+        assert (pending.attempts, pending.next_try) == (0, changed_at)
+        assert pending.last_error == "HTTP 503"
+        clock.now = pinger.run_due()  # type: ignore[assignment]
+        assert pinger_store.pending_pings()[0].attempts == 1
+        assert pinger.run_due() is None
+    assert len(calls) == 4
+    assert pinger_store.pending_pings() == []
