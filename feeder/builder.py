@@ -433,10 +433,11 @@ class Builder:
         seed's twin (same stem, so same id and page) in this pass or in the store, whose page
         it would overwrite before the store refuses it. Twins and edited seeds get their
         page when publishing, from the store."""
-        slugs = {s.name: slug_for(Path(s.name).stem) for s in seeds if s.name not in fps}
-        seen = collections.Counter(slugs.values())
+        slugs = {s.name: slug_for(Path(s.name).stem) for s in seeds}
+        seen = collections.Counter(slugs.values())  # rechecked rejected seeds included
         taken = self.store.slugs_taken(seen) if self.store.total() else set()
-        return {name for name, slug in slugs.items() if seen[slug] == 1 and slug not in taken}
+        return {name for name, slug in slugs.items()
+                if name not in fps and seen[slug] == 1 and slug not in taken}
 
     def _batched(self, results: Iterable[tuple], bar) -> Iterator[tuple]:  # noqa: ANN001
         it = iter(results)
@@ -467,6 +468,9 @@ class Builder:
         owner = None if fresh else self.store.owner_of(minted)  # a fresh id has no owner yet
         if owner is not None and owner != name:
             return entry, f"same entry id as {owner} (file stems must be unique)"
+        owner = self.store.slug_owner(entry.slug)  # e.g. "café" and a seed named "cafe-<hash>"
+        if owner is not None and owner != name:
+            return entry, f"same page {render.entry_path(entry)} as {owner}: rename one of them"
         return dataclasses.replace(entry, id=minted), None
 
     def _with_history(self, entry: Entry, old: Entry | None, now: dt.datetime) -> Entry:
@@ -526,10 +530,16 @@ class Builder:
             # Pages no published entry owns: a pass stopped between a worker writing a new
             # seed's page and the store taking its entry, and the seed went away since.
             owned = {f"{slug}.html" for _name, slug in published}
-            orphans = (f for f in existing - owned if f.endswith(".html") and f[0] != ".")
-            for file in sorted(orphans):
-                if output.remove(out / "entries" / file):
-                    report.deleted_outputs.append(f"entries/{file}")
+            for file in sorted(existing):
+                page = file[:-3] if file.endswith(".html.gz") else file
+                if file[0] == "." or not page.endswith(".html") or page in owned:
+                    continue
+                try:
+                    if output.remove(out / "entries" / file):
+                        report.deleted_outputs.append(f"entries/{file}")
+                        log.info("removed entries/%s: no entry of that name", file)
+                except OutputError as exc:  # a folder named x.html, say: not worth a failure
+                    log.warning("cannot remove stray entries/%s: %s", file, exc.reason)
         if force or len(names) >= POOL_THRESHOLD:  # stream them all rather than look each up
             todo: Iterable[Entry] = (e for name, e in self.store.iter_named_entries()
                                      if (force and e.published <= now) or name in names)
@@ -690,7 +700,8 @@ def _stop_fork_server() -> None:
 
     stop = getattr(getattr(forkserver, "_forkserver", None), "_stop", None)
     if stop is not None:
-        stop()
+        with contextlib.suppress(OSError):  # already reaped, or its socket cleaned away
+            stop()
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:

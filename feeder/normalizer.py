@@ -132,9 +132,9 @@ def render_content(doc: SeedDocument) -> str:
 
 @functools.lru_cache(maxsize=8)
 def _identifier(languages: tuple[str, ...]):  # noqa: ANN202
-    if languages:  # a view of the full model: its arrays are shared, not loaded again
+    if languages:  # the full model is shared, not loaded again; only the subset is new
         ident = copy.copy(_identifier(()))
-        ident.set_languages(list(languages))  # rebinds its own attributes only
+        ident.set_languages(list(languages))  # rebinds the copy's attributes only
         return ident
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 

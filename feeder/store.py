@@ -418,6 +418,11 @@ class Store:
     def pages_written(self, names: Iterable[str]) -> None:
         self.db.executemany("DELETE FROM stale_pages WHERE name = ?", [(n,) for n in names])
 
+    def slug_owner(self, slug: str) -> str | None:
+        """The seed whose entry has the page ``slug``."""
+        row = self.db.execute("SELECT name FROM entries WHERE slug = ?", (slug,)).fetchone()
+        return row[0] if row else None
+
     def slugs_taken(self, slugs: Iterable[str]) -> set[str]:
         """Which of these page slugs belong to an entry."""
         slugs, taken = list(slugs), set()

@@ -14,9 +14,9 @@ from feeder.errors import SeedError
 from feeder.normalizer import Entry, Rules, normalize
 from feeder.seed import SeedDocument, parse_seed
 
+from .conftest import REAL_SEED
+
 CASES = Path(__file__).parent / "cases"
-REPO = Path(__file__).resolve().parents[1]
-REAL_SEED = REPO.parent / "shared" / "seed-format" / "000_d53b54a01c1a6f6f.txt"
 RULES = Rules(authority="example.org", tag_date="2025")
 
 

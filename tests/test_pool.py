@@ -129,6 +129,7 @@ def test_pages_of_entries_a_stopped_pass_never_stored_are_removed(make_site,  # 
     assert site.build().deleted_outputs == []
 
 
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="no process pool on one core")
 def test_the_fork_server_stops_with_the_pool(make_site, monkeypatch) -> None:  # noqa: ANN001
     """It holds the preloaded libraries and language model: a daemon must not keep it."""
     from multiprocessing import forkserver
@@ -148,3 +149,67 @@ def test_the_fork_server_stops_with_the_pool(make_site, monkeypatch) -> None:  #
     site.build()
     assert started and started[0] is not None
     assert forkserver._forkserver._forkserver_pid is None
+
+
+def test_a_twin_of_a_rechecked_rejected_seed_never_writes_its_page(make_site,  # noqa: ANN001
+                                                                    monkeypatch) -> None:  # noqa: ANN001
+    """``a.md`` was refused (bad date) and is fixed in the same pass as a new ``a.txt``
+    appears: the store refuses ``a.txt``, and its text is never written to the page
+    ``a.md`` owns, not even for a moment."""
+    from feeder import output
+
+    site = make_site(extensions=[".txt", ".md"])
+    site.write("a.md", "1850-01-01", "First text. Body.")
+    site.build()
+    site.write("a.md", "2025-01-01", "First text. Body.")
+    site.write("a.txt", "2025-01-01", "Second text. Body.")
+    writes: list[bytes] = []
+    real_write = output.write
+
+    def spy(path: Path, data: bytes, **kw: object) -> bool:
+        if path.name == "a.html":
+            writes.append(data)
+        return real_write(path, data, **kw)
+
+    real_scan = builder.Builder.scan
+
+    def md_first(self: builder.Builder) -> dict:
+        found = real_scan(self)
+        return {"a.md": found.pop("a.md"), **found}  # a.md becomes the owner
+
+    monkeypatch.setattr(output, "write", spy)
+    monkeypatch.setattr(builder.Builder, "scan", md_first)
+    report = site.build()
+    assert [(name, "same entry id" in reason) for name, reason in report.rejected] == [
+        ("a.txt", True)]
+    assert writes and not any(b"Second text" in data for data in writes)
+
+
+def test_two_stems_with_one_page_name_refuse_the_second(make_site) -> None:  # noqa: ANN001
+    """A non-ASCII stem's page is named ``<ascii>-<hash>``; a seed named like that page
+    must be refused, not crash every pass on the unique page name."""
+    from feeder.normalizer import slug_for
+
+    site = make_site()
+    site.write("café.txt", "2025-01-01", "Accented. Body.")
+    site.build()
+    twin = f"{slug_for('café')}.txt"
+    site.write(twin, "2025-01-02", "Plain. Body.")
+    report = site.build()
+    assert report.rejected == [(twin, f"same page entries/{slug_for('café')}.html as café.txt: "
+                                      "rename one of them")]
+    assert b"Accented" in site.read(f"entries/{slug_for('café')}.html")
+    assert site.build().rejected == []  # said once; the pass goes on
+
+
+def test_a_stray_folder_in_entries_does_not_stop_publishing(site: Site, caplog) -> None:  # noqa: ANN001
+    site.write("001_a.txt", "2025-01-01", "First. Body.")
+    site.build()
+    (site.out / "entries" / "stray.html").mkdir()
+    (site.out / "entries" / "gone.html.gz").write_bytes(b"old")
+    site.write("002_b.txt", "2025-01-02", "Second. Body.")
+    report = site.build()
+    assert "entries/002_b.html" in report.written
+    assert b"Second" in site.read("atom.xml")
+    assert report.deleted_outputs == ["entries/gone.html.gz"]
+    assert "cannot remove stray entries/stray.html" in caplog.text
