@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 import shutil
-import socket
 from pathlib import Path
 
 import feedparser
 
 from feeder.server import create_app
 
+from ._daemon import free_port
 from ._servers import serve_in_thread
 from .conftest import REPO, Site
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_feedparser_reads_the_served_sample_feeds(tmp_path: Path) -> None:
     # base_url must match where it is served, so build after choosing the port
-    port = _free_port()
+    port = free_port()
     site = Site(tmp_path, base_url=f"http://127.0.0.1:{port}/", hubs=["http://127.0.0.1:9/hub"])
     try:
         for seed in (REPO / "seeds").glob("*.txt"):
