@@ -553,13 +553,21 @@ class Builder:
         # current feeds and the index
         archive = render.Archive(prev=render.archive_path("atom", pages) if pages else None)
         rss_archive = render.Archive(prev=render.archive_path("rss", pages) if pages else None)
-        docs = {
-            "atom.xml": render.render_atom(info, newest, archive=archive),
-            "rss.xml": render.render_rss(info, newest, archive=rss_archive),
-            "feed.json": render.render_json(info, newest),
-        }
-        for path, data in docs.items():
-            if output.write(out / path, data, durable=True):
+        renders = (
+            ("atom.xml", lambda: render.render_atom(info, newest, archive=archive)),
+            ("rss.xml", lambda: render.render_rss(info, newest, archive=rss_archive)),
+            ("feed.json", lambda: render.render_json(info, newest)),
+        )
+        # zlib lets go of the GIL: each changed feed's .gz sibling is compressed in a thread
+        # while the next feed renders (a third of a one-seed rebuild, done on the other core)
+        with concurrent.futures.ThreadPoolExecutor(len(renders)) as compressor:
+            changed = []
+            for path, make in renders:
+                data = make()
+                if not output.unchanged(out / path, data):
+                    changed.append((path, data, compressor.submit(output.gzip_bytes, data)))
+            for path, data, gz in changed:
+                output.write(out / path, data, durable=True, check=False, gz=gz.result())
                 report.written.append(path)
                 report.changed_feeds.append(path)
                 if self.queue_pings and c.hubs:  # queued now: a later failure cannot lose it

@@ -56,10 +56,24 @@ def _same(path: Path, data: bytes) -> bool:
         return False
 
 
-def _write_pair(path: Path, data: bytes, compress: bool, durable: bool) -> None:
+def gzip_bytes(data: bytes) -> bytes:
+    """The ``.gz`` sibling's bytes (reproducible: no time stamp)."""
+    return gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0)
+
+
+def unchanged(path: Path, data: bytes) -> bool:
+    """Does ``path`` hold exactly ``data`` already?"""
+    try:
+        return _same(path, data)
+    except OSError as exc:
+        raise OutputError(path, exc.strerror or str(exc)) from exc
+
+
+def _write_pair(path: Path, data: bytes, compress: bool, durable: bool,
+                gz_data: bytes | None) -> None:
     gz = path.with_name(path.name + ".gz")
     if compress and len(data) >= GZIP_MIN_BYTES:
-        _replace(gz, gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0), durable)
+        _replace(gz, gzip_bytes(data) if gz_data is None else gz_data, durable)
     else:  # one left from an older version would be served by nginx's gzip_static
         with contextlib.suppress(FileNotFoundError):
             gz.unlink()
@@ -67,21 +81,22 @@ def _write_pair(path: Path, data: bytes, compress: bool, durable: bool) -> None:
 
 
 def write(path: Path, data: bytes, *, compress: bool = True, durable: bool = False,
-          check: bool = True) -> bool:
+          check: bool = True, gz: bytes | None = None) -> bool:
     """Replace ``path`` with ``data`` unless it already holds exactly that; True if written.
 
     With ``compress``, ``path.gz`` is written first, so the sibling is never older than the
-    file it belongs to (the server checks the pair anyway). ``check=False`` skips reading the
-    old file, for callers that know it changed or does not exist.
+    file it belongs to (the server checks the pair anyway); ``gz`` is its bytes when the
+    caller compressed ``data`` already. ``check=False`` skips reading the old file, for
+    callers that know it changed or does not exist.
     """
     try:
         if check and _same(path, data):
             return False
         try:
-            _write_pair(path, data, compress, durable)
+            _write_pair(path, data, compress, durable, gz)
         except FileNotFoundError:  # first file in its folder
             path.parent.mkdir(parents=True, exist_ok=True)
-            _write_pair(path, data, compress, durable)
+            _write_pair(path, data, compress, durable, gz)
     except OSError as exc:
         raise OutputError(path, exc.strerror or str(exc)) from exc
     return True
