@@ -369,7 +369,8 @@ def main() -> None:
     load = os.getloadavg()
     args.results.write_text(
         f"# Scale results\n\n{dt.date.today().isoformat()}, {machine()}.\n"
-        f"Load average at the end: {load[0]:.1f} (other jobs shared the machine).\n"
+        f"Load average at the end: {load[0]:.1f} (the benchmark's own processes count in "
+        "it). Wall times on this kind of shared VM move by about ±20 % between runs.\n"
         f"Run: `python bench/scale.py --sizes {args.sizes} --reps {args.reps}`\n\n"
         f"{text}\n", encoding="utf-8")
 
