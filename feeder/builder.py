@@ -164,14 +164,12 @@ def read_and_write_page(ctx: ReadContext, path: Path, name: str, new: bool) -> t
     if new and result[0] == "ok":
         entry = result[4]
         if entry.published.year >= MIN_YEAR and entry.published.timestamp() <= ctx.now:
-            rel = render.entry_path(entry)
             try:
-                changed = output.write(ctx.out / rel, render.render_entry_page(ctx.info, entry),
-                                       compress=False)
+                changed = write_entry_page(ctx.info, ctx.out, entry)
             except OutputError:
                 pass  # left to the publishing step, which reports it
             else:
-                page = (rel, changed)
+                page = (render.entry_path(entry), changed)
     return (name, *result, page)
 
 
@@ -202,14 +200,15 @@ def write_archive_page(info: render.FeedInfo, out: Path, n: int, pages: int,
     return written
 
 
+def write_entry_page(info: render.FeedInfo, out: Path, entry: Entry) -> bool:
+    """Render and write one entry page; True if its bytes changed."""
+    # No .gz sibling: the servers compress an entry page on demand, once per version.
+    return output.write(out / render.entry_path(entry), render.render_entry_page(info, entry),
+                        compress=False)
+
+
 def write_entry_pages(info: render.FeedInfo, out: Path, entries: list[Entry]) -> list[str]:
-    written = []
-    for entry in entries:
-        path = render.entry_path(entry)
-        # No .gz sibling: the servers compress an entry page on demand, once per version.
-        if output.write(out / path, render.render_entry_page(info, entry), compress=False):
-            written.append(path)
-    return written
+    return [render.entry_path(e) for e in entries if write_entry_page(info, out, e)]
 
 
 def _render_job(job: tuple) -> tuple[int, list[str]]:
@@ -409,11 +408,7 @@ class Builder:
         writable = self._writable_pages(seeds, fps) if self._building else set()
         work = ((s.path, s.name, s.name in writable) for s in seeds)
         jobs = ((ctx, chunk) for chunk in _chunks(work, READ_CHUNK))
-        bar = None
-        if self.progress and len(seeds) >= POOL_THRESHOLD:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(seeds), unit="seed", desc="reading seeds", file=sys.stderr)
+        bar = self._bar(len(seeds) >= POOL_THRESHOLD, len(seeds), "seed", "reading seeds")
         pool = self._pool() if len(seeds) >= POOL_THRESHOLD else None
         if pool is not None:
             try:
@@ -509,9 +504,7 @@ class Builder:
         # entry pages: the stale ones (kept in the store until written), plus (on full
         # builds) any that are missing; pages of removed entries go
         for slug in self.store.gone_pages():
-            path = f"entries/{slug}.html"
-            if output.remove(out / path):
-                report.deleted_outputs.append(path)
+            self._remove(report, f"entries/{slug}.html")
         self.store.pages_removed()
         # A scheduled (future-dated) entry gets its page when it is published, not before.
         names = set()
@@ -520,26 +513,10 @@ class Builder:
                 names.add(name)
                 continue
             entry = self.store.entry_by_name(name)
-            if entry is not None and output.remove(out / render.entry_path(entry)):
-                report.deleted_outputs.append(render.entry_path(entry))
+            if entry is not None:
+                self._remove(report, render.entry_path(entry))
         if self._full:
-            existing = _listdir(out / "entries")
-            published = self.store.slugs_by_name(now)
-            if not force:
-                names |= {name for name, slug in published if f"{slug}.html" not in existing}
-            # Pages no published entry owns: a pass stopped between a worker writing a new
-            # seed's page and the store taking its entry, and the seed went away since.
-            owned = {f"{slug}.html" for _name, slug in published}
-            for file in sorted(existing):
-                page = file[:-3] if file.endswith(".html.gz") else file
-                if file[0] == "." or not page.endswith(".html") or page in owned:
-                    continue
-                try:
-                    if output.remove(out / "entries" / file):
-                        report.deleted_outputs.append(f"entries/{file}")
-                        log.info("removed entries/%s: no entry of that name", file)
-                except OutputError as exc:  # a folder named x.html, say: not worth a failure
-                    log.warning("cannot remove stray entries/%s: %s", file, exc.reason)
+            names |= self._check_entry_folder(report, now, force)
         if force or len(names) >= POOL_THRESHOLD:  # stream them all rather than look each up
             todo: Iterable[Entry] = (e for name, e in self.store.iter_named_entries()
                                      if (force and e.published <= now) or name in names)
@@ -588,6 +565,33 @@ class Builder:
         self.store.pages_written(names)
         report.entries = visible
         report.scheduled = self.store.scheduled(now)
+
+    def _remove(self, report: BuildReport, path: str) -> None:
+        if output.remove(self.config.out / path):
+            report.deleted_outputs.append(path)
+
+    def _check_entry_folder(self, report: BuildReport, now: dt.datetime,
+                            force: bool) -> set[str]:
+        """A full pass looks at the entries folder: returns the names of published entries
+        whose page is missing (none when ``force`` renders them all anyway), and removes the
+        pages no published entry owns, such as those of seeds that went away after a pass
+        stopped between a worker writing their page and the store taking their entry."""
+        existing = _listdir(self.config.out / "entries")
+        published = self.store.slugs_by_name(now)
+        owned = {f"{slug}.html" for _name, slug in published}
+        for file in sorted(existing):
+            page = file[:-3] if file.endswith(".html.gz") else file
+            if file[0] == "." or not page.endswith(".html") or page in owned:
+                continue
+            try:
+                self._remove(report, f"entries/{file}")
+            except OutputError as exc:  # a folder named x.html, say: not worth a failure
+                log.warning("cannot remove stray entries/%s: %s", file, exc.reason)
+            else:
+                log.info("removed entries/%s: no entry of that name", file)
+        if force:
+            return set()
+        return {name for name, slug in published if f"{slug}.html" not in existing}
 
     def _assign_pages(self, newest: list[Entry], now: dt.datetime, force: bool) -> int:
         """Give every published entry outside the current feeds an archive page; mark the
@@ -639,11 +643,7 @@ class Builder:
         in the process pool when there are many; yields the paths written. Only a few jobs
         are in flight at a time, so the entries are streamed from the store, not all held."""
         big = weight >= POOL_THRESHOLD
-        bar = None
-        if self.progress and big:
-            from tqdm import tqdm
-
-            bar = tqdm(total=count, unit=label.split()[-1][:-1], desc=label, file=sys.stderr)
+        bar = self._bar(big, count, label.split()[-1][:-1], label)
         pool = self._pool() if big else None
         if pool is None:
             results: Iterable[tuple[int, list[str]]] = map(_render_job, jobs)
@@ -657,6 +657,14 @@ class Builder:
                 raise BuildCancelled
         if bar is not None:
             bar.close()
+
+    def _bar(self, big: bool, total: int, unit: str, desc: str):  # noqa: ANN202
+        """A progress bar on a terminal for big passes; None otherwise."""
+        if not (self.progress and big):
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=total, unit=unit, desc=desc, file=sys.stderr)
 
     def close_pool(self) -> None:
         if self._executor is not None:

@@ -47,15 +47,6 @@ def _replace(path: Path, data: bytes, durable: bool) -> None:
         raise
 
 
-def _same(path: Path, data: bytes) -> bool:
-    try:
-        if path.stat().st_size != len(data):
-            return False
-        return path.read_bytes() == data
-    except FileNotFoundError:
-        return False
-
-
 def gzip_bytes(data: bytes) -> bytes:
     """The ``.gz`` sibling's bytes (reproducible: no time stamp)."""
     return gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0)
@@ -64,7 +55,9 @@ def gzip_bytes(data: bytes) -> bytes:
 def unchanged(path: Path, data: bytes) -> bool:
     """Does ``path`` hold exactly ``data`` already?"""
     try:
-        return _same(path, data)
+        return path.stat().st_size == len(data) and path.read_bytes() == data
+    except FileNotFoundError:
+        return False
     except OSError as exc:
         raise OutputError(path, exc.strerror or str(exc)) from exc
 
@@ -89,9 +82,9 @@ def write(path: Path, data: bytes, *, compress: bool = True, durable: bool = Fal
     caller compressed ``data`` already. ``check=False`` skips reading the old file, for
     callers that know it changed or does not exist.
     """
+    if check and unchanged(path, data):
+        return False
     try:
-        if check and _same(path, data):
-            return False
         try:
             _write_pair(path, data, compress, durable, gz)
         except FileNotFoundError:  # first file in its folder

@@ -341,13 +341,10 @@ class Store:
         )
         return [_entry(r) for r in rows]
 
-    def iter_named_entries(self, offset: int = 0,
-                           limit: int = -1) -> Iterator[tuple[str, Entry]]:
+    def iter_named_entries(self) -> Iterator[tuple[str, Entry]]:
         """(name, entry) by ascending (published, name), streamed."""
         rows = self.db.execute(
-            f"SELECT name, {_ENTRY_COLUMNS} FROM entries ORDER BY pub_ts, name LIMIT ? OFFSET ?",
-            (limit, offset),
-        )
+            f"SELECT name, {_ENTRY_COLUMNS} FROM entries ORDER BY pub_ts, name")
         for r in rows:
             yield r[0], _entry(r[1:])
 
