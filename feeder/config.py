@@ -12,7 +12,7 @@ import os
 import tomllib
 import zoneinfo
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,10 +32,6 @@ SECTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _default_languages() -> tuple[str, ...]:
-    return ()
-
-
 @dataclass(frozen=True)
 class Config:
     # [feed]
@@ -45,7 +41,7 @@ class Config:
     base_url: str = ""  # empty: http://<host>:<port>/
     language: str = "en"
     default_language: str = "en"
-    languages: tuple[str, ...] = field(default_factory=_default_languages)
+    languages: tuple[str, ...] = ()
     tag_authority: str = ""
     tag_date: str = "2025"
     timezone: str = "UTC"
@@ -104,17 +100,7 @@ assert set(KEYS) == set(_FIELDS), set(KEYS) ^ set(_FIELDS)
 def _coerce(key: str, value: Any) -> Any:
     """Turn a TOML or environment value into the field's type, or raise ConfigError."""
     default = _FIELDS[key].default
-    if default is dataclasses.MISSING:
-        default = _FIELDS[key].default_factory()  # type: ignore[misc]
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-        words = {"1": True, "true": True, "yes": True, "on": True,
-                 "0": False, "false": False, "no": False, "off": False}
-        if isinstance(value, str) and value.lower() in words:
-            return words[value.lower()]
-        raise ConfigError(key, value, "Not a valid bool.")
-    if isinstance(default, int) and not isinstance(default, bool):
+    if isinstance(default, int):
         try:
             if isinstance(value, (float, bool)):
                 raise ValueError

@@ -124,14 +124,14 @@ class Daemon:
         if not self._warm:  # on the build thread, before the first seed needs the model
             _warm_up(self.builder.rules)
             self._warm = True
-        if not self.watcher.alive or not os.path.isdir(c.seeds):
-            if not os.path.isdir(c.seeds):
-                if not self._seeds_missing:
-                    log.error("seeds folder %s is missing or unreadable; retrying at each rescan",
-                              c.seeds)
-                self._seeds_missing = True
-                self.last_error = f"seeds folder {c.seeds} is missing or unreadable"
-                return
+        if not os.path.isdir(c.seeds):
+            if not self._seeds_missing:
+                log.error("seeds folder %s is missing or unreadable; retrying at each rescan",
+                          c.seeds)
+            self._seeds_missing = True
+            self.last_error = f"seeds folder {c.seeds} is missing or unreadable"
+            return
+        if not self.watcher.alive:
             log.info("watching %s again", c.seeds)
             self.watcher.restart()
             self._seeds_missing = False

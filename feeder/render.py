@@ -11,7 +11,7 @@ import datetime as dt
 import html
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import jinja2
 from feedgen.entry import FeedEntry
@@ -27,8 +27,6 @@ FH_NS = "http://purl.org/syndication/history/1.0"
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 JSONFEED_VERSION = "https://jsonfeed.org/version/1.1"
 GENERATOR_URI = "https://pypi.org/project/feeder/"
-
-FEED_FILES = {"atom": "atom.xml", "rss": "rss.xml", "json": "feed.json"}
 
 
 @dataclass(frozen=True)
@@ -51,7 +49,6 @@ class FeedInfo:
     feed_id: str
     hubs: tuple[str, ...] = ()
     archive_count: int = 0
-    extra: dict = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config, archive_count: int = 0) -> FeedInfo:  # noqa: ANN001
@@ -92,12 +89,12 @@ class _Links(BaseExtension):
     def extend_ns(self) -> dict[str, str]:
         return {"fh": FH_NS} if self.archive.is_archive else {}
 
-    def _rels(self, base: str) -> list[tuple[str, str]]:
+    def _rels(self) -> list[tuple[str, str]]:
         rels = [("hub", hub) for hub in self.hubs]
         for rel, path in (("current", self.archive.current), ("prev-archive", self.archive.prev),
                           ("next-archive", self.archive.next)):
             if path:
-                rels.append((rel, base + path))
+                rels.append((rel, self.base + path))
         return rels
 
     def extend_atom(self, feed: etree._Element) -> etree._Element:
@@ -108,7 +105,7 @@ class _Links(BaseExtension):
 
     def extend_rss(self, feed: etree._Element) -> etree._Element:
         channel = feed[0]
-        for rel, href in self._rels(self.base):
+        for rel, href in self._rels():
             _atom_link(channel, rel, href, self.type if rel != "hub" else None)
         if self.archive.is_archive:
             etree.SubElement(channel, f"{{{FH_NS}}}archive")
@@ -141,7 +138,7 @@ def _generator(info: FeedInfo, kind: str, self_path: str, entries: Sequence[Entr
     fg.docs(None)
     fg.link(href=info.url(self_path), rel="self", type=mime)
     if kind == "atom":
-        for rel, href in ext._rels(info.base_url):
+        for rel, href in ext._rels():
             fg.link(href=href, rel=rel, type=None if rel == "hub" else mime)
     fg.link(href=info.base_url, rel="alternate", type="text/html")  # last: RSS <link>
     newest = max((e.updated for e in entries), default=None)

@@ -109,7 +109,7 @@ class Watcher(FileSystemEventHandler):
     def _name(self, path: str | bytes) -> str | None:
         path = os.fsdecode(path)
         head, name = os.path.split(path)
-        if os.path.realpath(head) != self.folder and head != self.folder:
+        if head != self.folder and os.path.realpath(head) != self.folder:  # cheap test first
             return None
         return name if is_candidate(name, self.extensions) else None
 
