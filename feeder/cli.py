@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from . import __version__
+from . import __version__, output
 from . import config as config_mod
 from .builder import Builder, utcnow
 from .errors import FeederError
@@ -83,8 +83,8 @@ def build(config_path: Path | None, seeds: Path | None, out: Path | None, state:
     """Rebuild the feeds and pages once, then exit."""
     _setup_logging(verbose)
     cfg = load_config(config_path, seeds=seeds, out=out, state=state, base_url=base_url)
-    with _open_store(cfg) as store:
-        _sweep(cfg.out)
+    with Store.open_locked(cfg.state) as store:
+        output.sweep_temp_files(cfg.out)
         report = Builder(cfg, store).build(force=force)
     click.echo(report.summary())
     for name, when in report.scheduled:
@@ -119,22 +119,6 @@ def check(config_path: Path | None, seeds: Path | None, out: Path | None, state:
     click.echo(f"{ok} seeds ok, {len(rejected)} rejected")
     if rejected:
         sys.exit(1)
-
-
-def _open_store(cfg: config_mod.Config) -> Store:
-    store = Store.open_locked(cfg.state)
-    if store.recreated:
-        log.warning("state file %s was unusable: moved it aside and rebuilt it from the seeds",
-                    cfg.state)
-    return store
-
-
-def _sweep(out: Path) -> None:
-    """Remove temp files a killed writer left; only while holding the store's lock."""
-    from .output import sweep_temp_files
-
-    if out.is_dir() and (swept := sweep_temp_files(out)):
-        log.info("removed %d temp files left by an interrupted write", swept)
 
 
 def serve_options(fn: Callable) -> Callable:

@@ -42,7 +42,6 @@ class Daemon:
         self._seeds_missing = False
         self._warm = False
         self._stopping = False
-        self._next_builder: Config | None = None
         self.server = None
         self._server_thread: threading.Thread | None = None
 
@@ -50,19 +49,12 @@ class Daemon:
     def start(self) -> None:
         c = self.config
         self.store = Store.open_locked(c.state)
-        if self.store.recreated:
-            log.warning("state file %s was unusable: moved it aside; rebuilding it from the seeds",
-                        c.state)
         self.ping_store = Store(c.state)
         self.read_store = Store(c.state)
         c.out.mkdir(parents=True, exist_ok=True)
-        swept = output.sweep_temp_files(c.out)
-        if swept:
-            log.info("removed %d temp files left by an interrupted write", swept)
+        output.sweep_temp_files(c.out)
         self.watcher = Watcher(c.seeds, c.extensions, self._on_seeds, settle=c.settle)
-        self.builder = Builder(c, self.store, busy=self.watcher.busy, settle=c.settle,
-                               progress=False)
-        self.builder.queue_pings = True
+        self.builder = self._make_builder(c)
         self.client = websub.make_client(c.ping_timeout)
         self.pinger = websub.Pinger(self.ping_store, self.client,
                                     max_attempts=c.ping_max_attempts, backoff=c.ping_backoff)
@@ -88,12 +80,22 @@ class Daemon:
                           self.config.seeds, exc.strerror or exc)
             self._seeds_missing = True
 
+    def _make_builder(self, c: Config) -> Builder:
+        builder = Builder(c, self.store, busy=self.watcher.busy, settle=c.settle, progress=False)
+        builder.queue_pings = True
+        return builder
+
+    def _make_app(self, c: Config):  # noqa: ANN202
+        from .server import create_app
+
+        return create_app(c.out, base_url=c.base_url, hubs=c.hubs, max_age=c.max_age,
+                          health=self.health)
+
     def _start_server(self) -> None:
-        from .server import create_app, make_server
+        from .server import make_server
 
         c = self.config
-        self.app = create_app(c.out, base_url=c.base_url, hubs=c.hubs, max_age=c.max_age,
-                              health=self.health)
+        self.app = self._make_app(c)
 
         async def app(scope: dict, receive: Any, send: Any) -> None:  # swapped on reload
             await self.app(scope, receive, send)
@@ -116,11 +118,8 @@ class Daemon:
         c = self.config
         if self._stopping:
             return
-        if self._next_builder is not None:
-            self.builder = Builder(self._next_builder, self.store, busy=self.watcher.busy,
-                                   settle=self._next_builder.settle, progress=False)
-            self.builder.queue_pings = True
-            self._next_builder = None
+        if self.builder.config is not c:  # reloaded: swapped here, between passes
+            self.builder = self._make_builder(c)
         if not self._warm:  # on the build thread, before the first seed needs the model
             _warm_up(self.builder.rules)
             self._warm = True
@@ -204,14 +203,10 @@ class Daemon:
                 log.warning("config reload: %s changed; restart feeder to apply it", key)
         new = new.replace(host=self.config.host, port=self.config.port, seeds=self.config.seeds,
                           out=self.config.out, state=self.config.state)
-        self.config = new
-        self._next_builder = new  # swapped in by the build thread, between passes
+        self.config = new  # the build thread makes its builder anew before its next pass
         self.pinger.max_attempts, self.pinger.backoff = new.ping_max_attempts, new.ping_backoff
         self.pinger.hubs = frozenset(new.hubs)  # pings queued for removed hubs are dropped
-        from .server import create_app
-
-        self.app = create_app(new.out, base_url=new.base_url, hubs=new.hubs,
-                              max_age=new.max_age, health=self.health)
+        self.app = self._make_app(new)
         self.scheduler.debounce = new.debounce
         log.info("config reloaded")
         self.scheduler.notify(None, delay=0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import json
+import logging
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -18,6 +19,8 @@ from pathlib import Path
 
 from .errors import StoreBusyError, StoreError
 from .normalizer import Entry
+
+log = logging.getLogger("feeder")
 
 SCHEMA_VERSION = 1
 
@@ -162,7 +165,6 @@ class Store:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._lock_fd: int | None = None
-        self.recreated = False
         self.db = self._open()
 
     def _open(self) -> sqlite3.Connection:
@@ -207,9 +209,9 @@ class Store:
                 old = Path(str(path) + suffix)
                 if old.exists():
                     old.rename(old.with_name(f"{old.name}.corrupt-{stamp}"))
-            store = cls(path)
-            store.recreated = True
-            return store
+            log.warning("state file %s was unusable: moved it aside and rebuilt it from the seeds",
+                        path)
+            return cls(path)
 
     # -- locking ---------------------------------------------------------------------------
     @classmethod
