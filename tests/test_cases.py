@@ -82,7 +82,7 @@ def test_case(path: Path) -> None:
 
 
 def test_real_seed() -> None:
-    """The seed format as delivered, read from the shared folder beside the repository."""
+    """The seed format as delivered: the user's own article, kept in tests/data."""
     doc = parse_seed(REAL_SEED.read_bytes(), REAL_SEED.name)
     entry = normalize(doc, REAL_SEED.stem, RULES)
     assert isinstance(doc, SeedDocument)
