@@ -29,7 +29,7 @@ from . import __version__, output, render
 from .config import Config
 from .errors import OutputError, SeedError
 from .normalizer import Entry, Rules, normalize, slug_for
-from .seed import parse_seed
+from .seed import parse_seed, stray_note
 from .store import Fingerprint, Store
 
 log = logging.getLogger("feeder")
@@ -115,7 +115,7 @@ def _opened_inside(fd: int, root: str | None) -> bool:
 def read_seed(path: Path, name: str, max_bytes: int, rules: Rules,
               root: str | None = None) -> tuple:
     """Read, hash, parse and normalize one seed. Returns ("ok", size, mtime_ns, digest,
-    entry, encoding) or ("rejected", size, mtime_ns, digest, reason)."""
+    entry, encoding, repaired) or ("rejected", size, mtime_ns, digest, reason)."""
     try:
         with open(path, "rb") as fh:
             st = os.fstat(fh.fileno())
@@ -140,7 +140,7 @@ def read_seed(path: Path, name: str, max_bytes: int, rules: Rules,
         entry = normalize(doc, Path(name).stem, rules)
     except SeedError as exc:
         return ("rejected", len(data), st.st_mtime_ns, digest, exc.reason)
-    return ("ok", len(data), st.st_mtime_ns, digest, entry, doc.encoding)
+    return ("ok", len(data), st.st_mtime_ns, digest, entry, doc.encoding, doc.repaired)
 
 
 @dataclass(frozen=True)
@@ -380,6 +380,8 @@ class Builder:
             if encoding not in ("utf-8", "ascii"):
                 report.converted.append((name, encoding))
                 log.info("converted %s from %s to UTF-8", name, encoding)
+            if rest[5]:
+                log.info("repaired %s: %s", name, stray_note(rest[5], encoding))
             old = self.store.entry_by_name(name) if fp is not None else None
             if old is not None and fp is not None and fp.hash == digest:
                 entry = dataclasses.replace(entry, updated=old.updated)  # same text

@@ -35,6 +35,7 @@ CHECKS = {
     "date": lambda d, e, x: _eq(d.date.isoformat(), x),
     "published": lambda d, e, x: _eq(e.published.isoformat(), x),
     "encoding": lambda d, e, x: _eq(d.encoding, x),
+    "repaired": lambda d, e, x: _eq(list(d.repaired), x),
     "id": lambda d, e, x: _eq(e.id, x),
     "slug": lambda d, e, x: _eq(e.slug, x),
     "title": lambda d, e, x: _eq(e.title, x),

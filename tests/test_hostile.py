@@ -53,6 +53,8 @@ GOOD_TEXTS: dict[str, tuple[str, bytes]] = {
     "with spaces.txt": ("Goodspaces", _good("2025-01-13", "Goodspaces")),
     "日本語 ノート.txt": ("Goodjapanese", _good("2025-01-14", "Goodjapanese")),
     "Ünïcödé naïve.txt": ("Goodunicode", _good("2025-01-15", "Goodunicode")),
+    "stray_byte.txt": ("Goodstray", "date 2025-01-16\n\nGoodstray: Über die Brücke.".encode()
+                       + b"\xff More.\n"),
 }
 
 # name -> (bytes or None for a special file, substring of the rejection reason)
@@ -156,6 +158,7 @@ def test_hostile_folder_builds_valid_feeds_with_every_good_seed(
     infos = [r.getMessage() for r in caplog.records]
     assert "converted latin1.txt from cp1252 to UTF-8" in infos
     assert "converted utf16.txt from utf-16 to UTF-8" in infos
+    assert "repaired stray_byte.txt: 1 stray byte at offset 46 (not UTF-8)" in infos
     assert sorted(report.added) == sorted([*GOOD_TEXTS, "inside_link.txt", winner])
 
     atom = etree.fromstring(hostile.read("atom.xml"))

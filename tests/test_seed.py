@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import re
 
@@ -12,7 +13,15 @@ from hypothesis import strategies as st
 
 from feeder.errors import SeedError
 from feeder.normalizer import Rules, normalize
-from feeder.seed import Block, SeedDocument, is_heading, parse_date, parse_seed
+from feeder.seed import (
+    Block,
+    SeedDocument,
+    decode,
+    is_heading,
+    parse_date,
+    parse_seed,
+    stray_note,
+)
 
 RULES = Rules(authority="example.org", tag_date="2025")
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -60,6 +69,74 @@ def test_any_text_body_gives_clean_blocks_and_parseable_html(body: str, encoding
     root = lxml.etree.fromstring(f"<div>{entry.content_html}</div>")
     assert [el.tag for el in root] == [{"p": "p", "h": "h2"}[b.kind] for b in doc.blocks]
     assert [el.text or "" for el in root] == [b.text for b in doc.blocks]
+
+
+TEXT = st.text(st.characters(exclude_characters="\x00"), max_size=300)
+SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+@FAST
+@given(TEXT, st.data())
+def test_stray_bytes_in_utf8_change_only_themselves(text: str, data: st.DataObject) -> None:
+    """Up to three stray bytes between the characters of any UTF-8 text: each becomes its
+    Windows-1252 character (U+FFFD where there is none), and nothing else changes."""
+    positions = data.draw(st.lists(st.integers(0, len(text)), max_size=3, unique=True))
+    strays = data.draw(st.lists(st.integers(0x80, 0xFF), min_size=len(positions),
+                                max_size=len(positions)))
+    blob, expected, offsets, last = b"", "", [], 0
+    for position, byte in sorted(zip(positions, strays, strict=True)):
+        blob += text[last:position].encode()
+        expected += text[last:position] + bytes([byte]).decode("cp1252", "replace")
+        offsets.append((len(blob), byte))
+        blob += bytes([byte])
+        last = position
+    blob += text[last:].encode()
+    expected += text[last:]
+    if blob.startswith(codecs.BOM_UTF8):
+        expected = expected[1:]
+    decoded = decode(blob, "x.txt")
+    assert decoded.text == expected
+    if decoded.encoding == "utf-8":
+        assert decoded.repaired == tuple(o for o, _b in offsets)
+    else:  # nothing but ASCII around the stray bytes: as much Windows-1252 as UTF-8
+        assert decoded.encoding == "cp1252" and text.isascii()
+        assert decoded.repaired == tuple(o for o, b in offsets if b in b"\x81\x8d\x8f\x90\x9d")
+
+
+@FAST
+@given(st.text(st.one_of(st.characters(exclude_characters="\x00"),
+                         st.characters(categories=["Cs"])), max_size=300))
+def test_encoded_surrogates_are_removed_or_joined(text: str) -> None:
+    """UTF-8-encoded surrogates (CESU-8, WTF-8): a high one followed by a low one is the
+    character they encode, any other one is removed."""
+    blob = text.encode("utf-8", "surrogatepass")
+    joined = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
+    expected = SURROGATE.sub("", joined)
+    decoded = decode(blob, "x.txt")
+    assert decoded == (expected.removeprefix("\ufeff"), "utf-8", ())
+
+
+@pytest.mark.parametrize(
+    ("valid", "strays", "mostly_utf8"),
+    [(0, 4, True), (1, 4, True), (0, 5, False), (9, 5, False), (10, 5, True),
+     (200, 100, True), (199, 100, False)],
+)
+def test_mostly_utf8_means_few_stray_bytes_or_two_characters_for_each(
+        valid: int, strays: int, mostly_utf8: bool) -> None:
+    blob = ("date 2025-01-02 " + "é" * valid).encode() + b" \xe8" * strays
+    decoded = decode(blob, "x.txt")
+    if mostly_utf8:
+        assert decoded.text == "date 2025-01-02 " + "é" * valid + " è" * strays
+        assert len(decoded.repaired) == (strays if valid else 0)
+    else:
+        assert decoded.encoding != "utf-8" and not decoded.repaired
+
+
+def test_stray_note() -> None:
+    assert stray_note((17,), "utf-8") == "1 stray byte at offset 17 (not UTF-8)"
+    assert stray_note((17, 230), "cp1252") == "2 stray bytes at offsets 17, 230 (not cp1252)"
+    many = stray_note(tuple(range(12)), "utf-8")
+    assert many == "12 stray bytes at offsets 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 and 2 more (not UTF-8)"
 
 
 @pytest.mark.parametrize(
