@@ -37,14 +37,14 @@ def _setup_logging(verbose: bool, timestamps: bool = False) -> None:
 def path_options(fn: Callable) -> Callable:
     """--config, --seeds, --out, --state, --base-url: shared by every command."""
     opts = [
-        click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+        # config.load and _prepare_folders check the paths, in one line each (click's
+        # checks print a usage message and miss paths set in the file or the environment).
+        click.option("--config", "config_path", type=click.Path(path_type=Path),
                      help="TOML config file (see config/feeder.toml)."),
-        click.option("--seeds", type=click.Path(file_okay=False, path_type=Path),
-                     help="Folder of seed files."),
-        click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+        click.option("--seeds", type=click.Path(path_type=Path), help="Folder of seed files."),
+        click.option("--out", type=click.Path(path_type=Path),
                      help="Output folder for the feeds and pages."),
-        click.option("--state", type=click.Path(dir_okay=False, path_type=Path),
-                     help="SQLite state file."),
+        click.option("--state", type=click.Path(path_type=Path), help="SQLite state file."),
         click.option("--base-url", help="Public URL of the output folder, ending in '/'."),
         click.option("-v", "--verbose", is_flag=True, help="Log debug details."),
     ]
@@ -68,6 +68,27 @@ def load_config(config_path: Path | None, **overrides: Any) -> config_mod.Config
     return config_mod.load(config_path, **overrides)
 
 
+def _prepare_folders(cfg: config_mod.Config, *, writes: bool = True) -> None:
+    """Refuse a missing seeds folder; make the output and state folders if ``writes``.
+
+    Each problem is one line naming the path, not a traceback from deep inside a build.
+    """
+    if not cfg.seeds.is_dir():
+        state = "is not a folder" if cfg.seeds.exists() else "does not exist"
+        raise click.ClickException(f"seeds folder {cfg.seeds} {state} (set by --seeds, "
+                                   "FEEDER_SEEDS or [paths] seeds)")
+    if not writes:
+        return
+    if cfg.state.is_dir():
+        raise click.ClickException(f"state file {cfg.state} is a folder")
+    for what, folder in (("output folder", cfg.out), ("state file's folder", cfg.state.parent)):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise click.ClickException(f"cannot make the {what} {folder}: "
+                                       f"{exc.strerror or exc}") from None
+
+
 @click.group()
 @click.version_option(__version__, prog_name="feeder")
 def main() -> None:
@@ -83,6 +104,7 @@ def build(config_path: Path | None, seeds: Path | None, out: Path | None, state:
     """Rebuild the feeds and pages once, then exit."""
     _setup_logging(verbose)
     cfg = load_config(config_path, seeds=seeds, out=out, state=state, base_url=base_url)
+    _prepare_folders(cfg)
     with Store.open_locked(cfg.state) as store:
         output.sweep_temp_files(cfg.out)
         report = Builder(cfg, store).build(force=force)
@@ -103,6 +125,7 @@ def check(config_path: Path | None, seeds: Path | None, out: Path | None, state:
     """
     _setup_logging(verbose)
     cfg = load_config(config_path, seeds=seeds, out=out, state=state, base_url=base_url)
+    _prepare_folders(cfg, writes=False)
     builder = Builder(cfg, Store(":memory:"), progress=False)
     logging.getLogger("feeder").setLevel(logging.ERROR)
     from .builder import BuildReport
@@ -142,6 +165,7 @@ def run(config_path: Path | None, seeds: Path | None, out: Path | None, state: P
     overrides = dict(seeds=seeds, out=out, state=state, base_url=base_url, host=host, port=port,
                      hubs=list(hubs) or None)
     cfg = load_config(config_path, **overrides)
+    _prepare_folders(cfg)  # a folder that goes missing later is waited for, not fatal
     Daemon(cfg, reload=reloader(config_path, overrides)).run_forever()
 
 

@@ -1,7 +1,7 @@
 """The exceptions feeder raises on purpose.
 
     FeederError
-    ├── ConfigError    a setting has a bad value (names the key and the value)
+    ├── ConfigError    a setting has a bad value (names the key, the value, where it was set)
     ├── SeedError      a seed file cannot become an entry (names the file and the reason)
     ├── StoreError     the state database is unusable, or in use by another daemon
     │   └── StoreBusyError   another process holds SQLite's write lock right now
@@ -19,9 +19,12 @@ class FeederError(Exception):
 
 
 class ConfigError(FeederError):
-    def __init__(self, key: str, value: object, reason: str) -> None:
-        self.key, self.value, self.reason = key, value, reason
-        super().__init__(f"Config {key!r} has value {value!r}. {reason}")
+    """``source`` says where the value came from (a file and section, an environment variable)."""
+
+    def __init__(self, key: str, value: object, reason: str, source: str | None = None) -> None:
+        self.key, self.value, self.reason, self.source = key, value, reason, source
+        where = f" (from {source})" if source else ""
+        super().__init__(f"Config {key!r} has value {value!r}{where}: {reason}")
 
 
 class SeedError(FeederError):

@@ -28,3 +28,14 @@ def test_setting_is_in_readme(key: str) -> None:
 def test_example_config_loads() -> None:
     tomllib.loads(EXAMPLE)
     assert config.load(REPO / "config" / "feeder.toml", env={}).title == "feeder sample"
+
+
+@pytest.mark.parametrize("key", sorted(config.RANGES))
+def test_range_is_documented(key: str) -> None:
+    """The bounds the code enforces are the ones both documents state, as ``low to high``."""
+    text = config.RANGES[key].text
+    row = next(line for line in README.splitlines() if line.startswith("|")
+               and f"| `{key}` |" in line)
+    assert text in row, (key, text, row)
+    line = next(line for line in EXAMPLE.splitlines() if line.startswith(f"{key} ="))
+    assert text in line.partition("#")[2], (key, text, line)

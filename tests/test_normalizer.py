@@ -11,7 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from feeder.normalizer import (
+    DETECTABLE_LANGUAGES,
     Rules,
+    _identifier,
     cut_words,
     detect_language,
     entry_id,
@@ -159,3 +161,8 @@ def test_detect_language_is_right_and_deterministic(lang: str) -> None:
 def test_detect_language_respects_the_allowed_languages() -> None:
     assert detect_language(SAMPLES["es"], "en", ("it", "es")) == "es"
     assert detect_language(SAMPLES["de"], "en", ("en", "it")) in {"en", "it"}
+
+
+def test_detectable_languages_are_the_models_own() -> None:
+    """Config validation trusts this list instead of loading the model: it must not drift."""
+    assert set(_identifier(()).labels) == DETECTABLE_LANGUAGES

@@ -14,6 +14,7 @@ from pathlib import Path
 import feedparser
 import pytest
 
+from .._daemon import FeederDaemon
 from .._daemon import seed_bytes as seed
 
 pytestmark = pytest.mark.slow
@@ -44,6 +45,12 @@ def find(feed: feedparser.FeedParserDict, eid: str):
 def write_config(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def reload_with(d: FeederDaemon, config: Path, text: str) -> None:
+    """Rewrite the daemon's config file and send SIGHUP."""
+    write_config(config, text)
+    d.signal(signal.SIGHUP)
 
 
 def test_publish_edit_delete_stop_and_restart(daemon_factory):
@@ -244,7 +251,26 @@ def test_sighup_reloads_the_config(daemon_factory, tmp_path):
     write_in_place(d.seeds / "a.txt", seed("2026-01-05", "Some article. Text."))
     d.wait_until(lambda: find(d.feed(), entry_id("a.txt")), what="the entry")
     assert d.feed().feed.title == "First title"
-    write_config(config, '[feed]\ntitle = "Second title"\n')
-    d.signal(signal.SIGHUP)
+    reload_with(d, config, '[feed]\ntitle = "Second title"\n')
     d.wait_until(lambda: d.feed().feed.title == "Second title", what="the new title")
     assert "config reloaded" in d.log_text()
+
+
+def test_sighup_with_a_bad_value_keeps_the_running_config(daemon_factory, tmp_path):
+    config = write_config(tmp_path / "feeder.toml", '[feed]\ntitle = "First title"\n')
+    d = daemon_factory(config=config).start()
+    reload_with(d, config, '[feed]\ntitle = "Bad title"\n[daemon]\ndebounce = nan\n')
+    [line] = d.wait_until(lambda: d.log_lines("config reload failed"), what="the refusal")
+    assert f"'debounce' has value nan (from {config} [daemon])" in line
+    assert "between 0 and 10" in line
+
+    write_in_place(d.seeds / "a.txt", seed("2026-01-05", "After a bad reload. Published."))
+    d.wait_until(lambda: find(d.feed(), entry_id("a.txt")), what="a seed after a bad reload")
+    assert d.feed().feed.title == "First title"  # the running config, kept
+
+    reload_with(d, config, '[feed]\ntitle = "Fixed title"\n[daemon]\ndebounce = 0.5\n')
+    d.wait_until(lambda: d.feed().feed.title == "Fixed title", what="the fixed config")
+    write_in_place(d.seeds / "b.txt", seed("2026-01-06", "After the fix. Published too."))
+    d.wait_until(lambda: find(d.feed(), entry_id("b.txt")), what="a seed after the fix")
+    log = d.log_text()
+    assert "Traceback" not in log and log.count("config reload failed") == 1, log

@@ -1,0 +1,90 @@
+"""The ``feeder`` command as an operator meets it: a real ``python -m feeder`` subprocess.
+
+An operator's mistake (a bad setting, a missing folder, a config file that cannot be read)
+ends the command with one line on stderr naming what is wrong, no traceback, and exit 1.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ._daemon import feeder_env, free_port
+
+pytestmark = pytest.mark.slow
+
+
+def run_feeder(cwd: Path, *args: str, env: dict[str, str] | None = None,
+               timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "feeder", *args], cwd=cwd,
+                          env={**feeder_env(), **(env or {})}, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=timeout, check=False)
+
+
+def assert_one_error_line(result: subprocess.CompletedProcess[str], *needles: str) -> str:
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert result.returncode == 1, (result.returncode, result.stderr)
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    """A working folder with a seeds folder holding one good seed."""
+    (tmp_path / "seeds").mkdir()
+    (tmp_path / "seeds" / "001_a.txt").write_bytes(b" date 2025-01-02 Hello world. Text.")
+    return tmp_path
+
+
+@pytest.mark.parametrize(("env", "needles"), [
+    ({"FEEDER_DEBOUNCE": "nan"}, ("'debounce'", "nan", "FEEDER_DEBOUNCE", "between 0 and 10")),
+    ({"FEEDER_TITLE": ""}, ("'title'", "''", "FEEDER_TITLE", "must not be empty")),
+    ({"FEEDER_MAX_FUTURE_DAYS": str(10**10)}, ("'max_future_days'", str(10**10))),
+    ({"FEEDER_MAX_SEED_BYTES": str(10**20)}, ("'max_seed_bytes'", str(10**20))),
+], ids=lambda v: next(iter(v)) if isinstance(v, dict) else None)
+def test_build_with_a_bad_setting_says_so_in_one_line(
+    site: Path, env: dict[str, str], needles: tuple[str, ...]
+) -> None:
+    result = run_feeder(site, "build", env=env)
+    assert_one_error_line(result, *needles)
+    assert result.stdout == ""
+    assert not (site / "public").exists()
+
+
+@pytest.mark.parametrize("command", ["build", "check", "run"])
+def test_a_missing_seeds_folder_is_one_line(tmp_path: Path, command: str) -> None:
+    args = ["--port", str(free_port())] if command == "run" else []
+    result = run_feeder(tmp_path, command, "--seeds", "absent", *args)
+    assert_one_error_line(result, "seeds folder absent does not exist")
+
+
+def test_run_with_a_bad_setting_does_not_start(site: Path) -> None:
+    result = run_feeder(site, "run", "--port", str(free_port()), env={"FEEDER_SETTLE": "nan"})
+    assert_one_error_line(result, "'settle'", "FEEDER_SETTLE", "between 0.05 and 60")
+
+
+@pytest.mark.parametrize(("write", "needles"), [
+    (lambda p: p.mkdir(), ("cannot read it", "Is a directory")),
+    (lambda p: p.write_text("[feed\ntitle = 1\n"), ("not valid TOML", "line 1")),
+    (lambda p: p.write_text("[daemon]\ndebounce = inf\n"),
+     ("'debounce'", "inf", "feeder.toml [daemon]")),
+], ids=["a directory", "TOML syntax", "inf"])
+def test_a_config_file_that_cannot_be_used_is_one_line(site: Path, write, needles) -> None:  # noqa: ANN001
+    write(site / "feeder.toml")
+    assert_one_error_line(run_feeder(site, "build", "--config", "feeder.toml"), *needles)
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--out", "seeds/001_a.txt"], "cannot make the output folder seeds/001_a.txt"),
+    (["--state", "seeds"], "state file seeds is a folder"),
+])
+def test_a_file_where_a_folder_belongs_is_one_line(site: Path, args: list[str],
+                                                   needle: str) -> None:
+    assert_one_error_line(run_feeder(site, "build", *args), needle)
+    assert (site / "seeds").is_dir(), "the state folder was moved aside"
