@@ -14,7 +14,9 @@ from .errors import (  # noqa: E402
     PublishError,
     SeedError,
     StoreBusyError,
+    StoreCorruptError,
     StoreError,
+    StoreInUseError,
 )
 from .normalizer import Entry, Rules, normalize  # noqa: E402
 from .seed import SeedDocument, parse_seed  # noqa: E402
@@ -23,5 +25,6 @@ from .store import Store  # noqa: E402
 __all__ = [
     "Builder", "BuildReport", "Config", "ConfigError", "Entry", "FeederError", "OutputError",
     "PublishError", "Rules", "SeedDocument", "SeedError", "Store", "StoreBusyError",
-    "StoreError", "__version__", "load", "normalize", "parse_seed",
+    "StoreCorruptError", "StoreError", "StoreInUseError", "__version__", "load", "normalize",
+    "parse_seed",
 ]

@@ -3,8 +3,11 @@
     FeederError
     ├── ConfigError    a setting has a bad value (names the key, the value, where it was set)
     ├── SeedError      a seed file cannot become an entry (names the file and the reason)
-    ├── StoreError     the state database is unusable, or in use by another daemon
-    │   └── StoreBusyError   another process holds SQLite's write lock right now
+    ├── StoreError     the state file cannot be used, and is left as it is: a newer schema,
+    │   │              permissions, I/O, a read-only file system (names the file and the cause)
+    │   ├── StoreCorruptError  SQLite says it is not a database, or its integrity check fails
+    │   ├── StoreInUseError    another feeder process holds the state file's lock
+    │   └── StoreBusyError     another process holds SQLite's write lock right now
     ├── OutputError    an output file could not be written
     └── PublishError   a WebSub hub did not accept a publish ping
 
@@ -34,7 +37,20 @@ class SeedError(FeederError):
 
 
 class StoreError(FeederError):
+    def __init__(self, path: object, reason: str) -> None:
+        self.path, self.reason = path, reason
+        super().__init__(f"state file {path}: {reason}")
+
+
+class StoreCorruptError(StoreError):
     pass
+
+
+class StoreInUseError(StoreError):
+    def __init__(self, path: object, holder: str) -> None:
+        self.holder = holder
+        super().__init__(path, f"in use by another feeder process ({holder}); "
+                               "stop it first or use another --state file")
 
 
 class StoreBusyError(StoreError):

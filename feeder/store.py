@@ -1,31 +1,39 @@
 """The SQLite state file: seed fingerprints, entries, rejected seeds, pending pings.
 
-One writer: the process that holds the store's lock file (``feeder run`` or ``feeder
-build``). Entries are kept ordered by an index on (published, name), so the newest N or any
-archive page is a cheap query at any archive size.
+One writer: the process that holds the lock on the state file (``feeder run`` or ``feeder
+build``; see open_locked). Entries are kept ordered by an index on (published, name), so the
+newest N or any archive page is a cheap query at any archive size.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import fcntl
 import json
 import logging
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import StoreBusyError, StoreError
+from .errors import StoreBusyError, StoreCorruptError, StoreError, StoreInUseError
 from .normalizer import Entry
 
 log = logging.getLogger("feeder")
 
-SCHEMA_VERSION = 1
+# The schema is built and changed only by numbered migrations (_MIGRATIONS, after the Store
+# class): a file's PRAGMA user_version is the number of the last one applied, and a new file
+# gets all of them in order, so new and upgraded files end up alike. To change the schema,
+# append a migration (and a fixture of the layout before it, tests/data/state/make.py);
+# never edit one that has shipped.
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS seeds (
+# Version 1: every file feeder 0.1 wrote has user_version 1, though its schema grew (with
+# CREATE ... IF NOT EXISTS at each open) from this, the first one, to the one of version 2.
+_V1 = """
+CREATE TABLE seeds (
     name TEXT PRIMARY KEY,
     size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
@@ -34,7 +42,7 @@ CREATE TABLE IF NOT EXISTS seeds (
     first_seen TEXT NOT NULL,
     changed TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS entries (
+CREATE TABLE entries (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL UNIQUE REFERENCES seeds(name) ON DELETE CASCADE,
     stem TEXT NOT NULL,
@@ -45,70 +53,18 @@ CREATE TABLE IF NOT EXISTS entries (
     published TEXT NOT NULL,
     updated TEXT NOT NULL,
     language TEXT NOT NULL,
-    pub_ts REAL NOT NULL,
-    archive_page INTEGER        -- RFC 5005 archive page; NULL while in the current feeds
+    pub_ts REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS entries_order ON entries (pub_ts, name);
-CREATE INDEX IF NOT EXISTS entries_page ON entries (archive_page, pub_ts, name);
--- Archive pages whose documents must be rendered again, kept by triggers in the same
--- transaction as the change, so a crash between the change and the render loses nothing.
-CREATE TABLE IF NOT EXISTS dirty_pages (page INTEGER PRIMARY KEY);
-DROP TRIGGER IF EXISTS entries_page_changed;
--- (no INSERT OR IGNORE in trigger bodies: the outer statement's conflict policy overrides it)
-CREATE TRIGGER IF NOT EXISTS entries_left_page AFTER DELETE ON entries
-    WHEN old.archive_page IS NOT NULL
-    BEGIN
-        INSERT INTO dirty_pages SELECT old.archive_page
-            WHERE NOT EXISTS (SELECT 1 FROM dirty_pages WHERE page = old.archive_page);
-    END;
-CREATE TRIGGER IF NOT EXISTS entries_changed_page AFTER UPDATE ON entries
-    BEGIN
-        INSERT INTO dirty_pages SELECT old.archive_page
-            WHERE old.archive_page IS NOT NULL
-            AND NOT EXISTS (SELECT 1 FROM dirty_pages WHERE page = old.archive_page);
-        INSERT INTO dirty_pages SELECT new.archive_page
-            WHERE new.archive_page IS NOT NULL
-            AND NOT EXISTS (SELECT 1 FROM dirty_pages WHERE page = new.archive_page);
-    END;
--- Entry pages to (re)write and pages of removed entries to delete, kept by triggers in the
--- same transaction as the change: a pass that dies before publishing leaves them here.
-CREATE TABLE IF NOT EXISTS stale_pages (name TEXT PRIMARY KEY);
-CREATE TABLE IF NOT EXISTS gone_pages (slug TEXT PRIMARY KEY);
-CREATE TRIGGER IF NOT EXISTS entries_page_new AFTER INSERT ON entries
-    BEGIN
-        INSERT INTO stale_pages SELECT new.name
-            WHERE NOT EXISTS (SELECT 1 FROM stale_pages WHERE name = new.name);
-    END;
-CREATE TRIGGER IF NOT EXISTS entries_page_edited
-    AFTER UPDATE OF title, summary, content_html, published, updated, language, slug ON entries
-    BEGIN
-        INSERT INTO stale_pages SELECT new.name
-            WHERE NOT EXISTS (SELECT 1 FROM stale_pages WHERE name = new.name);
-    END;
-CREATE TRIGGER IF NOT EXISTS entries_page_gone AFTER DELETE ON entries
-    BEGIN
-        INSERT INTO gone_pages SELECT old.slug
-            WHERE NOT EXISTS (SELECT 1 FROM gone_pages WHERE slug = old.slug);
-    END;
--- SQLite counts rows by walking an index; keep the entry count instead (100k rows: ~7 ms).
-CREATE TABLE IF NOT EXISTS counts (
-    name TEXT PRIMARY KEY,
-    n INTEGER NOT NULL
-);
-INSERT OR IGNORE INTO counts (name, n) VALUES ('entries', (SELECT count(*) FROM entries));
-CREATE TRIGGER IF NOT EXISTS entries_added AFTER INSERT ON entries
-    BEGIN UPDATE counts SET n = n + 1 WHERE name = 'entries'; END;
-CREATE TRIGGER IF NOT EXISTS entries_removed AFTER DELETE ON entries
-    BEGIN UPDATE counts SET n = n - 1 WHERE name = 'entries'; END;
-CREATE TABLE IF NOT EXISTS ids (
+CREATE INDEX entries_order ON entries (pub_ts, name);
+CREATE TABLE ids (
     stem TEXT PRIMARY KEY,
     id TEXT NOT NULL UNIQUE
 );
-CREATE TABLE IF NOT EXISTS meta (
+CREATE TABLE meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS pings (
+CREATE TABLE pings (
     hub TEXT NOT NULL,
     topic TEXT NOT NULL,
     since TEXT NOT NULL,
@@ -117,12 +73,84 @@ CREATE TABLE IF NOT EXISTS pings (
     last_error TEXT,
     PRIMARY KEY (hub, topic)
 );
-CREATE TABLE IF NOT EXISTS hubs (
+CREATE TABLE hubs (
     hub TEXT PRIMARY KEY,
     time TEXT NOT NULL,
     ok INTEGER NOT NULL,
     detail TEXT
 );
+"""
+
+
+def _add_archive_page(db: sqlite3.Connection) -> None:
+    """RFC 5005 archive page of each entry; NULL while it is in the current feeds. (Files
+    made by feeder 0.1 after paging came in have it already.)"""
+    if "archive_page" not in {r[1] for r in db.execute("PRAGMA table_info(entries)")}:
+        db.execute("ALTER TABLE entries ADD COLUMN archive_page INTEGER")
+
+
+# Version 2: any feeder 0.1 file brought to one schema. The tables and the index are the
+# ones later 0.1 files may have already; the triggers, derived from the tables, are all
+# made anew, so that no older variant of one survives.
+_V2 = """
+CREATE INDEX IF NOT EXISTS entries_page ON entries (archive_page, pub_ts, name);
+-- Archive pages whose documents must be rendered again, kept by triggers in the same
+-- transaction as the change, so a crash between the change and the render loses nothing.
+CREATE TABLE IF NOT EXISTS dirty_pages (page INTEGER PRIMARY KEY);
+-- Entry pages to (re)write and pages of removed entries to delete, kept by triggers in the
+-- same transaction as the change: a pass that dies before publishing leaves them here.
+CREATE TABLE IF NOT EXISTS stale_pages (name TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS gone_pages (slug TEXT PRIMARY KEY);
+-- SQLite counts rows by walking an index; keep the entry count instead (100k rows: ~7 ms).
+CREATE TABLE IF NOT EXISTS counts (
+    name TEXT PRIMARY KEY,
+    n INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO counts (name, n) VALUES ('entries', (SELECT count(*) FROM entries));
+DROP TRIGGER IF EXISTS entries_page_changed;
+DROP TRIGGER IF EXISTS entries_left_page;
+DROP TRIGGER IF EXISTS entries_changed_page;
+DROP TRIGGER IF EXISTS entries_page_new;
+DROP TRIGGER IF EXISTS entries_page_edited;
+DROP TRIGGER IF EXISTS entries_page_gone;
+DROP TRIGGER IF EXISTS entries_added;
+DROP TRIGGER IF EXISTS entries_removed;
+-- (no INSERT OR IGNORE in trigger bodies: the outer statement's conflict policy overrides it)
+CREATE TRIGGER entries_left_page AFTER DELETE ON entries
+    WHEN old.archive_page IS NOT NULL
+    BEGIN
+        INSERT INTO dirty_pages SELECT old.archive_page
+            WHERE NOT EXISTS (SELECT 1 FROM dirty_pages WHERE page = old.archive_page);
+    END;
+CREATE TRIGGER entries_changed_page AFTER UPDATE ON entries
+    BEGIN
+        INSERT INTO dirty_pages SELECT old.archive_page
+            WHERE old.archive_page IS NOT NULL
+            AND NOT EXISTS (SELECT 1 FROM dirty_pages WHERE page = old.archive_page);
+        INSERT INTO dirty_pages SELECT new.archive_page
+            WHERE new.archive_page IS NOT NULL
+            AND NOT EXISTS (SELECT 1 FROM dirty_pages WHERE page = new.archive_page);
+    END;
+CREATE TRIGGER entries_page_new AFTER INSERT ON entries
+    BEGIN
+        INSERT INTO stale_pages SELECT new.name
+            WHERE NOT EXISTS (SELECT 1 FROM stale_pages WHERE name = new.name);
+    END;
+CREATE TRIGGER entries_page_edited
+    AFTER UPDATE OF title, summary, content_html, published, updated, language, slug ON entries
+    BEGIN
+        INSERT INTO stale_pages SELECT new.name
+            WHERE NOT EXISTS (SELECT 1 FROM stale_pages WHERE name = new.name);
+    END;
+CREATE TRIGGER entries_page_gone AFTER DELETE ON entries
+    BEGIN
+        INSERT INTO gone_pages SELECT old.slug
+            WHERE NOT EXISTS (SELECT 1 FROM gone_pages WHERE slug = old.slug);
+    END;
+CREATE TRIGGER entries_added AFTER INSERT ON entries
+    BEGIN UPDATE counts SET n = n + 1 WHERE name = 'entries'; END;
+CREATE TRIGGER entries_removed AFTER DELETE ON entries
+    BEGIN UPDATE counts SET n = n - 1 WHERE name = 'entries'; END;
 """
 
 _ENTRY_COLUMNS = "id, stem, slug, title, summary, content_html, published, updated, language"
@@ -162,75 +190,93 @@ def _entry(row: tuple) -> Entry:
 class Store:
     """A connection to the state file. Not thread-safe: use it from one thread at a time."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, check: bool = False) -> None:
+        """Open the state file and bring it to this feeder's schema (a new file gets it all).
+
+        ``check`` (for the writer) first runs SQLite's quick_check, so that damage anywhere in
+        the file is found before anything is written to it, and makes sure the file can be
+        written. Raises StoreCorruptError for a file that is not a database or fails the
+        check, and StoreError, having written nothing, for any other file it cannot use: a
+        newer schema, permissions, I/O errors, a read-only file system.
+        """
         self.path = Path(path)
         self._lock_fd: int | None = None
-        self.db = self._open()
+        self.db = self._open(check)
+        self._file = _FILES.opened(self.path)
 
-    def _open(self) -> sqlite3.Connection:
-        if str(self.path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+    def _open(self, check: bool) -> sqlite3.Connection:
         try:
+            if str(self.path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
+        except (OSError, sqlite3.Error) as exc:
+            raise _refusal(self.path, exc) from exc
+        try:
+            # Read before anything is written: a file this feeder cannot use stays as it is.
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(self.path, (
+                    f"schema version {version} was written by a newer feeder (this one knows up"
+                    f" to {SCHEMA_VERSION}); upgrade feeder, or use another state file"))
+            if version == 0 and db.execute("SELECT 1 FROM sqlite_master").fetchone():
+                raise StoreError(self.path, "not a feeder state file (it has tables but no"
+                                            " feeder schema version); use another state file")
+            if check:
+                problems = " ".join(r[0] for r in db.execute("PRAGMA quick_check(3)"))
+                if problems != "ok":
+                    raise StoreCorruptError(
+                        self.path, "integrity check failed: " + " ".join(problems.split()))
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
             db.execute("PRAGMA recursive_triggers=ON")  # INSERT OR REPLACE fires the delete trigger
-            columns = {r[1] for r in db.execute("PRAGMA table_info(entries)")}
-            if columns and "archive_page" not in columns:  # made by feeder 0.1 before paging
-                db.execute("ALTER TABLE entries ADD COLUMN archive_page INTEGER")
-            db.executescript(_SCHEMA)
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
-                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            elif version != SCHEMA_VERSION:
-                raise StoreError(
-                    f"{self.path}: schema version {version}, expected {SCHEMA_VERSION}")
-            db.execute("SELECT count(*) FROM seeds").fetchone()
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise StoreBusyError(f"{self.path} is locked by another process ({exc})") from exc
-            raise StoreError(f"{self.path}: not a usable feeder state file ({exc})") from exc
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path}: not a usable feeder state file ({exc})") from exc
+            if version < SCHEMA_VERSION:
+                _migrate(db)
+            elif check:  # a file SQLite could only open read-only fails its first write
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    db.execute(f"PRAGMA user_version = {version}")
+                finally:
+                    db.execute("ROLLBACK")
+            db.execute("PRAGMA journal_mode=WAL")  # after the checks: it writes the header
+        except BaseException as exc:
+            db.close()
+            if isinstance(exc, sqlite3.Error):
+                raise _refusal(self.path, exc) from exc
+            raise
         return db
-
-    @classmethod
-    def open_or_recreate(cls, path: Path | str) -> Store:
-        """Open the state file; if it is corrupt, move it aside and start a fresh one."""
-        try:
-            return cls(path)
-        except StoreBusyError:
-            raise  # in use, not broken: never move a live database aside
-        except StoreError:
-            path = Path(path)
-            stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-            for suffix in ("", "-wal", "-shm"):
-                old = Path(str(path) + suffix)
-                if old.exists():
-                    old.rename(old.with_name(f"{old.name}.corrupt-{stamp}"))
-            log.warning("state file %s was unusable: moved it aside and rebuilt it from the seeds",
-                        path)
-            return cls(path)
 
     # -- locking ---------------------------------------------------------------------------
     @classmethod
     def open_locked(cls, path: Path | str) -> Store:
-        """Take the single-writer lock first, then open (or recreate) the state file, so a
-        second process never touches a file another one is using."""
-        fd = _acquire_lock(Path(path))
+        """Take the single-writer lock, then open the state file, checked (see __init__).
+
+        A corrupt file (StoreCorruptError) is moved aside, with its -wal and -shm, and a
+        fresh one started; any other StoreError is raised, and the file left untouched.
+        """
+        path = Path(path)
+        fd = _acquire_lock(path)
         try:
-            store = cls.open_or_recreate(path)
+            store = cls(path, check=True)
+        except StoreCorruptError as exc:
+            _move_aside(path, exc.reason)
+            _release(fd)  # it locks the file that was moved aside
+            fd = _acquire_lock(path)
+            try:
+                store = cls(path)
+            except BaseException:
+                _release(fd)
+                raise
         except BaseException:
-            os.close(fd)
+            _release(fd)
             raise
         store._lock_fd = fd
         return store
 
     def close(self) -> None:
         self.db.close()
+        _FILES.closed(self._file)
         if self._lock_fd is not None:
-            os.close(self._lock_fd)
+            _release(self._lock_fd)
             self._lock_fd = None
 
     def __enter__(self) -> Store:
@@ -536,23 +582,183 @@ class Store:
         return {h: {"time": t, "ok": bool(ok), "detail": d} for h, t, ok, d in rows}
 
 
-def _acquire_lock(path: Path) -> int:
-    """Lock ``<state>.lock`` (flock, released by the kernel if we die), or raise StoreError
-    naming the holder's pid."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(Path(str(path) + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+# -- opening, migrating, locking -------------------------------------------------------------
+
+# A list of (version, steps): each step an SQL script or a function of the connection. They
+# run in one transaction with the PRAGMA user_version = version that records them.
+_MIGRATIONS: list[tuple[int, list[str | Callable[[sqlite3.Connection], None]]]] = [
+    (1, [_V1]),
+    (2, [_add_archive_page, _V2]),
+]
+SCHEMA_VERSION = _MIGRATIONS[-1][0]
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Apply the migrations the file lacks, in order, each in a transaction of its own."""
+    for version, steps in _MIGRATIONS:
+        with _Transaction(db):
+            if db.execute("PRAGMA user_version").fetchone()[0] >= version:
+                continue  # applied already (by another connection meanwhile)
+            for step in steps:
+                if callable(step):
+                    step(db)
+                else:
+                    for statement in _statements(step):
+                        db.execute(statement)
+            db.execute(f"PRAGMA user_version = {version}")
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of an SQL script, one at a time (``executescript`` would commit the
+    transaction a migration runs in)."""
+    statement = ""
+    for piece in script.split(";"):
+        statement += piece + ";"
+        if sqlite3.complete_statement(statement):
+            if statement.strip("; \n"):
+                yield statement
+            statement = ""
+
+
+def _refusal(path: Path, exc: OSError | sqlite3.Error) -> StoreError:
+    """The StoreError for ``exc``, met while opening ``path``, with its cause."""
+    if isinstance(exc, OSError):
+        return StoreError(path, exc.strerror or str(exc))
+    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF  # the primary result code
+    if code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+        return StoreCorruptError(path, str(exc))
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return StoreBusyError(path, f"locked by another process ({exc})")
+    cause = _write_refused(path)
+    return StoreError(path, f"{exc} ({cause})" if cause else str(exc))
+
+
+def _write_refused(path: Path) -> str | None:
+    """Why the OS refuses to open ``path`` for writing, if it does: SQLite's own messages
+    ("unable to open database file", "attempt to write a readonly database") do not say."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        if os.statvfs(path.parent).f_flag & os.ST_RDONLY:
+            return os.strerror(errno.EROFS)
+        if not path.exists():
+            return None
+        _FILES.close(os.open(path, os.O_RDWR | os.O_CLOEXEC))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
+def _move_aside(path: Path, reason: str) -> None:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    for suffix in ("", "-wal", "-shm"):
+        old = Path(str(path) + suffix)
+        if old.exists():
+            old.rename(old.with_name(f"{old.name}.corrupt-{stamp}"))
+    log.warning("state file %s is corrupt (%s): moved it aside as %s.corrupt-%s and rebuilt it"
+                " from the seeds", path, reason, path.name, stamp)
+
+
+# The single-writer lock is flock(2) on the state file itself. A lock on a file of its own
+# (the <state>.lock of feeder 0.1) is lost when that file is deleted: the next process locks
+# a new one, and two processes then write one state. Not fcntl (POSIX record) locks: SQLite
+# takes those on the same file, and they belong to the process, not to a descriptor, so ours
+# would merge with SQLite's, and unlocking either would unlock both. flock locks belong to
+# the open file description and never meet SQLite's (on local file systems; Linux emulates
+# flock with POSIX locks over NFS, where SQLite's locking is unsafe anyway).
+#
+# One POSIX rule still applies: closing *any* descriptor of a file drops all of this
+# process's POSIX locks on it, so closing our lock descriptor would drop the locks of the
+# SQLite connections of this process that still use the file (SQLite keeps descriptors open
+# for this very reason). _FILES keeps such a descriptor open until the last one closes.
+
+class _OpenFiles:
+    """Per state file (device, inode): this process's connections, and the descriptors of
+    ours waiting for the last of them to close."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._users: dict[tuple[int, int], int] = {}
+        self._parked: dict[tuple[int, int], list[int]] = {}
+
+    def opened(self, path: Path) -> tuple[int, int] | None:
+        """Count a new connection to ``path``; returns the key to pass to ``closed``."""
+        try:
+            st = path.stat()
+        except OSError:  # ":memory:", or gone already
+            return None
+        key = (st.st_dev, st.st_ino)
+        with self._guard:
+            self._users[key] = self._users.get(key, 0) + 1
+        return key
+
+    def closed(self, key: tuple[int, int] | None) -> None:
+        if key is None:
+            return
+        with self._guard:
+            self._users[key] -= 1
+            if self._users[key]:
+                return
+            del self._users[key]
+            parked = self._parked.pop(key, [])
+        for fd in parked:
+            os.close(fd)
+
+    def close(self, fd: int) -> None:
+        """Close a descriptor of a state file now, or when this process has no connection
+        to it any more."""
+        st = os.fstat(fd)
+        key = (st.st_dev, st.st_ino)
+        with self._guard:
+            if self._users.get(key):
+                self._parked.setdefault(key, []).append(fd)
+                return
         os.close(fd)
-        raise StoreError(
-            f"{path} is in use by another feeder process (pid {holder}); "
-            "stop it first or use another --state file"
-        ) from None
-    os.ftruncate(fd, 0)
-    os.write(fd, str(os.getpid()).encode())
-    return fd
+
+
+_FILES = _OpenFiles()
+
+
+def _acquire_lock(path: Path) -> int:
+    """Lock the state file (creating it empty if need be) and return the descriptor that
+    holds the lock, or raise StoreInUseError naming the holder."""
+    while True:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise StoreError(path, exc.strerror or str(exc)) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            _FILES.close(fd)
+            raise StoreInUseError(path, holder) from None
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(path)):
+                return fd
+        except FileNotFoundError:
+            pass
+        _release(fd)  # moved aside between our open and our lock: lock the new file
+
+
+def _release(fd: int) -> None:
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    _FILES.close(fd)
+
+
+def _holder(fd: int) -> str:
+    """Who holds the flock on ``fd``'s file: "pid N" from /proc/locks (Linux), matched by
+    inode alone (its device number differs from st_dev on btrfs), else "pid unknown"."""
+    inode = str(os.fstat(fd).st_ino)
+    try:
+        with open("/proc/locks") as locks:
+            for line in locks:
+                fields = line.split()
+                if fields[1:2] == ["FLOCK"] and fields[5:6] and \
+                        fields[5].rpartition(":")[2] == inode:
+                    return f"pid {fields[4]}"
+    except OSError:
+        pass
+    return "pid unknown"
 
 
 class _Transaction:

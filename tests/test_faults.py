@@ -284,7 +284,18 @@ def test_state_file_lost_or_corrupted_is_rebuilt_with_the_same_ids(
     proc = subprocess.run(other.command(), env=other.env(), capture_output=True, text=True,
                           timeout=30, check=False)
     assert proc.returncode != 0
-    assert f"{d.state} is in use by another feeder process (pid {d.proc.pid})" in proc.stderr
+    assert f"in use by another feeder process (pid {d.proc.pid})" in proc.stderr
+    # and so does a build, also once the lock file of feeder 0.1 is deleted: the lock is on
+    # the state file itself
+    Path(f"{d.state}.lock").unlink(missing_ok=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "feeder", "build", "--seeds", str(d.seeds), "--out",
+         str(tmp_path / "other-out"), "--state", str(d.state)],
+        env=feeder_env(), capture_output=True, text=True, timeout=30, check=False)
+    assert proc.returncode == 1 and not (tmp_path / "other-out").exists()
+    assert proc.stderr.strip().splitlines() == [
+        f"Error: state file {d.state}: in use by another feeder process (pid {d.proc.pid});"
+        " stop it first or use another --state file"]
     assert d.get("atom.xml").status_code == 200 and d.running
     d.stop()
 
@@ -303,7 +314,8 @@ def test_state_file_lost_or_corrupted_is_rebuilt_with_the_same_ids(
     d.stop()
     aside = list(tmp_path.glob("state.sqlite3.corrupt-*"))
     assert len(aside) == 1 and aside[0].read_bytes().startswith(b"this is not an SQLite")
-    assert f"state file {d.state} was unusable: moved it aside" in d.log_text()
+    assert (f"state file {d.state} is corrupt (file is not a database): moved it aside"
+            in d.log_text())
 
 
 def test_scheduler_shutdown_while_a_job_reschedules_itself() -> None:

@@ -1,0 +1,347 @@
+"""The state file: numbered migrations from every older layout, moved aside only when
+corrupt, refused (and left untouched) for any other trouble, and a lock that cannot be
+deleted away.
+
+Real files, real file systems: a read-only bind mount, ``chattr +i`` and a loop device whose
+backing file is cut short (tests run as root, which ignores file modes). Each test that needs
+one of them is skipped where the machine does not allow it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from feeder.errors import StoreCorruptError, StoreError, StoreInUseError
+from feeder.normalizer import Entry
+from feeder.store import _MIGRATIONS, SCHEMA_VERSION, Store
+
+from ._daemon import REPO, feeder_env
+
+FIXTURES = sorted((REPO / "tests" / "data" / "state").glob("*.sql"))
+FIRST = REPO / "tests" / "data" / "state" / "v1-first.sql"  # the oldest layout
+
+
+def load_fixture(dump: Path, path: Path) -> Path:
+    db = sqlite3.connect(path)
+    db.executescript(dump.read_text())
+    db.close()
+    return path
+
+
+def fresh(path: Path) -> Path:
+    """A state file of today's schema with one entry, closed."""
+    with Store(path) as store, store.transaction():
+        now = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+        store.put_entry("a.txt", 10, 1, "h", Entry(
+            id="tag:example.org,2025:a", stem="a", slug="a", title="A", summary="A.",
+            content_html="<p>A.</p>", published=now, updated=now, language="en"), now)
+    return path
+
+
+def rows(path: Path) -> dict[str, list[tuple]]:
+    """Every row of every table, in a stable order."""
+    db = sqlite3.connect(path)
+    tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    found = {t: sorted(db.execute(f"SELECT * FROM {t}"), key=repr) for t in tables}
+    db.close()
+    return found
+
+
+def schema(path: Path) -> dict[str, object]:
+    """The schema as SQLite uses it: columns, indexes and triggers (not the CREATE text,
+    which ALTER TABLE edits)."""
+    db = sqlite3.connect(path)
+    found: dict[str, object] = {"version": db.execute("PRAGMA user_version").fetchone()[0]}
+    for kind, name, sql in db.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name"):
+        if kind == "table":
+            found[name] = [r[1:] for r in db.execute(f"PRAGMA table_info({name})")]
+        elif kind == "index":
+            found[name] = [r[1:] for r in db.execute(f"PRAGMA index_xinfo({name})")]
+        else:
+            found[name] = " ".join(sql.split())
+    db.close()
+    return found
+
+
+def untouched(path: Path) -> tuple[bytes, int]:
+    return path.read_bytes(), path.stat().st_mtime_ns
+
+
+def feeder_build(tmp_path: Path, state: Path) -> subprocess.CompletedProcess[str]:
+    """``python -m feeder build`` on an empty seeds folder and ``state``, named in a config
+    file (as operators do; ``--state`` would have click refuse a directory itself)."""
+    (tmp_path / "seeds").mkdir(exist_ok=True)
+    config = tmp_path / "feeder.toml"
+    config.write_text(f"[paths]\nstate = {json.dumps(str(state))}\n")
+    return subprocess.run(
+        [sys.executable, "-m", "feeder", "build", "--config", str(config),
+         "--seeds", str(tmp_path / "seeds"), "--out", str(tmp_path / "out")],
+        env=feeder_env(), capture_output=True, text=True, timeout=60, check=False)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], *parts: str) -> str:
+    assert proc.returncode == 1, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("Error: state file "), line
+    for part in parts:
+        assert part in line
+    return line
+
+
+def run_root(*cmd: str) -> None:
+    """Run a command this test needs (mount, chattr, ...); skip the test if it is refused."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        pytest.skip(f"{' '.join(cmd)} is not allowed here: {proc.stderr.strip()}")
+
+
+# -- migrations --------------------------------------------------------------------------------
+
+def test_migrations_are_numbered_one_by_one_from_one() -> None:
+    assert [v for v, _ in _MIGRATIONS] == list(range(1, SCHEMA_VERSION + 1))
+
+
+@pytest.mark.parametrize("dump", FIXTURES, ids=[f.stem for f in FIXTURES])
+def test_a_state_file_of_every_older_version_opens_with_its_data(
+        tmp_path: Path, dump: Path) -> None:
+    path = load_fixture(dump, tmp_path / "old.sqlite3")
+    old_version, before = schema(path)["version"], rows(path)
+    assert old_version < SCHEMA_VERSION
+
+    with Store.open_locked(path) as store:
+        assert store.total() == 6
+        assert [e.title for e in store.newest(10, dt.datetime.now(dt.UTC))][0] == "Article number 6"
+        assert store.rejected() == [("007_empty.txt", "empty file")]
+        assert [(p.hub, p.topic) for p in store.pending_pings()] == [
+            ("https://hub.example/", "https://example.org/atom.xml")]
+        assert store.hub_results()["https://hub.example/"]["detail"] == "HTTP 503"
+        assert store.get_meta("fixture") == "made by tests/data/state/make.py"
+
+    after = rows(path)
+    for table, old_rows in before.items():  # every row kept, every old column as it was
+        width = len(old_rows[0]) if old_rows else 0
+        assert sorted((r[:width] for r in after[table]), key=repr) == old_rows, table
+    assert schema(path) == schema(fresh(tmp_path / "new.sqlite3"))
+
+
+def test_a_migration_that_fails_is_rolled_back_and_refused(tmp_path: Path) -> None:
+    """Each migration is one transaction: one that fails leaves the file as it was, and the
+    file is refused, not moved aside (it is a good file this feeder cannot upgrade)."""
+    path = load_fixture(FIRST, tmp_path / "old.sqlite3")
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE counts (name TEXT PRIMARY KEY)")  # migration 2 needs counts.n
+    db.commit()
+    db.close()
+    before = untouched(path)
+    with pytest.raises(StoreError, match="no column named n") as caught:
+        Store.open_locked(path)
+    assert type(caught.value) is StoreError
+    assert str(path) in str(caught.value)
+    assert untouched(path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.sqlite3"]
+
+
+# -- corrupt: moved aside ----------------------------------------------------------------------
+
+def test_a_file_that_is_not_a_database_is_moved_aside(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "state.sqlite3"
+    path.write_bytes(b"this is not an SQLite database\n" * 200)
+    with caplog.at_level(logging.WARNING, "feeder"), Store.open_locked(path) as store:
+        assert store.total() == 0
+    (aside,) = tmp_path.glob("state.sqlite3.corrupt-*")
+    assert aside.read_bytes().startswith(b"this is not an SQLite")
+    assert f"state file {path} is corrupt (file is not a database): moved it aside" in caplog.text
+
+
+def test_damage_inside_the_file_is_found_by_the_check_and_moved_aside(
+        tmp_path: Path, caplog) -> None:
+    """A damaged page that opening the file does not read (here the pings table's) is found
+    by quick_check before the store is used."""
+    path = fresh(tmp_path / "state.sqlite3")
+    db = sqlite3.connect(path)
+    page = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'pings'").fetchone()[0]
+    size = db.execute("PRAGMA page_size").fetchone()[0]
+    db.close()
+    with open(path, "r+b") as f:
+        f.seek((page - 1) * size)
+        f.write(b"\xff" * 16)  # no valid b-tree page type
+    with Store(path) as store:
+        assert store.total() == 1  # without the check, nothing notices
+    with pytest.raises(StoreCorruptError, match=str(path)):
+        Store(path, check=True)
+    with caplog.at_level(logging.WARNING, "feeder"), Store.open_locked(path) as store:
+        assert store.total() == 0
+    assert len(list(tmp_path.glob("state.sqlite3.corrupt-*"))) == 1
+    assert f"state file {path} is corrupt (" in caplog.text
+
+
+# -- anything else: refused, untouched ---------------------------------------------------------
+
+def test_a_state_file_of_a_newer_feeder_is_refused_and_kept(tmp_path: Path) -> None:
+    path = fresh(tmp_path / "state.sqlite3")
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version = 99")
+    db.close()
+    before = untouched(path)
+    proc = feeder_build(tmp_path, path)
+    assert_one_line_error(proc, str(path), "schema version 99", "newer feeder")
+    assert untouched(path) == before
+    assert not list(tmp_path.glob("state.sqlite3[.-]*"))
+
+
+def test_an_sqlite_file_that_is_not_feeders_is_refused_and_kept(tmp_path: Path) -> None:
+    path = tmp_path / "app.sqlite3"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE users (name TEXT)")
+    db.commit()
+    db.close()
+    before = untouched(path)
+    with pytest.raises(StoreError, match="not a feeder state file"):
+        Store.open_locked(path)
+    assert untouched(path) == before
+
+
+def test_a_directory_at_the_state_path_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    path.mkdir()
+    (path / "keep").write_text("x")
+    assert_one_line_error(feeder_build(tmp_path, path), str(path), "Is a directory")
+    assert (path / "keep").read_text() == "x"
+    assert not list(tmp_path.glob("state.sqlite3?*"))
+
+
+def test_an_unwritable_state_file_is_refused_and_kept(tmp_path: Path) -> None:
+    """chattr +i: even root gets "Operation not permitted" writing it."""
+    path = fresh(tmp_path / "state.sqlite3")
+    before = untouched(path)
+    run_root("chattr", "+i", str(path))
+    try:
+        proc = feeder_build(tmp_path, path)
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+    assert_one_line_error(proc, str(path), "Operation not permitted")
+    assert untouched(path) == before
+    assert not list(tmp_path.glob("state.sqlite3.corrupt-*"))
+
+
+@contextmanager
+def bind_mount(source: Path, target: Path, *options: str) -> Iterator[Path]:
+    target.mkdir()
+    run_root("mount", "--bind", *options, str(source), str(target))
+    try:
+        yield target
+    finally:
+        subprocess.run(["umount", str(target)], check=True)
+
+
+def test_a_state_file_on_a_read_only_file_system_is_refused_and_kept(tmp_path: Path) -> None:
+    folder = tmp_path / "rw"
+    folder.mkdir()
+    fresh(folder / "state.sqlite3")
+    before = untouched(folder / "state.sqlite3")
+    with bind_mount(folder, tmp_path / "ro", "-o", "ro") as ro:
+        state = ro / "state.sqlite3"
+        assert_one_line_error(feeder_build(tmp_path, state), str(state), "Read-only file system")
+        assert_one_line_error(feeder_build(tmp_path, ro / "new.sqlite3"),
+                              str(ro / "new.sqlite3"), "Read-only file system")
+    assert untouched(folder / "state.sqlite3") == before
+    assert sorted(p.name for p in folder.iterdir()) == ["state.sqlite3"]
+
+
+@contextmanager
+def failing_disk(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """A small ext4 on a loop device holding a good state file, then its disk is cut away:
+    what is cached still reads, anything read from the disk fails with EIO. Yields the state
+    file and a copy of the disk image as it was."""
+    if not shutil.which("losetup") or not shutil.which("mkfs.ext4"):
+        pytest.skip("needs losetup and mkfs.ext4")
+    image, mnt = tmp_path / "disk.img", tmp_path / "mnt"
+    with open(image, "wb") as f:
+        f.truncate(8 << 20)
+    run_root("mkfs.ext4", "-q", "-F", str(image))
+    proc = subprocess.run(["losetup", "-f", "--show", str(image)], capture_output=True,
+                          text=True, check=False)
+    if proc.returncode != 0:
+        pytest.skip(f"no loop device: {proc.stderr.strip()}")
+    device = proc.stdout.strip()
+    try:
+        mnt.mkdir()
+        run_root("mount", device, str(mnt))
+        try:
+            state = fresh(mnt / "state.sqlite3")
+            os.sync()
+            fd = os.open(state, os.O_RDONLY)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # the next read goes to disk
+            os.close(fd)
+            shutil.copyfile(image, tmp_path / "before.img")
+            os.truncate(image, 0)
+            subprocess.run(["losetup", "-c", device], check=True)
+            yield state, tmp_path / "before.img"
+        finally:
+            subprocess.run(["umount", str(mnt)], check=False, capture_output=True)
+    finally:
+        subprocess.run(["losetup", "-d", device], check=True)
+
+
+def test_a_state_file_with_io_errors_is_refused_and_not_moved(tmp_path: Path) -> None:
+    with failing_disk(tmp_path) as (state, _):
+        assert_one_line_error(feeder_build(tmp_path, state), str(state), "I/O error")
+        assert sorted(p.name for p in state.parent.iterdir()) == ["lost+found", "state.sqlite3"]
+
+
+# -- the lock ----------------------------------------------------------------------------------
+
+def test_the_lock_holds_without_the_lock_file(tmp_path: Path) -> None:
+    """Two open_locked in one process (separate descriptors) conflict, also after the
+    <state>.lock file of feeder 0.1 is deleted; the refusal names the holder."""
+    path = tmp_path / "state.sqlite3"
+    with Store.open_locked(path):
+        with pytest.raises(StoreInUseError, match=f"pid {os.getpid()}"):
+            Store.open_locked(path)
+        Path(f"{path}.lock").unlink(missing_ok=True)
+        with pytest.raises(StoreInUseError) as caught:
+            Store.open_locked(path)
+        assert str(caught.value) == (
+            f"state file {path}: in use by another feeder process (pid {os.getpid()});"
+            " stop it first or use another --state file")
+    Store.open_locked(path).close()  # released with the store
+
+
+def sqlite_posix_locks(path: Path) -> list[str]:
+    """This process's POSIX (fcntl) locks on ``path``, as /proc/locks lists them."""
+    inode, pid = str(path.stat().st_ino), str(os.getpid())
+    with open("/proc/locks") as locks:
+        return [line for line in locks if line.split()[1:2] == ["POSIX"]
+                and line.split()[4] == pid and line.split()[5].endswith(f":{inode}")]
+
+
+def test_our_lock_never_drops_sqlites_own_locks(tmp_path: Path) -> None:
+    """Closing any descriptor of a file drops all of the process's POSIX locks on it, the
+    ones SQLite holds for its connections included: the lock's descriptors are closed only
+    when no connection of this process uses the file."""
+    path = tmp_path / "state.sqlite3"
+    locked = Store.open_locked(path)
+    reader = Store(path)
+    reader.total()
+    held = sqlite_posix_locks(path)
+    assert held  # a connection in WAL mode holds a shared lock on the database file
+    with pytest.raises(StoreInUseError):
+        Store.open_locked(path)  # opens, and gives up, a descriptor of its own
+    assert sqlite_posix_locks(path) == held
+    locked.close()
+    assert sqlite_posix_locks(path) == held
+    reader.close()
+    assert sqlite_posix_locks(path) == []
+    Store.open_locked(path).close()
