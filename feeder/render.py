@@ -8,8 +8,10 @@ inputs give the same bytes, so unchanged outputs are never rewritten.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import html
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,6 +29,34 @@ FH_NS = "http://purl.org/syndication/history/1.0"
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 JSONFEED_VERSION = "https://jsonfeed.org/version/1.1"
 GENERATOR_URI = "https://pypi.org/project/feeder/"
+
+# CLDR's most likely territory for each language py3langid detects (eo, vo and zxx have none),
+# for og:locale, which wants language_TERRITORY.
+_TERRITORIES = {
+    "ace": "ID", "af": "ZA", "am": "ET", "an": "ES", "ar": "EG", "ary": "MA", "arz": "EG",
+    "as": "IN", "az": "AZ", "ba": "RU", "bcl": "PH", "be": "BY", "bg": "BG", "bn": "BD",
+    "br": "FR", "bs": "BA", "ca": "ES", "crh": "UA", "cs": "CZ", "cy": "GB", "da": "DK",
+    "de": "DE", "dz": "BT", "el": "GR", "en": "US", "es": "ES", "et": "EE", "eu": "ES",
+    "ext": "ES", "fa": "IR", "fi": "FI", "fo": "FO", "fr": "FR", "fuv": "NG", "fy": "NL",
+    "ga": "IE", "gcf": "GP", "gcr": "GF", "gd": "GB", "gl": "ES", "gom": "IN", "grc": "GR",
+    "gu": "IN", "gug": "PY", "guw": "BJ", "ha": "NG", "hbo": "IL", "he": "IL", "hi": "IN",
+    "hr": "HR", "ht": "HT", "hu": "HU", "hy": "AM", "id": "ID", "ig": "NG", "is": "IS", "it": "IT",
+    "ja": "JP", "jv": "ID", "ka": "GE", "kab": "DZ", "kik": "KE", "kk": "KZ", "km": "KH",
+    "kn": "IN", "ko": "KR", "ku": "TR", "ky": "KG", "la": "VA", "lb": "LU", "lg": "UG",
+    "lij": "IT", "ln": "CD", "lo": "LA", "lt": "LT", "ltg": "LV", "lv": "LV", "mg": "MG",
+    "mk": "MK", "ml": "IN", "mn": "MN", "mr": "IN", "ms": "MY", "mt": "MT", "my": "MM", "ne": "NP",
+    "nl": "NL", "nn": "NO", "no": "NO", "nso": "ZA", "oc": "FR", "om": "ET", "or": "IN",
+    "pa": "IN", "pcm": "NG", "pl": "PL", "ps": "AF", "pt": "BR", "qu": "PE", "ro": "RO",
+    "ru": "RU", "rw": "RW", "sa": "IN", "sdh": "IR", "se": "NO", "si": "LK", "sk": "SK",
+    "sl": "SI", "sn": "ZW", "so": "SO", "sq": "AL", "sr": "RS", "st": "ZA", "sv": "SE", "sw": "TZ",
+    "ta": "IN", "te": "IN", "tg": "TJ", "th": "TH", "tk": "TM", "tl": "PH", "tr": "TR", "tt": "RU",
+    "ug": "CN", "uk": "UA", "ur": "PK", "uz": "UZ", "uzs": "AF", "vec": "IT", "vi": "VN",
+    "wa": "BE", "wuu": "CN", "xh": "ZA", "yo": "NG", "yue": "HK", "zh": "CN", "zu": "ZA",
+}
+_RTL = frozenset({"ar", "ary", "arz", "ckb", "dv", "fa", "hbo", "he", "ps", "sd", "sdh", "ug", "ur",
+                  "uzs", "yi"})
+# Inside <script>, "</script>" or "<!--" in a string would end or derail the element.
+_SCRIPT_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
 
 
 @dataclass(frozen=True)
@@ -69,6 +99,52 @@ def entry_path(entry: Entry) -> str:
 
 def archive_path(kind: str, number: int) -> str:
     return f"archive/{kind}-{number}.xml"
+
+
+@functools.lru_cache(maxsize=256)
+def og_locale(language: str) -> str | None:
+    """``it`` -> ``it_IT``, ``pt-BR`` -> ``pt_BR``; None when no territory is known.
+
+    Left out rather than guessed: a made-up locale such as ``eo_EO`` is as wrong as the
+    ``en_US`` that OpenGraph readers assume when the tag is missing.
+    """
+    lang, *subtags = re.split(r"[-_]", language)
+    lang = lang.lower()
+    region = next((t.upper() for t in subtags if len(t) == 2 and t.isalpha()), None)
+    region = region or _TERRITORIES.get(lang)
+    return f"{lang}_{region}" if region else None
+
+
+@functools.lru_cache(maxsize=256)
+def text_direction(language: str) -> str:
+    return "rtl" if re.split(r"[-_]", language)[0].lower() in _RTL else "ltr"
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.isoformat(timespec="seconds")
+
+
+def news_article(info: FeedInfo, entry: Entry) -> dict:
+    """The schema.org NewsArticle (JSON-LD) of an entry page."""
+    url = info.url(entry_path(entry))
+    return {
+        "@context": "https://schema.org",
+        "@type": "NewsArticle",
+        "headline": entry.title,
+        "description": entry.summary,
+        "inLanguage": entry.language,
+        "datePublished": _iso(entry.published),
+        "dateModified": _iso(entry.updated),
+        "url": url,
+        "mainEntityOfPage": {"@type": "WebPage", "@id": url},
+        "author": {"@type": "Person", "name": info.author},
+        "publisher": {"@type": "Organization", "name": info.title, "url": info.base_url},
+    }
+
+
+def script_json(data: object) -> str:
+    """JSON that can sit inside ``<script>``: no ``<``, ``>`` or ``&`` in it, only escapes."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).translate(_SCRIPT_SAFE)
 
 
 def _atom_link(parent: etree._Element, rel: str, href: str, type_: str | None = None) -> None:
@@ -206,15 +282,29 @@ _templates = jinja2.Environment(
     auto_reload=False,  # package files: no stat of each template for every page rendered
 )
 _templates.filters["path"] = entry_path
+_templates.filters["iso"] = _iso
+_templates.filters["dir"] = text_direction
 
 
-def render_index(info: FeedInfo, entries: Sequence[Entry]) -> bytes:
-    page = _templates.get_template("index.html").render(info=info, entries=entries)
+def render_index(info: FeedInfo, entries: Sequence[Entry], prev_page: str | None = None,
+                 next_page: str | None = None) -> bytes:
+    """The index page; ``prev_page``/``next_page`` (paths under the base URL) link its
+    neighbours in a paginated index with ``rel="prev"``/``rel="next"``."""
+    page = _templates.get_template("index.html").render(
+        info=info, entries=entries, prev_page=prev_page, next_page=next_page
+    )
     return page.encode("utf-8")
 
 
 def render_entry_page(info: FeedInfo, entry: Entry) -> bytes:
+    """An entry's page, with its canonical URL, OpenGraph tags and JSON-LD NewsArticle.
+
+    The OpenGraph tags are read from the NewsArticle, so the two always agree.
+    """
+    markup = jinja2.utils.markupsafe.Markup
+    article = news_article(info, entry)
     page = _templates.get_template("entry.html").render(
-        info=info, entry=entry, content=jinja2.utils.markupsafe.Markup(entry.content_html)
+        info=info, entry=entry, content=markup(entry.content_html), article=article,
+        locale=og_locale(entry.language), jsonld=markup(script_json(article)),
     )
     return page.encode("utf-8")

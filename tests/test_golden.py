@@ -7,11 +7,13 @@ After an intended change of the output, regenerate with
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
 
 import feedparser
+import lxml.html
 import pytest
 
 from .conftest import REPO, Site
@@ -57,3 +59,19 @@ def test_sample_feed_reads_well(built: Site) -> None:
     assert {"en", "it", "de"} <= languages
     dates = [e.published_parsed for e in feed.entries]
     assert dates == sorted(dates, reverse=True)
+
+
+def test_sample_entry_pages_are_shareable(built: Site) -> None:
+    """Every entry page names itself as canonical and describes itself as a NewsArticle."""
+    pages = sorted((built.out / "entries").glob("*.html"))
+    assert len(pages) == len(list(SEEDS.glob("*.txt")))
+    for path in pages:
+        url = built.config.url(f"entries/{path.name}")
+        page = lxml.html.document_fromstring(path.read_bytes())
+        (script,) = page.xpath("//script[@type='application/ld+json']")
+        article = json.loads(script.text)
+        assert article["@type"] == "NewsArticle"
+        assert article["url"] == article["mainEntityOfPage"]["@id"] == url
+        assert page.xpath("//link[@rel='canonical']/@href") == [url]
+        assert page.xpath("//meta[@property='og:url']/@content") == [url]
+        assert page.get("lang") == article["inLanguage"]
