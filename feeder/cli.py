@@ -81,12 +81,17 @@ def _prepare_folders(cfg: config_mod.Config, *, writes: bool = True) -> None:
         return
     if cfg.state.is_dir():
         raise click.ClickException(f"state file {cfg.state} is a folder")
-    for what, folder in (("output folder", cfg.out), ("state file's folder", cfg.state.parent)):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise click.ClickException(f"cannot make the {what} {folder}: "
-                                       f"{exc.strerror or exc}") from None
+    _make_folder("state file's folder", cfg.state.parent)
+
+
+def _make_folder(what: str, folder: Path) -> None:
+    """Make ``folder`` or fail in one line. The output folder is made only once the state
+    file's lock is held, so a refused second process leaves no trace."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.ClickException(f"cannot make the {what} {folder}: "
+                                   f"{exc.strerror or exc}") from None
 
 
 @click.group()
@@ -106,6 +111,7 @@ def build(config_path: Path | None, seeds: Path | None, out: Path | None, state:
     cfg = load_config(config_path, seeds=seeds, out=out, state=state, base_url=base_url)
     _prepare_folders(cfg)
     with Store.open_locked(cfg.state) as store:
+        _make_folder("output folder", cfg.out)
         output.sweep_temp_files(cfg.out)
         report = Builder(cfg, store).build(force=force)
     click.echo(report.summary())
