@@ -13,6 +13,7 @@ from .errors import (  # noqa: E402
     OutputError,
     PublishError,
     SeedError,
+    ServeError,
     StoreBusyError,
     StoreError,
 )
@@ -22,6 +23,6 @@ from .store import Store  # noqa: E402
 
 __all__ = [
     "Builder", "BuildReport", "Config", "ConfigError", "Entry", "FeederError", "OutputError",
-    "PublishError", "Rules", "SeedDocument", "SeedError", "Store", "StoreBusyError",
+    "PublishError", "Rules", "SeedDocument", "SeedError", "ServeError", "Store", "StoreBusyError",
     "StoreError", "__version__", "load", "normalize", "parse_seed",
 ]
