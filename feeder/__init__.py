@@ -13,6 +13,7 @@ from .errors import (  # noqa: E402
     OutputError,
     PublishError,
     SeedError,
+    ServeError,
     StoreBusyError,
     StoreCorruptError,
     StoreError,
@@ -24,7 +25,7 @@ from .store import Store  # noqa: E402
 
 __all__ = [
     "Builder", "BuildReport", "Config", "ConfigError", "Entry", "FeederError", "OutputError",
-    "PublishError", "Rules", "SeedDocument", "SeedError", "Store", "StoreBusyError",
-    "StoreCorruptError", "StoreError", "StoreInUseError", "__version__", "load", "normalize",
-    "parse_seed",
+    "PublishError", "Rules", "SeedDocument", "SeedError", "ServeError", "Store",
+    "StoreBusyError", "StoreCorruptError", "StoreError", "StoreInUseError", "__version__",
+    "load", "normalize", "parse_seed",
 ]

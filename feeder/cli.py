@@ -192,9 +192,10 @@ def serve(config_path: Path | None, seeds: Path | None, out: Path | None, state:
     if not cfg.out.is_dir():
         raise click.ClickException(f"output folder {cfg.out} does not exist: run feeder build")
     app = create_app(cfg.out, base_url=cfg.base_url, hubs=cfg.hubs, max_age=cfg.max_age)
+    server = make_server(app, cfg.host, cfg.port)
     log.info("serving %s on http://%s:%d/", cfg.out, cfg.host, cfg.port)
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutdown
-        make_server(app, cfg.host, cfg.port).run()
+        server.run()
 
 
 @main.command()

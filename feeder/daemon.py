@@ -27,6 +27,7 @@ from .store import Store
 from .watcher import Watcher
 
 log = logging.getLogger("feeder")
+HEALTH_REJECTED = 50  # rejected seeds listed by /healthz, which stays small for pollers
 
 
 
@@ -47,7 +48,10 @@ class Daemon:
 
     # wiring ---------------------------------------------------------------------------------
     def start(self) -> None:
+        from .server import listen
+
         c = self.config
+        self._sockets = listen(c.host, c.port)  # first: a port in use stops nothing half-started
         self.store = Store.open_locked(c.state)
         self.ping_store = Store(c.state)
         self.read_store = Store(c.state)
@@ -100,7 +104,7 @@ class Daemon:
         async def app(scope: dict, receive: Any, send: Any) -> None:  # swapped on reload
             await self.app(scope, receive, send)
 
-        self.server = make_server(app, c.host, c.port)
+        self.server = make_server(app, c.host, c.port, sockets=self._sockets)
         self._server_thread = threading.Thread(target=self.server.run, name="feeder-http",
                                                daemon=True)
         self._server_thread.start()
@@ -171,7 +175,8 @@ class Daemon:
         with self._health_lock:
             build = dict(self.last_build)
             store = self.read_store
-            rejected = [{"file": n, "reason": r} for n, r in store.rejected()]
+            rejected = [{"file": n, "reason": r} for n, r in store.rejected(HEALTH_REJECTED)]
+            rejected_count = store.rejected_count()
             pending = [{"hub": p.hub, "topic": p.topic, "attempts": p.attempts,
                         "next_try": dt.datetime.fromtimestamp(p.next_try, dt.UTC).isoformat(),
                         "last_error": p.last_error} for p in store.pending_pings()]
@@ -183,7 +188,8 @@ class Daemon:
             "error": self.last_error,
             "last_build": build,
             "entries": entries,
-            "rejected": rejected,
+            "rejected_count": rejected_count,
+            "rejected": rejected,  # the first HEALTH_REJECTED by name; `feeder check` lists all
             "hubs": {h: hubs.get(h) for h in self.config.hubs},
             "pending_pings": pending,
         }

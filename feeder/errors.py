@@ -9,6 +9,7 @@
     │   ├── StoreInUseError    another feeder process holds the state file's lock
     │   └── StoreBusyError     another process holds SQLite's write lock right now
     ├── OutputError    an output file could not be written
+    ├── ServeError     the HTTP server cannot listen on its address (names it and the reason)
     └── PublishError   a WebSub hub did not accept a publish ping
 
 Library code raises these; only ``feeder.cli`` turns them into exit codes.
@@ -61,6 +62,13 @@ class OutputError(FeederError):
     def __init__(self, path: object, reason: str) -> None:
         self.path, self.reason = path, reason
         super().__init__(f"cannot write {path}: {reason}")
+
+
+class ServeError(FeederError):
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        self.host, self.port, self.reason = host, port, reason
+        where = f"[{host}]" if ":" in host else host
+        super().__init__(f"cannot listen on {where}:{port}: {reason}")
 
 
 class PublishError(FeederError):

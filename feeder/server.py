@@ -17,27 +17,49 @@ hand-written ASGI callable (no framework) that
 
 Symlinks inside the output folder are followed only when their target is inside the
 folder too (checked on the opened descriptor); anything else is a 404.
+
+Nothing blocking runs on the event loop: the ``stat``, file reads, compression and the
+``/healthz`` body run in the loop's thread pool (one hop per request when cached).
+
+``make_server`` wraps uvicorn so that clients cannot starve it: it binds first (a port in
+use is a ``ServeError``), raises the soft ``RLIMIT_NOFILE`` as far as needed and allowed, caps
+the open connections below it (at the cap the connection idle longest is closed, before
+anything is read from the new one), and closes connections that send no request within
+``keep_alive`` seconds or take longer than ``header_timeout`` to send its headers (uvicorn
+itself has no header timeout: uvicorn#157).
 """
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import gzip
 import hashlib
 import json
+import logging
 import os
 import re
+import resource
+import socket
 import stat
+import threading
+import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from email.utils import formatdate, parsedate_to_datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["create_app", "make_server"]
+from .errors import ServeError
+
+__all__ = ["create_app", "listen", "make_server"]
+
+log = logging.getLogger("feeder")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -106,11 +128,12 @@ def _etag_matches(header: bytes, tags: tuple[bytes, ...]) -> bool:
 
 
 def _not_modified_since(header: bytes, mtime: int) -> bool:
+    """RFC 9110 §13.1.3: a date later than our clock is ignored (it cannot be a date we sent)."""
     try:
         since = parsedate_to_datetime(header.decode("latin-1"))
     except (TypeError, ValueError, IndexError):
         return False
-    return since.tzinfo is not None and mtime <= since.timestamp()
+    return since.tzinfo is not None and mtime <= since.timestamp() <= time.time()
 
 
 class _Version:
@@ -141,10 +164,11 @@ class _Version:
         self.size = len(body)
 
     def set_gzip(self, gz: bytes, ctype: bytes) -> None:
-        self.gz = gz
-        self.size += len(gz)
+        """Called in a worker thread while the loop may read ``gz``: the headers come first."""
         self.h200_gz = [(b"content-type", ctype), (b"content-encoding", b"gzip"),
                         (b"content-length", str(len(gz)).encode()), *self.h304_gz]
+        self.size += len(gz)
+        self.gz = gz
 
 
 def _gzip_belongs_to(gz: bytes, body: bytes) -> bool:
@@ -157,7 +181,11 @@ def _gzip_belongs_to(gz: bytes, body: bytes) -> bool:
 
 
 class _Files:
-    """Reads file versions from ``out_dir`` and keeps them in a byte-bounded LRU."""
+    """Reads file versions from ``out_dir`` and keeps them in a byte-bounded LRU.
+
+    Its methods block (stat, read, compress): the app calls them in worker threads, so the
+    LRU is guarded by a lock, held only around the bookkeeping.
+    """
 
     def __init__(self, out_dir: Path, max_bytes: int,
                  extra_headers: Callable[[str, bool], list[tuple[bytes, bytes]]]) -> None:
@@ -166,6 +194,15 @@ class _Files:
         self.max_bytes = max_bytes
         self.total = 0
         self.lru: OrderedDict[str, _Version] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def current(self, rel: str, ctype: bytes, is_feed: bool) -> _Version | None:
+        """The version of ``rel`` on disk now (cached if unchanged), or None if missing."""
+        try:
+            st = os.stat(f"{self.root}/{rel}")
+        except OSError:
+            return None
+        return self.get(rel, (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size), ctype, is_feed)
 
     def _inside(self, fd: int, path: str) -> bool:
         """Whether the opened file really lies under out_dir (symlinks resolved).
@@ -182,10 +219,11 @@ class _Files:
 
     def get(self, rel: str, key: tuple[int, ...], ctype: bytes, is_feed: bool) -> _Version | None:
         """The cached version of ``rel`` if ``key`` (from a fresh stat) matches, else a read."""
-        version = self.lru.get(rel)
-        if version is not None and version.key == key:
-            self.lru.move_to_end(rel)
-            return version
+        with self.lock:
+            version = self.lru.get(rel)
+            if version is not None and version.key == key:
+                self.lru.move_to_end(rel)
+                return version
         return self._load(rel, ctype, is_feed)
 
     def _load(self, rel: str, ctype: bytes, is_feed: bool) -> _Version | None:
@@ -221,22 +259,26 @@ class _Files:
             pass
         if gz is None or not _gzip_belongs_to(gz, version.body):
             gz = gzip.compress(version.body, compresslevel=6, mtime=0)
-        old = version.size
-        version.set_gzip(gz, ctype)
-        if self.lru.get(rel) is version:
-            self.total += version.size - old
-            self._evict()
+        with self.lock:
+            if version.gz is not None:  # another thread got there first
+                return version.gz
+            old = version.size
+            version.set_gzip(gz, ctype)
+            if self.lru.get(rel) is version:
+                self.total += version.size - old
+                self._evict()
         return gz
 
     def _store(self, rel: str, version: _Version) -> None:
-        old = self.lru.pop(rel, None)
-        if old is not None:
-            self.total -= old.size
-        if version.size > self.max_bytes:
-            return
-        self.lru[rel] = version
-        self.total += version.size
-        self._evict()
+        with self.lock:
+            old = self.lru.pop(rel, None)
+            if old is not None:
+                self.total -= old.size
+            if version.size > self.max_bytes:
+                return
+            self.lru[rel] = version
+            self.total += version.size
+            self._evict()
 
     def _evict(self) -> None:
         while self.total > self.max_bytes and len(self.lru) > 1:
@@ -256,7 +298,8 @@ def create_app(out_dir: Path, *, base_url: str, hubs: Sequence[str] = (), max_ag
                cache_bytes: int = _DEFAULT_CACHE_BYTES) -> ASGIApp:
     """Build the ASGI app serving ``out_dir``; ``base_url`` ends with "/" (rel=self links).
 
-    ``health`` is called on the event loop for each ``/healthz``: keep it cheap.
+    ``health`` is called in a worker thread for ``/healthz``, one call at a time: requests
+    that arrive while it runs share its answer.
     ``cache_bytes`` bounds the in-memory copies of file versions (bodies plus gzip bodies).
     """
     if not base_url.endswith("/"):
@@ -271,7 +314,6 @@ def create_app(out_dir: Path, *, base_url: str, hubs: Sequence[str] = (), max_ag
         return [*cache_headers, *hub_links, (b"link", f'<{base_url}{rel}>; rel="self"'.encode())]
 
     files = _Files(Path(out_dir), cache_bytes, extra_headers)
-    root = files.root
 
     def route(path: str) -> tuple[str, bytes, bool] | None:
         found = _FIXED.get(path)
@@ -284,10 +326,19 @@ def create_app(out_dir: Path, *, base_url: str, hubs: Sequence[str] = (), max_ag
             return path[1:], ATOM if m.group(1) == "atom" else RSS, True
         return None
 
-    async def healthz(send: Send, head: bool) -> None:
+    def health_response() -> tuple[int, bytes]:
         ok, info = health() if health is not None else (True, {"status": "ok"})
-        body = json.dumps(info).encode()
-        await _simple(send, 200 if ok else 503, body, b"application/json", head,
+        return (200 if ok else 503), json.dumps(info).encode()
+
+    health_calls: list[asyncio.Future[tuple[int, bytes]]] = []  # the one in flight, if any
+
+    async def healthz(send: Send, head: bool) -> None:
+        if not health_calls:
+            call = asyncio.get_running_loop().run_in_executor(None, health_response)
+            health_calls.append(call)
+            call.add_done_callback(health_calls.remove)
+        status, body = await asyncio.shield(health_calls[0])
+        await _simple(send, status, body, b"application/json", head,
                       [(b"cache-control", b"no-store")])
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -307,13 +358,8 @@ def create_app(out_dir: Path, *, base_url: str, hubs: Sequence[str] = (), max_ag
         version = None
         if found is not None:
             rel, ctype, is_feed = found
-            try:
-                st = os.stat(f"{root}/{rel}")
-            except OSError:
-                pass
-            else:
-                key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
-                version = files.get(rel, key, ctype, is_feed)
+            version = await asyncio.get_running_loop().run_in_executor(
+                None, files.current, rel, ctype, is_feed)
         if version is None:
             await _simple(send, 404, b"Not Found\n", b"text/plain; charset=utf-8", head)
             return
@@ -334,8 +380,8 @@ def create_app(out_dir: Path, *, base_url: str, hubs: Sequence[str] = (), max_ag
         if inm is not None:
             not_modified = inm == version.etag or _etag_matches(inm, version.tags)
         elif ims is not None:
-            not_modified = ims == version.last_modified or _not_modified_since(
-                ims, version.mtime)
+            not_modified = (ims == version.last_modified and version.mtime <= time.time()
+                            or _not_modified_since(ims, version.mtime))
         else:
             not_modified = False
         if not_modified:
@@ -344,7 +390,8 @@ def create_app(out_dir: Path, *, base_url: str, hubs: Sequence[str] = (), max_ag
             await send({"type": "http.response.body", "body": b""})
             return
         if use_gz:
-            body = files.gzip(rel, version, ctype)
+            body = version.gz or await asyncio.get_running_loop().run_in_executor(
+                None, files.gzip, rel, version, ctype)
             headers = version.h200_gz
         else:
             body, headers = version.body, version.h200
@@ -354,15 +401,208 @@ def create_app(out_dir: Path, *, base_url: str, hubs: Sequence[str] = (), max_ag
     return app
 
 
-def make_server(app: ASGIApp, host: str = "127.0.0.1", port: int = 8080,
-                **options: Any) -> uvicorn.Server:
-    """A uvicorn server for ``app``: quiet, no lifespan, no websockets.
+# Descriptors kept free for all but client connections: the state database, the watcher, the
+# worker pool's pipes, logs, hub pings and the files being served (an idle daemon holds ~25).
+_SPARE_FDS = 128
+MAX_CONNECTIONS = 4096
+KEEP_ALIVE = 5.0  # seconds a connection may wait before (or between) requests; uvicorn's default
+HEADER_TIMEOUT = 10.0  # seconds from a request's first byte to the end of its headers
+
+
+def listen(host: str, port: int) -> list[socket.socket]:
+    """Listening sockets on ``host``:``port`` (each address the name resolves to, as asyncio
+    would bind them), or ServeError naming the address and the reason."""
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ServeError(host, port, str(exc.strerror).lower()) from None
+    socks: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, addr in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            socks.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(addr)
+            sock.listen()
+    except OSError as exc:
+        for sock in socks:
+            sock.close()
+        reason = exc.strerror or errno.errorcode.get(exc.errno or 0) or str(exc)
+        raise ServeError(host, port, reason.lower()) from None
+    return socks
+
+
+def _raise_fd_limit(wanted: int) -> int:
+    """Raise the soft RLIMIT_NOFILE to ``wanted`` where the hard limit allows (systemd's
+    default soft limit is 1024); return the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            return soft
+        return target
+    return soft
+
+
+class _Connections:
+    """The open connections of one server, capped, and the idle ones in the order they
+    became idle (waiting for a request's headers: new, between requests, or trickling).
+
+    ``admit`` runs as a connection is accepted, before anything is read from it. At the cap
+    it aborts the connection idle longest to make room; a connection in the middle of a
+    request is never closed for this, so when all are busy the new one is refused instead.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open: set[_Protocol] = set()
+        self.idle: dict[_Protocol, None] = {}
+        self.shed = self.refused = 0
+        self._next_log = 0.0
+
+    def admit(self, conn: _Protocol) -> bool:
+        while len(self.open) >= self.limit and self.idle:
+            oldest = next(iter(self.idle))
+            self.remove(oldest)
+            oldest.transport.abort()
+            self.shed += 1
+            self._report()
+        if len(self.open) >= self.limit:
+            self.refused += 1
+            self._report()
+            return False
+        self.open.add(conn)
+        return True
+
+    def remove(self, conn: _Protocol) -> None:
+        self.open.discard(conn)
+        self.idle.pop(conn, None)
+
+    def _report(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_log:
+            self._next_log = now + 60
+            log.warning("%d client connections open, the limit: closing the longest idle "
+                        "(%d closed, %d refused so far)", len(self.open), self.shed,
+                        self.refused)
+
+
+class _Protocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a deadline for request headers and a place in a
+    capped pool of connections.
+
+    uvicorn arms its keep-alive timer only after a response and cancels it on any byte
+    received, so a client that never finishes its headers is never timed out. Here a new
+    connection gets the keep-alive timer too, and the first byte of a request (or of
+    anything sent while no request is in progress) arms ``header_timeout``, which later
+    bytes do not extend; the end of the headers disarms it.
+    """
+
+    def __init__(self, *args: Any, pool: _Connections, header_timeout: float,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pool = pool
+        self.header_timeout = header_timeout
+        self.header_timer: asyncio.TimerHandle | None = None
+        self.admitted = pool.admit(self)  # at accept time under uvloop: frees a descriptor now
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if not self.admitted:
+            transport.abort()
+            return
+        self.pool.idle[self] = None
+        self.timeout_keep_alive_task = self.loop.call_later(
+            self.timeout_keep_alive, self.timeout_keep_alive_handler)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if (self.header_timer is None and self in self.pool.idle
+                and not self.transport.is_closing()):
+            self.header_timer = self.loop.call_later(self.header_timeout, self.transport.abort)
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        self.pool.idle.pop(self, None)
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        waiting = not self.pipeline  # else the next pipelined request starts now
+        super().on_response_complete()
+        if waiting and self in self.pool.open and not self.transport.is_closing():
+            self.pool.idle[self] = None  # idle since now: the newest
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        self.pool.remove(self)
+        super().connection_lost(exc)
+
+    def _disarm(self) -> None:
+        if self.header_timer is not None:
+            self.header_timer.cancel()
+            self.header_timer = None
+
+
+def _connection_limit(soft_fds: int, max_connections: int) -> int:
+    return max(1, min(max_connections, soft_fds - min(_SPARE_FDS, soft_fds // 4)))
+
+
+def _backlog(loop: str) -> int:
+    """uvloop makes each connection's protocol as it accepts it, so a full listen queue is
+    shed one by one; asyncio's own loop accepts a backlog's worth first, so there the
+    backlog must fit in the spare descriptors."""
+    return 2048 if loop == "uvloop" else _SPARE_FDS // 2
+
+
+def _default_loop() -> str:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server on sockets bound beforehand by ``listen``."""
+
+    def __init__(self, config: uvicorn.Config, sockets: Sequence[socket.socket]) -> None:
+        super().__init__(config)
+        self.sockets = list(sockets)
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().serve(sockets or self.sockets)
+
+
+def make_server(app: ASGIApp, host: str = "127.0.0.1", port: int = 8080, *,
+                sockets: Sequence[socket.socket] | None = None,
+                keep_alive: float = KEEP_ALIVE, header_timeout: float = HEADER_TIMEOUT,
+                max_connections: int = MAX_CONNECTIONS, **options: Any) -> uvicorn.Server:
+    """A uvicorn server for ``app``: quiet, no lifespan, no websockets, bounded connections.
+
+    It listens on ``sockets``, or binds ``host``:``port`` now (ServeError if it cannot).
+    Open connections are capped at ``max_connections`` and below the descriptor limit,
+    whose soft value is raised first as far as the hard limit allows.
 
     ``server.run()`` works in the main thread (Ctrl-C stops it) and in a background thread
     (uvicorn installs signal handlers only in the main thread); set ``should_exit`` to stop.
     In the main thread, after a graceful shutdown on SIGINT/SIGTERM uvicorn re-raises the
     signal, so SIGINT ends ``run()`` with KeyboardInterrupt for the caller to catch.
     """
+    if sockets is None:
+        sockets = listen(host, port)
+    soft = _raise_fd_limit(max_connections + _SPARE_FDS)
+    pool = _Connections(_connection_limit(soft, max_connections))
+    protocol = partial(_Protocol, pool=pool, header_timeout=header_timeout)
+    loop = options.pop("loop", None) or _default_loop()
     settings: dict[str, Any] = {"log_level": "warning", "access_log": False,
-                                "lifespan": "off", "ws": "none", **options}
-    return uvicorn.Server(uvicorn.Config(app, host=host, port=port, **settings))
+                                "lifespan": "off", "ws": "none", "http": protocol,
+                                "timeout_keep_alive": keep_alive, "loop": loop,
+                                "backlog": _backlog(loop), **options}
+    return _Server(uvicorn.Config(app, host=host, port=port, **settings), sockets)

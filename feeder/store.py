@@ -487,9 +487,14 @@ class Store:
         self.db.execute("DELETE FROM gone_pages")
         self.db.execute("DELETE FROM stale_pages WHERE name NOT IN (SELECT name FROM entries)")
 
-    def rejected(self) -> list[tuple[str, str]]:
+    def rejected(self, limit: int | None = None) -> list[tuple[str, str]]:
+        """Rejected seeds and why, by name: all, or the first ``limit``."""
         return list(self.db.execute(
-            "SELECT name, reason FROM seeds WHERE reason IS NOT NULL ORDER BY name"))
+            "SELECT name, reason FROM seeds WHERE reason IS NOT NULL ORDER BY name LIMIT ?",
+            (-1 if limit is None else limit,)))
+
+    def rejected_count(self) -> int:
+        return self.db.execute("SELECT count(*) FROM seeds WHERE reason IS NOT NULL").fetchone()[0]
 
     def scheduled(self, after: dt.datetime) -> list[tuple[str, dt.datetime]]:
         rows = self.db.execute(

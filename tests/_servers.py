@@ -48,8 +48,9 @@ def http_get(url: str, **options: Any) -> httpx.Response:
 
 
 @contextmanager
-def serve_in_thread(app: ASGIApp, *, timeout: float = 10.0) -> Iterator[str]:
+def serve_in_thread(app: ASGIApp, *, timeout: float = 10.0, **options: Any) -> Iterator[str]:
     """Run ``app`` under uvicorn on a free loopback port in a thread; yield its base URL.
+    ``options`` go to ``make_server``.
 
     The listening socket is bound here (port 0) and handed to uvicorn, so no other process
     can take the port between choosing and binding it. On exit the server is asked to stop
@@ -60,9 +61,8 @@ def serve_in_thread(app: ASGIApp, *, timeout: float = 10.0) -> Iterator[str]:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     base = f"http://127.0.0.1:{port}/"
-    server = make_server(app, port=port)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
-                              name=f"uvicorn-{port}", daemon=True)
+    server = make_server(app, port=port, sockets=[sock], **options)
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
     try:
         wait_until(lambda: server.started or not thread.is_alive(), timeout=timeout,
