@@ -4,6 +4,11 @@ Start-up: take the store's lock, start watching (so nothing is missed), start se
 last good outputs, then reconcile the folder with the store in a first full build. From then
 on the watcher's change sets drive debounced rebuilds; a periodic rescan catches what the
 watcher missed. SIGTERM/SIGINT stop it cleanly within seconds; SIGHUP reloads the config.
+
+Both folders are followed by path (``follow.py``): a seeds folder that is replaced, made
+again or re-pointed gets a full pass at once, and an output folder that goes is made again
+and completely re-written. Under systemd (``Type=notify``) it says when it is ready, what its
+last build did, and that it is alive, while it is (``systemd.py``).
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from . import config as config_mod
-from . import output, websub
-from .builder import BuildCancelled, Builder, utcnow
+from . import output, systemd, websub
+from .builder import BuildCancelled, Builder, BuildReport, utcnow
 from .config import Config
+from .follow import Outputs, Poller
 from .scheduler import Scheduler
 from .store import Store
 from .watcher import Watcher
@@ -29,6 +35,9 @@ from .watcher import Watcher
 log = logging.getLogger("feeder")
 HEALTH_REJECTED = 50  # rejected seeds listed by /healthz, which stays small for pollers
 
+# A pass asked for starts, and a running pass shows progress, within this (plus debounce and
+# settle) or the systemd watchdog is left unfed.
+STALL_AFTER = 60.0
 
 
 class Daemon:
@@ -52,23 +61,26 @@ class Daemon:
 
         c = self.config
         self._sockets = listen(c.host, c.port)  # first: a port in use stops nothing half-started
+        self._prepare_following(c)
         self.store = Store.open_locked(c.state)
         self.ping_store = Store(c.state)
         self.read_store = Store(c.state)
         c.out.mkdir(parents=True, exist_ok=True)
         output.sweep_temp_files(c.out)
-        self.watcher = Watcher(c.seeds, c.extensions, self._on_seeds, settle=c.settle)
+        self.watcher = Watcher(c.seeds, c.extensions, self._on_seeds, settle=c.settle,
+                               on_replaced=self._on_seeds_replaced)
         self.builder = self._make_builder(c)
         self.client = websub.make_client(c.ping_timeout)
         self.pinger = websub.Pinger(self.ping_store, self.client,
                                     max_attempts=c.ping_max_attempts, backoff=c.ping_backoff)
         self.pinger.hubs = frozenset(c.hubs)
-        self.scheduler = Scheduler(self._rebuild, self._ping, debounce=c.debounce,
+        self.scheduler = Scheduler(self._pass, self._ping, debounce=c.debounce,
                                    rescan_interval=c.rescan_interval)
         self._start_watcher()
         self._start_server()
         self.scheduler.start()
-        self.scheduler.notify(None, delay=0)
+        self._request_pass(None, delay=0)
+        self._start_following()
         if self.ping_store.pending_pings():
             self.scheduler.ping_soon()
         log.info("serving %s on http://%s:%d/ (feeds: %satom.xml, rss.xml, feed.json)",
@@ -87,6 +99,7 @@ class Daemon:
     def _make_builder(self, c: Config) -> Builder:
         builder = Builder(c, self.store, busy=self.watcher.busy, settle=c.settle, progress=False)
         builder.queue_pings = True
+        builder.cancel = self._cancel
         return builder
 
     def _make_app(self, c: Config):  # noqa: ANN202
@@ -116,7 +129,7 @@ class Daemon:
 
     # jobs -----------------------------------------------------------------------------------
     def _on_seeds(self, names: set[str]) -> None:
-        self.scheduler.notify(names)
+        self._request_pass(names)
 
     def _rebuild(self, names: set[str] | None) -> None:
         c = self.config
@@ -140,7 +153,7 @@ class Daemon:
             self._seeds_missing = False
             names = None
         try:
-            report = self.builder.build(names)
+            report = self.builder.build(names, force=self.outputs.pass_starts())
         except BuildCancelled:
             log.info("build interrupted by shutdown; the rest is picked up at the next start")
             return
@@ -151,6 +164,7 @@ class Daemon:
             self.scheduler.ping_soon()  # feeds replaced before the failure are announced
             raise
         self.last_error = None
+        self._published(report)
         if report.deferred:
             self.scheduler.notify(report.deferred, delay=c.settle)
         with self._health_lock:
@@ -170,6 +184,58 @@ class Daemon:
     def _ping(self) -> float | None:
         return self.pinger.run_due()
 
+    # following the folders, and telling systemd ---------------------------------------------
+    def _prepare_following(self, c: Config) -> None:
+        self.progress = systemd.Progress(STALL_AFTER + c.debounce + c.settle)
+        self._cancel = systemd.BeatingEvent(self.progress.beat)  # every builder's
+        self.outputs = Outputs(c.out, self._on_outputs_lost)
+        self._outputs_poller = Poller("feeder-outputs", self.outputs.look)
+        self.notifier = systemd.Notifier(self._alive)
+
+    def _start_following(self) -> None:
+        self._outputs_poller.start()
+        self.notifier.start()
+
+    def _stop_following(self) -> None:
+        self.notifier.stop()
+        self._outputs_poller.stop()
+        self.outputs.close()
+
+    def _request_pass(self, names: set[str] | None, delay: float | None = None) -> None:
+        self.progress.asked()
+        self.scheduler.notify(names, delay=delay)
+
+    def _pass(self, names: set[str] | None) -> None:
+        """One rebuild, watched by the watchdog."""
+        self.progress.began()
+        try:
+            self._rebuild(names)
+        finally:
+            self.progress.ended()
+
+    def _published(self, report: BuildReport) -> None:
+        self.outputs.published()
+        self.notifier.ready(report.summary())
+
+    def _on_seeds_replaced(self) -> None:
+        """The seeds path leads to another folder now, or to none: look at all of it."""
+        if os.path.isdir(self.config.seeds):
+            self._seeds_missing = False
+        self._request_pass(None, delay=0)
+
+    def _on_outputs_lost(self) -> None:
+        self._request_pass(None, delay=0)
+
+    def _alive(self) -> str | None:
+        """None while the rebuild machinery and the HTTP server make progress, else why not."""
+        c = self.config
+        stalled = self.progress.stalled()
+        if stalled is not None:
+            return stalled
+        if not systemd.http_answers(c.host, c.port):
+            return f"the HTTP server on {c.host}:{c.port} does not answer"
+        return None
+
     # health -----------------------------------------------------------------------------------
     def health(self) -> tuple[bool, dict]:
         with self._health_lock:
@@ -182,10 +248,11 @@ class Daemon:
                         "last_error": p.last_error} for p in store.pending_pings()]
             hubs = store.hub_results()
             entries = store.count(utcnow())
-        ok = build.get("ok", True) and self.last_error is None
+        error = self.last_error or self.outputs.problem()
+        ok = build.get("ok", True) and error is None
         body = {
             "status": ("ok" if build else "starting") if ok else "error",
-            "error": self.last_error,
+            "error": error,
             "last_build": build,
             "entries": entries,
             "rejected_count": rejected_count,
@@ -219,6 +286,7 @@ class Daemon:
 
     def stop(self) -> None:
         log.info("stopping")
+        self._stop_following()
         self._stopping = True
         self.watcher.stop()
         self.builder.cancel.set()

@@ -10,10 +10,15 @@ still open for writing is simply waited for; the settle interval is the fallback
 observers without close events (polling, some network filesystems). A file moved (or
 hard-linked) in from another folder is reported by inotify as a creation that is never
 opened nor closed: one not opened within ``MOVED_IN_GRACE`` seconds of its creation is ready.
+
+The folder is followed by path (see ``follow.py``): when the path names another folder (a
+symlink swap), a new one (deleted and made again) or none, the watcher watches what is there
+now and calls ``on_replaced``, since whatever the new folder holds was never reported.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -37,6 +42,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 
 from .builder import is_candidate
+from .follow import Poller, identity
 
 log = logging.getLogger("feeder")
 
@@ -47,38 +53,59 @@ MOVED_IN_GRACE = 0.1
 
 class Watcher(FileSystemEventHandler):
     def __init__(self, folder: Path, extensions: tuple[str, ...],
-                 on_ready: Callable[[set[str]], None], settle: float = 1.0) -> None:
+                 on_ready: Callable[[set[str]], None], settle: float = 1.0,
+                 on_replaced: Callable[[], None] | None = None) -> None:
+        self.path = folder  # followed by path; ``folder`` is where it leads now
         self.folder = os.path.realpath(folder)
         self.extensions = extensions
         self.on_ready = on_ready
+        self.on_replaced = on_replaced
         self.settle = settle
         self._writing: dict[str, float] = {}  # name -> deadline (monotonic)
         self._unopened: set[str] = set()  # created, no open seen yet: maybe moved in
         self._cond = threading.Condition()
         self._stopping = False
         self._observer: Observer | None = None
+        self._observer_lock = threading.Lock()  # the follower and restart() both swap it
+        # The inotify watch says when the folder is deleted (``lost``), even if a new one
+        # gets its inode number at once, so the folder need not be held open (which would
+        # keep its file system from being unmounted).
+        self._identity = identity(folder)
+        self._follower = Poller("feeder-follow", self._follow)
         self._timer: threading.Thread | None = None
         self.lost = threading.Event()  # set when the folder itself went away
         self.has_close_events = False
 
     # lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
+        """Start watching; raises OSError if the folder is not there, but follows its path
+        all the same, and watches it as soon as it is."""
         self._stopping = False
+        if self._timer is None:
+            self._timer = threading.Thread(target=self._settle_loop, name="feeder-settle",
+                                           daemon=True)
+            self._timer.start()
+        self._follower.start()
+        with self._observer_lock:
+            self._start_observer()
+
+    def restart(self) -> None:
+        """Watch the folder again (after it was removed and re-created)."""
+        with self._observer_lock:
+            self._stop_observer()
+            self._start_observer()
+
+    def _start_observer(self) -> None:
+        self._identity = identity(self.path)  # first: a change after it is seen at the next look
+        self.folder = os.path.realpath(self.path)
         self.lost.clear()
+        if not os.path.isdir(self.folder):
+            raise FileNotFoundError(errno.ENOENT, "no folder there", os.fspath(self.path))
         observer = Observer()
         observer.schedule(self, self.folder, recursive=False)
         self.has_close_events = type(observer).__name__ == "InotifyObserver"
         observer.start()
         self._observer = observer
-        if self._timer is None:
-            self._timer = threading.Thread(target=self._settle_loop, name="feeder-settle",
-                                           daemon=True)
-            self._timer.start()
-
-    def restart(self) -> None:
-        """Watch the folder again (after it was removed and re-created)."""
-        self._stop_observer()
-        self.start()
 
     def _stop_observer(self) -> None:
         if self._observer is not None:
@@ -86,8 +113,30 @@ class Watcher(FileSystemEventHandler):
             self._observer.join(timeout=5)
             self._observer = None
 
+    def _follow(self) -> None:
+        """A look at the path (a Poller's tick): if it leads to another folder, or to none, or
+        the watched one was deleted, watch what is there now and say so."""
+        if identity(self.path) == self._identity and not self.lost.is_set():
+            return
+        with self._observer_lock:
+            self._stop_observer()
+            with self._cond:  # names being written in the old folder are not this one's
+                self._writing.clear()
+                self._unopened.clear()
+            try:
+                self._start_observer()
+            except OSError as exc:
+                log.warning("cannot watch seeds folder %s: %s; watching for it to change",
+                            self.path, exc.strerror or exc)
+            else:
+                log.info("seeds folder %s replaced: watching %s", self.path, self.folder)
+        if self.on_replaced is not None:
+            self.on_replaced()
+
     def stop(self) -> None:
-        self._stop_observer()
+        self._follower.stop()
+        with self._observer_lock:
+            self._stop_observer()
         with self._cond:
             self._stopping = True
             self._cond.notify_all()

@@ -73,13 +73,14 @@ class FeederDaemon:
     """One ``feeder run`` on fixed folders and a fixed port; it can be stopped and started
     again (its log, ``root/<name>.log``, is appended to).
 
-    ``config`` is a TOML file, or a mapping of tables written to ``root/<name>.toml``.
+    ``config`` is a TOML file, or a mapping of tables written to ``root/<name>.toml``;
+    ``env`` adds variables to the daemon's environment.
     """
 
     def __init__(self, root: Path, *, name: str = "feeder", seeds: Path | None = None,
                  out: Path | None = None, state: Path | None = None,
                  config: Path | Mapping[str, Mapping[str, Any]] | None = None,
-                 hubs: Sequence[str] = ()) -> None:
+                 hubs: Sequence[str] = (), env: Mapping[str, str] | None = None) -> None:
         self.root = Path(root)
         self.seeds = seeds or self.root / "seeds"
         self.out = out or self.root / "public"
@@ -92,6 +93,7 @@ class FeederDaemon:
             config = path
         self.config = config
         self.hubs = list(hubs)
+        self.extra_env = dict(env or {})
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/"
         self.topic = self.url("atom.xml")
@@ -116,7 +118,8 @@ class FeederDaemon:
         return cmd
 
     def env(self) -> dict[str, str]:
-        return feeder_env()
+        """feeder_env() plus the ``env`` given (e.g. $NOTIFY_SOCKET)."""
+        return {**feeder_env(), **self.extra_env}
 
     def spawn(self) -> subprocess.Popen[bytes]:
         """Start the process without waiting for anything; stdout and stderr go to the log."""

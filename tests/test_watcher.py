@@ -114,3 +114,67 @@ def test_stop_leaves_no_threads(tmp_path):
     watcher.start()
     watcher.stop()
     assert set(threading.enumerate()) - before == set()
+
+
+@pytest.fixture
+def following(tmp_path):
+    """A factory: start a Watcher on a path; returns (reports, replacements) queues."""
+    watchers = []
+
+    def start(path, expect_start_error: bool = False):
+        reports: queue.Queue[set[str]] = queue.Queue()
+        replaced: queue.Queue[bool] = queue.Queue()
+        watcher = Watcher(path, (".txt",), reports.put, settle=1.0,
+                          on_replaced=lambda: replaced.put(True))
+        watchers.append(watcher)
+        if expect_start_error:
+            with pytest.raises(OSError):
+                watcher.start()
+        else:
+            watcher.start()
+        return reports, replaced
+
+    yield start
+    for watcher in watchers:
+        watcher.stop()
+
+
+def test_symlink_swap_is_followed(following, tmp_path):
+    release1, release2 = tmp_path / "release1", tmp_path / "release2"
+    release1.mkdir()
+    release2.mkdir()
+    link = tmp_path / "seeds"
+    link.symlink_to("release1")
+    reports, replaced = following(link)
+    write(release1 / "a.txt")
+    assert next_report(reports) == {"a.txt"}
+
+    (tmp_path / "seeds.new").symlink_to("release2")
+    os.rename(tmp_path / "seeds.new", link)
+    assert replaced.get(timeout=TIMEOUT)
+    write(release1 / "old.txt")
+    write(release2 / "b.txt")
+    assert next_report(reports) == {"b.txt"}
+    assert reported_within(reports) == set()
+
+
+def test_folder_deleted_and_made_again_is_followed(following, tmp_path):
+    """On ext4 the new folder usually gets the old one's inode number: the watch's own
+    deletion event tells them apart."""
+    folder = tmp_path / "seeds"
+    folder.mkdir()
+    reports, replaced = following(folder)
+    folder.rmdir()
+    folder.mkdir()
+    assert replaced.get(timeout=TIMEOUT)
+    write(folder / "a.txt")
+    assert next_report(reports) == {"a.txt"}
+
+
+def test_folder_missing_at_start_is_watched_once_made(following, tmp_path):
+    folder = tmp_path / "seeds"
+    reports, replaced = following(folder, expect_start_error=True)
+    folder.mkdir()
+    assert replaced.get(timeout=TIMEOUT)
+    write(folder / "a.txt")
+    assert next_report(reports) == {"a.txt"}
