@@ -79,8 +79,6 @@ def _prepare_folders(cfg: config_mod.Config, *, writes: bool = True) -> None:
                                    "FEEDER_SEEDS or [paths] seeds)")
     if not writes:
         return
-    if cfg.state.is_dir():
-        raise click.ClickException(f"state file {cfg.state} is a folder")
     _make_folder("state file's folder", cfg.state.parent)
 
 

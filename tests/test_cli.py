@@ -82,7 +82,7 @@ def test_a_config_file_that_cannot_be_used_is_one_line(site: Path, write, needle
 
 @pytest.mark.parametrize(("args", "needle"), [
     (["--out", "seeds/001_a.txt"], "cannot make the output folder seeds/001_a.txt"),
-    (["--state", "seeds"], "state file seeds is a folder"),
+    (["--state", "seeds"], "state file seeds: Is a directory"),
 ])
 def test_a_file_where_a_folder_belongs_is_one_line(site: Path, args: list[str],
                                                    needle: str) -> None:
