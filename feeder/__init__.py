@@ -18,10 +18,10 @@ from .errors import (  # noqa: E402
 )
 from .normalizer import Entry, Rules, normalize  # noqa: E402
 from .seed import SeedDocument, parse_seed  # noqa: E402
-from .store import Store  # noqa: E402
+from .store import PingStore, Store  # noqa: E402
 
 __all__ = [
     "Builder", "BuildReport", "Config", "ConfigError", "Entry", "FeederError", "OutputError",
-    "PublishError", "Rules", "SeedDocument", "SeedError", "Store", "StoreBusyError",
-    "StoreError", "__version__", "load", "normalize", "parse_seed",
+    "PingStore", "PublishError", "Rules", "SeedDocument", "SeedError", "Store",
+    "StoreBusyError", "StoreError", "__version__", "load", "normalize", "parse_seed",
 ]

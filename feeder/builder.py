@@ -30,7 +30,7 @@ from .config import Config
 from .errors import OutputError, SeedError
 from .normalizer import Entry, Rules, normalize, slug_for
 from .seed import parse_seed
-from .store import Fingerprint, Store
+from .store import Fingerprint, PingStore, Store
 
 log = logging.getLogger("feeder")
 
@@ -228,18 +228,20 @@ class BuildCancelled(Exception):
 class Builder:
     """Runs build passes. ``busy`` names seeds a watcher knows are still being written, and
     ``settle`` makes full scans leave alone files modified in the last ``settle`` seconds
-    (the watcher reports them when they are closed)."""
+    (the watcher reports them when they are closed). With ``pings``, a WebSub ping is queued
+    for each feed a pass changes."""
 
     def __init__(self, config: Config, store: Store, *,
                  clock: Callable[[], dt.datetime] = utcnow, progress: bool | None = None,
-                 busy: Callable[[], set[str]] | None = None, settle: float = 0.0) -> None:
+                 busy: Callable[[], set[str]] | None = None, settle: float = 0.0,
+                 pings: PingStore | None = None) -> None:
         self.config = config
         self.store = store
         self.clock = clock
         self.busy = busy
         self.settle = settle
         self.cancel = threading.Event()
-        self.queue_pings = False  # the daemon queues a WebSub ping for each feed it changes
+        self.pings = pings
         self.rules = Rules.from_config(config)
         self.progress = sys.stderr.isatty() if progress is None else progress
         self._executor: concurrent.futures.ProcessPoolExecutor | None = None
@@ -547,8 +549,8 @@ class Builder:
                 output.write(out / path, data, durable=True, check=False, gz=gz.result())
                 report.written.append(path)
                 report.changed_feeds.append(path)
-                if self.queue_pings and c.hubs:  # queued now: a later failure cannot lose it
-                    self.store.add_pings(c.hubs, [c.base_url + path], time.time())
+                if self.pings is not None and c.hubs:  # now: a later failure cannot lose it
+                    self.pings.add_pings(c.hubs, [c.base_url + path], time.time())
         if output.write(out / "index.html", render.render_index(info, newest)):
             report.written.append("index.html")
 

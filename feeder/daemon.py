@@ -23,7 +23,7 @@ from . import output, websub
 from .builder import BuildCancelled, Builder, utcnow
 from .config import Config
 from .scheduler import Scheduler
-from .store import Store
+from .store import PingStore, Store
 from .watcher import Watcher
 
 log = logging.getLogger("feeder")
@@ -49,8 +49,9 @@ class Daemon:
     def start(self) -> None:
         c = self.config
         self.store = Store.open_locked(c.state)
-        self.ping_store = Store(c.state)
+        self.ping_store = PingStore(c.state)  # the build and ping threads share it
         self.read_store = Store(c.state)
+        self.read_pings = PingStore(c.state)
         c.out.mkdir(parents=True, exist_ok=True)
         output.sweep_temp_files(c.out)
         self.watcher = Watcher(c.seeds, c.extensions, self._on_seeds, settle=c.settle)
@@ -81,9 +82,8 @@ class Daemon:
             self._seeds_missing = True
 
     def _make_builder(self, c: Config) -> Builder:
-        builder = Builder(c, self.store, busy=self.watcher.busy, settle=c.settle, progress=False)
-        builder.queue_pings = True
-        return builder
+        return Builder(c, self.store, busy=self.watcher.busy, settle=c.settle, progress=False,
+                       pings=self.ping_store)
 
     def _make_app(self, c: Config):  # noqa: ANN202
         from .server import create_app
@@ -174,8 +174,8 @@ class Daemon:
             rejected = [{"file": n, "reason": r} for n, r in store.rejected()]
             pending = [{"hub": p.hub, "topic": p.topic, "attempts": p.attempts,
                         "next_try": dt.datetime.fromtimestamp(p.next_try, dt.UTC).isoformat(),
-                        "last_error": p.last_error} for p in store.pending_pings()]
-            hubs = store.hub_results()
+                        "last_error": p.last_error} for p in self.read_pings.pending_pings()]
+            hubs = self.read_pings.hub_results()
             entries = store.count(utcnow())
         ok = build.get("ok", True) and self.last_error is None
         body = {
@@ -223,7 +223,7 @@ class Daemon:
         if self._server_thread is not None:
             self._server_thread.join(timeout=5)
         self.client.close()
-        for store in (self.ping_store, self.read_store, self.store):
+        for store in (self.ping_store, self.read_pings, self.read_store, self.store):
             store.close()
         log.info("stopped")
 

@@ -1,6 +1,7 @@
-"""The SQLite state file: seed fingerprints, entries, rejected seeds, pending pings.
+"""The SQLite state file: seed fingerprints, entries, rejected seeds (``Store``); pending
+WebSub pings and the hubs' last results (``PingStore``).
 
-One writer: the process that holds the store's lock file (``feeder run`` or ``feeder
+One writer process: the one that holds the store's lock file (``feeder run`` or ``feeder
 build``). Entries are kept ordered by an index on (published, name), so the newest N or any
 archive page is a cheap query at any archive size.
 """
@@ -13,7 +14,8 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,6 +110,9 @@ CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+"""
+
+_PINGS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS pings (
     hub TEXT NOT NULL,
     topic TEXT NOT NULL,
@@ -165,35 +170,21 @@ class Store:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._lock_fd: int | None = None
-        self.db = self._open()
+        self.db = _connect(self.path, self._setup)
 
-    def _open(self) -> sqlite3.Connection:
-        if str(self.path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA foreign_keys=ON")
-            db.execute("PRAGMA recursive_triggers=ON")  # INSERT OR REPLACE fires the delete trigger
-            columns = {r[1] for r in db.execute("PRAGMA table_info(entries)")}
-            if columns and "archive_page" not in columns:  # made by feeder 0.1 before paging
-                db.execute("ALTER TABLE entries ADD COLUMN archive_page INTEGER")
-            db.executescript(_SCHEMA)
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
-                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            elif version != SCHEMA_VERSION:
-                raise StoreError(
-                    f"{self.path}: schema version {version}, expected {SCHEMA_VERSION}")
-            db.execute("SELECT count(*) FROM seeds").fetchone()
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise StoreBusyError(f"{self.path} is locked by another process ({exc})") from exc
-            raise StoreError(f"{self.path}: not a usable feeder state file ({exc})") from exc
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path}: not a usable feeder state file ({exc})") from exc
-        return db
+    def _setup(self, db: sqlite3.Connection) -> None:
+        db.execute("PRAGMA foreign_keys=ON")
+        db.execute("PRAGMA recursive_triggers=ON")  # INSERT OR REPLACE fires the delete trigger
+        columns = {r[1] for r in db.execute("PRAGMA table_info(entries)")}
+        if columns and "archive_page" not in columns:  # made by feeder 0.1 before paging
+            db.execute("ALTER TABLE entries ADD COLUMN archive_page INTEGER")
+        db.executescript(_SCHEMA)
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0:
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        elif version != SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: schema version {version}, expected {SCHEMA_VERSION}")
+        db.execute("SELECT count(*) FROM seeds").fetchone()
 
     @classmethod
     def open_or_recreate(cls, path: Path | str) -> Store:
@@ -469,72 +460,6 @@ class Store:
             "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value))
         )
 
-    # -- pings -----------------------------------------------------------------------------
-    def add_pings(self, hubs: Iterable[str], topics: Iterable[str], now: float) -> None:
-        """Queue a publish ping per (hub, topic) for a change of the feed made at ``now``.
-
-        A ping already pending for that hub and topic absorbs the new one, which restarts it:
-        no attempts used (failures announcing an older version do not count against this
-        one) and due at ``now`` at the latest. ``since`` becomes the time of the newest
-        change, so that ``ping_done`` and ``ping_failed`` can tell a ping that was sent from
-        one queued again while it was in flight.
-        """
-        since = dt.datetime.fromtimestamp(now, dt.UTC).isoformat()
-        self.db.executemany(
-            "INSERT INTO pings (hub, topic, since, attempts, next_try) VALUES (?, ?, ?, 0, ?)"
-            " ON CONFLICT (hub, topic) DO UPDATE SET next_try = min(next_try, excluded.next_try),"
-            " since = max(since, excluded.since), attempts = 0",
-            [(h, t, since, now) for h in hubs for t in topics],
-        )
-
-    def pending_pings(self) -> list[Pending]:
-        rows = self.db.execute(
-            "SELECT hub, topic, since, attempts, next_try, last_error FROM pings"
-            " ORDER BY next_try, hub, topic"
-        )
-        return [Pending(*r) for r in rows]
-
-    def ping_done(self, hub: str, topic: str, since: str | None = None) -> None:
-        """Forget a ping; with ``since``, only if no change was queued after that one."""
-        if since is None:
-            self.db.execute("DELETE FROM pings WHERE hub = ? AND topic = ?", (hub, topic))
-        else:
-            self.db.execute("DELETE FROM pings WHERE hub = ? AND topic = ? AND since = ?",
-                            (hub, topic, since))
-
-    def ping_failed(self, hub: str, topic: str, next_try: float, error: str,
-                    since: str | None = None) -> bool:
-        """Count a failed try and set when to try again; return True if it was counted.
-
-        With ``since``, a change queued after that one (while the failed ping was in
-        flight) is left with its fresh attempts and due time; only the error is recorded.
-        """
-        where = " WHERE hub = ? AND topic = ?" + ("" if since is None else " AND since = ?")
-        args = (hub, topic) if since is None else (hub, topic, since)
-        counted = self.db.execute(
-            "UPDATE pings SET attempts = attempts + 1, next_try = ?, last_error = ?" + where,
-            (next_try, error, *args),
-        ).rowcount > 0
-        if not counted:
-            self.db.execute("UPDATE pings SET last_error = ? WHERE hub = ? AND topic = ?",
-                            (error, hub, topic))
-        return counted
-
-    def drop_pings_except(self, hubs: Iterable[str]) -> None:
-        hubs = list(hubs)
-        marks = ",".join("?" * len(hubs)) or "''"
-        self.db.execute(f"DELETE FROM pings WHERE hub NOT IN ({marks})", hubs)
-
-    def hub_result(self, hub: str, ok: bool, detail: str, now: dt.datetime) -> None:
-        self.db.execute(
-            "INSERT OR REPLACE INTO hubs (hub, time, ok, detail) VALUES (?, ?, ?, ?)",
-            (hub, _iso(now), int(ok), detail),
-        )
-
-    def hub_results(self) -> dict[str, dict]:
-        rows = self.db.execute("SELECT hub, time, ok, detail FROM hubs")
-        return {h: {"time": t, "ok": bool(ok), "detail": d} for h, t, ok, d in rows}
-
 
 def _acquire_lock(path: Path) -> int:
     """Lock ``<state>.lock`` (flock, released by the kernel if we die), or raise StoreError
@@ -553,6 +478,124 @@ def _acquire_lock(path: Path) -> int:
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())
     return fd
+
+
+class PingStore:
+    """The WebSub pings waiting to be sent and each hub's last result, in the state file.
+
+    Its own connection, which threads may share (each call holds a lock and leaves no
+    transaction open): the daemon's build thread queues pings as it writes feeds and its ping
+    thread sends them.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self.db = _connect(self.path, lambda db: db.executescript(_PINGS_SCHEMA))
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
+
+    def __enter__(self) -> PingStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def add_pings(self, hubs: Iterable[str], topics: Iterable[str], now: float) -> None:
+        """Queue a publish ping per (hub, topic) for a change of the feed made at ``now``.
+
+        A ping already pending for that hub and topic absorbs the new one, which restarts it:
+        no attempts used (failures announcing an older version do not count against this
+        one) and due at ``now`` at the latest. ``since`` becomes the time of the newest
+        change, so that ``ping_done`` and ``ping_failed`` can tell a ping that was sent from
+        one queued again while it was in flight.
+        """
+        since = dt.datetime.fromtimestamp(now, dt.UTC).isoformat()
+        with self._lock:
+            self.db.executemany(
+                "INSERT INTO pings (hub, topic, since, attempts, next_try) VALUES (?, ?, ?, 0, ?)"
+                " ON CONFLICT (hub, topic) DO UPDATE SET"
+                " next_try = min(next_try, excluded.next_try),"
+                " since = max(since, excluded.since), attempts = 0",
+                [(h, t, since, now) for h in hubs for t in topics],
+            )
+
+    def pending_pings(self) -> list[Pending]:
+        with self._lock:
+            rows = self.db.execute(
+                "SELECT hub, topic, since, attempts, next_try, last_error FROM pings"
+                " ORDER BY next_try, hub, topic"
+            ).fetchall()
+        return [Pending(*r) for r in rows]
+
+    def ping_done(self, hub: str, topic: str, since: str | None = None) -> None:
+        """Forget a ping; with ``since``, only if no change was queued after that one."""
+        where, args = self._where(hub, topic, since)
+        with self._lock:
+            self.db.execute("DELETE FROM pings" + where, args)
+
+    def ping_failed(self, hub: str, topic: str, next_try: float, error: str,
+                    since: str | None = None) -> bool:
+        """Count a failed try and set when to try again; return True if it was counted.
+
+        With ``since``, a change queued after that one (while the failed ping was in
+        flight) is left with its fresh attempts and due time; only the error is recorded.
+        """
+        where, args = self._where(hub, topic, since)
+        with self._lock:
+            counted = self.db.execute(
+                "UPDATE pings SET attempts = attempts + 1, next_try = ?, last_error = ?" + where,
+                (next_try, error, *args),
+            ).rowcount > 0
+            if not counted:
+                self.db.execute("UPDATE pings SET last_error = ? WHERE hub = ? AND topic = ?",
+                                (error, hub, topic))
+        return counted
+
+    @staticmethod
+    def _where(hub: str, topic: str, since: str | None) -> tuple[str, tuple[str, ...]]:
+        if since is None:
+            return " WHERE hub = ? AND topic = ?", (hub, topic)
+        return " WHERE hub = ? AND topic = ? AND since = ?", (hub, topic, since)
+
+    def drop_pings_except(self, hubs: Iterable[str]) -> None:
+        hubs = list(hubs)
+        marks = ",".join("?" * len(hubs)) or "''"
+        with self._lock:
+            self.db.execute(f"DELETE FROM pings WHERE hub NOT IN ({marks})", hubs)
+
+    def hub_result(self, hub: str, ok: bool, detail: str, now: dt.datetime) -> None:
+        with self._lock:
+            self.db.execute(
+                "INSERT OR REPLACE INTO hubs (hub, time, ok, detail) VALUES (?, ?, ?, ?)",
+                (hub, _iso(now), int(ok), detail),
+            )
+
+    def hub_results(self) -> dict[str, dict]:
+        with self._lock:
+            rows = self.db.execute("SELECT hub, time, ok, detail FROM hubs").fetchall()
+        return {h: {"time": t, "ok": bool(ok), "detail": d} for h, t, ok, d in rows}
+
+
+def _connect(path: Path, setup: Callable[[sqlite3.Connection], None]) -> sqlite3.Connection:
+    """Open the state file (WAL: readers never wait for the writer) and ``setup`` its tables;
+    SQLite's errors become StoreError (StoreBusyError when another process holds it)."""
+    if str(path) != ":memory:":
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        setup(db)
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise StoreBusyError(f"{path} is locked by another process ({exc})") from exc
+        raise StoreError(f"{path}: not a usable feeder state file ({exc})") from exc
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: not a usable feeder state file ({exc})") from exc
+    return db
 
 
 class _Transaction:
