@@ -5,7 +5,7 @@ copy-on-write, instead of each importing and decompressing its own: the pool's m
 its start-up time no longer grow with the number of workers.
 """
 
-from . import builder, render  # noqa: F401 - imported for their side effect of loading
+from . import publish, render, sync  # noqa: F401 - imported for their side effect of loading
 from .normalizer import _identifier
 
 _identifier(())  # the model for the default settings (no ``languages`` limit)

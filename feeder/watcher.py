@@ -36,7 +36,7 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from .builder import is_candidate
+from .folder import is_candidate
 
 log = logging.getLogger("feeder")
 
