@@ -7,8 +7,12 @@ The first stage of a pass (then ``sync.py``, then ``publish.py``):
   the same test, so it imports this module and nothing heavier.
 - Symlinks are followed to files inside the folder only. One that points outside, dangles or
   loops is found with a ``problem`` (a rejection) and never read.
-- A full pass leaves out the files being written (the watcher's ``busy``) or changed in the
-  last ``settle`` seconds, and says so, so that the daemon looks at them again.
+- A seed is ready once its writer is done with it: it has been closed, or it has not changed
+  for ``settle`` seconds. The watcher knows which files are open for writing (``busy``) and
+  reports each file when it is closed; a file nobody saw closed (one found by a scan, at
+  start-up or on a rescan, or with no watcher at all) must first stay unchanged for
+  ``settle``. Every pass, named or full, leaves out what is not ready and says so, so that
+  the daemon looks at it again after ``settle``.
 """
 
 from __future__ import annotations
@@ -57,6 +61,9 @@ class Folder:
         self.settle = settle
         self.busy = busy
         self.clock_ns = clock_ns
+        # files a pass left out without knowing whether they were closed:
+        # name -> ((size, mtime_ns) then, when it was left out)
+        self._unsure: dict[str, tuple[tuple[int, int], int]] = {}
 
     @property
     def root(self) -> Path:
@@ -70,17 +77,43 @@ class Folder:
             names = set(names)
         found = self.scan() if names is None else self.examine_all(names)
         waiting = self.not_ready(found, reported=names is not None)
+        for name in list(self._unsure):
+            if name not in found and (names is None or name in names):
+                del self._unsure[name]  # gone
         return {n: s for n, s in found.items() if n not in waiting}, waiting
 
     def not_ready(self, found: dict[str, Seen], *, reported: bool) -> set[str]:
-        """The names, among ``found``, of files whose writer may not be done with them: on a
-        full pass, those being written (``busy``) or changed in the last ``settle`` seconds."""
-        if reported:
-            return set()
-        waiting = set(self.busy()) & set(found) if self.busy is not None else set()
-        if self.settle:
-            recent = self.clock_ns() - int(self.settle * 1e9)
-            waiting |= {n for n, s in found.items() if s.mtime_ns > recent}
+        """The names, among ``found``, of files whose writer may not be done with them.
+
+        A file being written (``busy``) is not ready. Another one is ready if it has not
+        changed for ``settle`` seconds (by its mtime, or, for an mtime in the future, by our
+        own look at it), or if the watcher saw it closed: it is ``reported`` by the watcher,
+        and no pass left it out unsure since its last change. A file a pass left out unsure
+        (found by a scan, not being written, changed within ``settle``) may have been open
+        since before the watcher started: it waits for ``settle`` too.
+        """
+        busy = self.busy() if self.busy is not None else set()
+        now = self.clock_ns()
+        settle_ns = int(self.settle * 1e9)
+        waiting = set()
+        for name, seen in found.items():
+            stamp = (seen.size, seen.mtime_ns)
+            unsure = self._unsure.get(name)
+            if name in busy:
+                self._unsure.pop(name, None)  # the watcher follows it and reports its close
+                waiting.add(name)
+            elif settle_ns <= 0 or seen.mtime_ns <= now - settle_ns:
+                self._unsure.pop(name, None)
+            elif unsure is not None and unsure[0] == stamp:
+                if now - unsure[1] >= settle_ns:
+                    del self._unsure[name]
+                else:
+                    waiting.add(name)
+            elif reported and self.busy is not None:
+                self._unsure.pop(name, None)
+            else:
+                self._unsure[name] = (stamp, now)
+                waiting.add(name)
         return waiting
 
     def examine(self, name: str, root: Path | None = None) -> Seen | None:
