@@ -4,6 +4,12 @@ A pool is started on first need (``POOL_THRESHOLD`` seeds or pages) and stopped 
 its fork server holds the preloaded libraries and language model (``feeder.preload``), which
 a long-running daemon should not keep between big passes. Jobs are handed out lazily, a few
 per worker at a time, so results stream back in order and are never all held.
+
+The pool's processes die with their parent, kill -9 included: the fork server and each
+worker ask the kernel (Linux ``prctl(PR_SET_PDEATHSIG)``) for SIGKILL when their parent
+dies, then check that it had not died already. The workers' parent is the fork server, and
+the fork server's is the thread that started the pool (so a pool is used and closed on the
+thread that started it, as ``Builder.build`` does).
 """
 
 from __future__ import annotations
@@ -11,12 +17,20 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import contextlib
+import ctypes
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 POOL_THRESHOLD = 400  # seeds or pages before a process pool pays for its start-up
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+# The pid of the process starting a fork server, for the fork server to check that its
+# parent is still alive once it has asked to die with it.
+_PARENT_ENV = "_FEEDER_POOL_PARENT"
+
+_workers_parent: int | None = None  # in a fork server: its own pid, the parent of the workers
 
 
 class Pool:
@@ -67,8 +81,34 @@ class Pool:
 
             ctx = multiprocessing.get_context("forkserver")
             ctx.set_forkserver_preload(["feeder.preload"])  # before the fork server starts
-            self._executor = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=ctx)
+            if os.environ.get(_PARENT_ENV) != str(os.getpid()):
+                os.environ[_PARENT_ENV] = str(os.getpid())  # inherited by the fork server
+            self._executor = concurrent.futures.ProcessPoolExecutor(
+                self.workers, mp_context=ctx, initializer=_start_worker)
         return self._executor
+
+
+def die_with_parent(parent: int) -> None:
+    """Have the kernel SIGKILL this process when its parent dies (Linux), then exit at once
+    if the parent is no longer ``parent``: it died before the request took effect."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def start_fork_server() -> None:
+    """In the fork server (from ``feeder.preload``): die with the process that started it."""
+    global _workers_parent
+    die_with_parent(int(os.environ.get(_PARENT_ENV) or os.getppid()))
+    _workers_parent = os.getpid()
+
+
+def _start_worker() -> None:
+    """In each worker, before its first job: die with the fork server that forked it."""
+    die_with_parent(_workers_parent if _workers_parent is not None else os.getppid())
 
 
 def _stop_fork_server() -> None:
