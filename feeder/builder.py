@@ -62,9 +62,7 @@ class Builder:
                 self.store.set_meta("render_key", render_key(self.config))
         with Pool(progress=self.progress) as pool:
             self._sync(pool).run(report, names)
-            publisher = Publisher(self.config, self.store, clock=self.clock, pool=pool,
-                                  cancel=self.cancel, pings=self.pings)
-            publisher.run(report, full=names is None, force=force)
+            self._publisher(pool).run(report, full=names is None, force=force)
         report.seconds = time.perf_counter() - t0
         return report
 
@@ -78,3 +76,7 @@ class Builder:
     def _sync(self, pool: Pool) -> Sync:
         return Sync(self.config, self.store, self.folder, self.rules, clock=self.clock,
                     pool=pool, cancel=self.cancel)
+
+    def _publisher(self, pool: Pool) -> Publisher:
+        return Publisher(self.config, self.store, clock=self.clock, pool=pool,
+                         cancel=self.cancel, pings=self.pings)
