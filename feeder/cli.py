@@ -132,11 +132,7 @@ def check(config_path: Path | None, seeds: Path | None, out: Path | None, state:
     _prepare_folders(cfg, writes=False)
     builder = Builder(cfg, Store(":memory:"), progress=False)
     logging.getLogger("feeder").setLevel(logging.ERROR)
-    from .builder import BuildReport
-
-    report = BuildReport()
-    builder._full = True
-    builder.sync(report)
+    builder.sync()
     rejected = builder.store.rejected()
     for name, reason in rejected:
         click.echo(f"{name}: {reason}")

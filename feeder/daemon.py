@@ -29,7 +29,7 @@ from .builder import BuildCancelled, Builder, BuildReport, utcnow
 from .config import Config
 from .follow import Outputs, Poller
 from .scheduler import Scheduler
-from .store import Store
+from .store import PingStore, Store
 from .watcher import Watcher
 
 log = logging.getLogger("feeder")
@@ -63,8 +63,9 @@ class Daemon:
         self._sockets = listen(c.host, c.port)  # first: a port in use stops nothing half-started
         self._prepare_following(c)
         self.store = Store.open_locked(c.state)
-        self.ping_store = Store(c.state)
+        self.ping_store = PingStore(c.state)  # the build and ping threads share it
         self.read_store = Store(c.state)
+        self.read_pings = PingStore(c.state)
         c.out.mkdir(parents=True, exist_ok=True)
         output.sweep_temp_files(c.out)
         self.watcher = Watcher(c.seeds, c.extensions, self._on_seeds, settle=c.settle,
@@ -97,9 +98,9 @@ class Daemon:
             self._seeds_missing = True
 
     def _make_builder(self, c: Config) -> Builder:
-        builder = Builder(c, self.store, busy=self.watcher.busy, settle=c.settle, progress=False)
-        builder.queue_pings = True
-        builder.cancel = self._cancel
+        builder = Builder(c, self.store, busy=self.watcher.busy, settle=c.settle,
+                          progress=False, pings=self.ping_store)
+        builder.cancel = self._cancel  # its checks between batches are the watchdog's beat
         return builder
 
     def _make_app(self, c: Config):  # noqa: ANN202
@@ -245,8 +246,8 @@ class Daemon:
             rejected_count = store.rejected_count()
             pending = [{"hub": p.hub, "topic": p.topic, "attempts": p.attempts,
                         "next_try": dt.datetime.fromtimestamp(p.next_try, dt.UTC).isoformat(),
-                        "last_error": p.last_error} for p in store.pending_pings()]
-            hubs = store.hub_results()
+                        "last_error": p.last_error} for p in self.read_pings.pending_pings()]
+            hubs = self.read_pings.hub_results()
             entries = store.count(utcnow())
         error = self.last_error or self.outputs.problem()
         ok = build.get("ok", True) and error is None
@@ -297,7 +298,7 @@ class Daemon:
         if self._server_thread is not None:
             self._server_thread.join(timeout=5)
         self.client.close()
-        for store in (self.ping_store, self.read_store, self.store):
+        for store in (self.ping_store, self.read_pings, self.read_store, self.store):
             store.close()
         log.info("stopped")
 

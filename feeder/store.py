@@ -1,4 +1,5 @@
-"""The SQLite state file: seed fingerprints, entries, rejected seeds, pending pings.
+"""The SQLite state file: seed fingerprints, entries, rejected seeds (``Store``); pending
+WebSub pings and the hubs' last results (``PingStore``).
 
 One writer: the process that holds the lock on the state file (``feeder run`` or ``feeder
 build``; see open_locked). Entries are kept ordered by an index on (published, name), so the
@@ -521,71 +522,6 @@ class Store:
         )
 
     # -- pings -----------------------------------------------------------------------------
-    def add_pings(self, hubs: Iterable[str], topics: Iterable[str], now: float) -> None:
-        """Queue a publish ping per (hub, topic) for a change of the feed made at ``now``.
-
-        A ping already pending for that hub and topic absorbs the new one, which restarts it:
-        no attempts used (failures announcing an older version do not count against this
-        one) and due at ``now`` at the latest. ``since`` becomes the time of the newest
-        change, so that ``ping_done`` and ``ping_failed`` can tell a ping that was sent from
-        one queued again while it was in flight.
-        """
-        since = dt.datetime.fromtimestamp(now, dt.UTC).isoformat()
-        self.db.executemany(
-            "INSERT INTO pings (hub, topic, since, attempts, next_try) VALUES (?, ?, ?, 0, ?)"
-            " ON CONFLICT (hub, topic) DO UPDATE SET next_try = min(next_try, excluded.next_try),"
-            " since = max(since, excluded.since), attempts = 0",
-            [(h, t, since, now) for h in hubs for t in topics],
-        )
-
-    def pending_pings(self) -> list[Pending]:
-        rows = self.db.execute(
-            "SELECT hub, topic, since, attempts, next_try, last_error FROM pings"
-            " ORDER BY next_try, hub, topic"
-        )
-        return [Pending(*r) for r in rows]
-
-    def ping_done(self, hub: str, topic: str, since: str | None = None) -> None:
-        """Forget a ping; with ``since``, only if no change was queued after that one."""
-        if since is None:
-            self.db.execute("DELETE FROM pings WHERE hub = ? AND topic = ?", (hub, topic))
-        else:
-            self.db.execute("DELETE FROM pings WHERE hub = ? AND topic = ? AND since = ?",
-                            (hub, topic, since))
-
-    def ping_failed(self, hub: str, topic: str, next_try: float, error: str,
-                    since: str | None = None) -> bool:
-        """Count a failed try and set when to try again; return True if it was counted.
-
-        With ``since``, a change queued after that one (while the failed ping was in
-        flight) is left with its fresh attempts and due time; only the error is recorded.
-        """
-        where = " WHERE hub = ? AND topic = ?" + ("" if since is None else " AND since = ?")
-        args = (hub, topic) if since is None else (hub, topic, since)
-        counted = self.db.execute(
-            "UPDATE pings SET attempts = attempts + 1, next_try = ?, last_error = ?" + where,
-            (next_try, error, *args),
-        ).rowcount > 0
-        if not counted:
-            self.db.execute("UPDATE pings SET last_error = ? WHERE hub = ? AND topic = ?",
-                            (error, hub, topic))
-        return counted
-
-    def drop_pings_except(self, hubs: Iterable[str]) -> None:
-        hubs = list(hubs)
-        marks = ",".join("?" * len(hubs)) or "''"
-        self.db.execute(f"DELETE FROM pings WHERE hub NOT IN ({marks})", hubs)
-
-    def hub_result(self, hub: str, ok: bool, detail: str, now: dt.datetime) -> None:
-        self.db.execute(
-            "INSERT OR REPLACE INTO hubs (hub, time, ok, detail) VALUES (?, ?, ?, ?)",
-            (hub, _iso(now), int(ok), detail),
-        )
-
-    def hub_results(self) -> dict[str, dict]:
-        rows = self.db.execute("SELECT hub, time, ok, detail FROM hubs")
-        return {h: {"time": t, "ok": bool(ok), "detail": d} for h, t, ok, d in rows}
-
 
 # -- opening, migrating, locking -------------------------------------------------------------
 
@@ -596,6 +532,106 @@ _MIGRATIONS: list[tuple[int, list[str | Callable[[sqlite3.Connection], None]]]] 
     (2, [_add_archive_page, _V2]),
 ]
 SCHEMA_VERSION = _MIGRATIONS[-1][0]
+
+
+
+class PingStore:
+    """The WebSub pings waiting to be sent and each hub's last result, in the state file.
+
+    Its own connection, which threads may share (each call holds a lock and leaves no
+    transaction open): the daemon's build thread queues pings as it writes feeds and its ping
+    thread sends them.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self._store = Store(path)  # the same opening, checks and migrations as the writer's
+        self.path, self.db = self._store.path, self._store.db
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._store.close()
+
+    def __enter__(self) -> PingStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def add_pings(self, hubs: Iterable[str], topics: Iterable[str], now: float) -> None:
+        """Queue a publish ping per (hub, topic) for a change of the feed made at ``now``.
+
+        A ping already pending for that hub and topic absorbs the new one, which restarts it:
+        no attempts used (failures announcing an older version do not count against this
+        one) and due at ``now`` at the latest. ``since`` becomes the time of the newest
+        change, so that ``ping_done`` and ``ping_failed`` can tell a ping that was sent from
+        one queued again while it was in flight.
+        """
+        since = dt.datetime.fromtimestamp(now, dt.UTC).isoformat()
+        with self._lock:
+            self.db.executemany(
+                "INSERT INTO pings (hub, topic, since, attempts, next_try) VALUES (?, ?, ?, 0, ?)"
+                " ON CONFLICT (hub, topic) DO UPDATE SET"
+                " next_try = min(next_try, excluded.next_try),"
+                " since = max(since, excluded.since), attempts = 0",
+                [(h, t, since, now) for h in hubs for t in topics],
+            )
+
+    def pending_pings(self) -> list[Pending]:
+        with self._lock:
+            rows = self.db.execute(
+                "SELECT hub, topic, since, attempts, next_try, last_error FROM pings"
+                " ORDER BY next_try, hub, topic"
+            ).fetchall()
+        return [Pending(*r) for r in rows]
+
+    def ping_done(self, hub: str, topic: str, since: str | None = None) -> None:
+        """Forget a ping; with ``since``, only if no change was queued after that one."""
+        where, args = self._where(hub, topic, since)
+        with self._lock:
+            self.db.execute("DELETE FROM pings" + where, args)
+
+    def ping_failed(self, hub: str, topic: str, next_try: float, error: str,
+                    since: str | None = None) -> bool:
+        """Count a failed try and set when to try again; return True if it was counted.
+
+        With ``since``, a change queued after that one (while the failed ping was in
+        flight) is left with its fresh attempts and due time; only the error is recorded.
+        """
+        where, args = self._where(hub, topic, since)
+        with self._lock:
+            counted = self.db.execute(
+                "UPDATE pings SET attempts = attempts + 1, next_try = ?, last_error = ?" + where,
+                (next_try, error, *args),
+            ).rowcount > 0
+            if not counted:
+                self.db.execute("UPDATE pings SET last_error = ? WHERE hub = ? AND topic = ?",
+                                (error, hub, topic))
+        return counted
+
+    @staticmethod
+    def _where(hub: str, topic: str, since: str | None) -> tuple[str, tuple[str, ...]]:
+        if since is None:
+            return " WHERE hub = ? AND topic = ?", (hub, topic)
+        return " WHERE hub = ? AND topic = ? AND since = ?", (hub, topic, since)
+
+    def drop_pings_except(self, hubs: Iterable[str]) -> None:
+        hubs = list(hubs)
+        marks = ",".join("?" * len(hubs)) or "''"
+        with self._lock:
+            self.db.execute(f"DELETE FROM pings WHERE hub NOT IN ({marks})", hubs)
+
+    def hub_result(self, hub: str, ok: bool, detail: str, now: dt.datetime) -> None:
+        with self._lock:
+            self.db.execute(
+                "INSERT OR REPLACE INTO hubs (hub, time, ok, detail) VALUES (?, ?, ?, ?)",
+                (hub, _iso(now), int(ok), detail),
+            )
+
+    def hub_results(self) -> dict[str, dict]:
+        with self._lock:
+            rows = self.db.execute("SELECT hub, time, ok, detail FROM hubs").fetchall()
+        return {h: {"time": t, "ok": bool(ok), "detail": d} for h, t, ok, d in rows}
 
 
 def _migrate(db: sqlite3.Connection) -> None:

@@ -41,7 +41,7 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from .builder import is_candidate
+from .folder import is_candidate
 from .follow import Poller, identity
 
 log = logging.getLogger("feeder")

@@ -26,7 +26,7 @@ from collections.abc import Callable
 import httpx
 
 from .errors import PublishError
-from .store import Store
+from .store import PingStore
 
 log = logging.getLogger("feeder")
 
@@ -57,7 +57,7 @@ def make_client(timeout: float) -> httpx.Client:
 class Pinger:
     """Sends the pings that are due, records each result, and says when to come back."""
 
-    def __init__(self, store: Store, client: httpx.Client, *, max_attempts: int = 10,
+    def __init__(self, store: PingStore, client: httpx.Client, *, max_attempts: int = 10,
                  backoff: float = 2.0, clock: Callable[[], float] = time.time,
                  jitter: Callable[[], float] = random.random) -> None:
         self.store, self.client = store, client
@@ -89,7 +89,7 @@ class Pinger:
                 self.store.hub_result(p.hub, False, exc.reason, when)
                 if attempts >= self.max_attempts:
                     # A change queued while this ping was in flight stays pending, with
-                    # attempts of its own (Store.add_pings reset them).
+                    # attempts of its own (PingStore.add_pings reset them).
                     self.store.ping_done(p.hub, p.topic, p.since)
                     log.error("gave up pinging %s for %s after %d attempts: %s",
                               p.hub, p.topic, attempts, exc.reason)

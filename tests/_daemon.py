@@ -34,6 +34,7 @@ import httpx
 from ._servers import http_get, wait_until
 
 REPO = Path(__file__).resolve().parent.parent  # the worktree holding the feeder package
+TAG = "TEST_FEEDER_DAEMON"  # in each daemon's environment: finds the processes it started
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0  # the daemon must exit 0 within this of SIGTERM
 WAIT_TIMEOUT = 10.0
@@ -59,6 +60,25 @@ def feeder_env() -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def tagged_processes(entry: str) -> dict[int, int]:
+    """Live processes whose environment holds ``entry`` (``NAME=value``): pid -> parent pid.
+    Linux ``/proc``; zombies (and processes we may not look at) are left out."""
+    found = {}
+    needle = entry.encode()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                environ = fh.read().split(b"\0")
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        state, ppid = stat[stat.rindex(b")") + 2:].split()[:2]
+        if needle in environ and state != b"Z":
+            found[int(pid)] = int(ppid)
+    return found
 
 
 def _toml(config: Mapping[str, Mapping[str, Any]]) -> str:
@@ -98,6 +118,7 @@ class FeederDaemon:
         self.base_url = f"http://127.0.0.1:{self.port}/"
         self.topic = self.url("atom.xml")
         self.proc: subprocess.Popen[bytes] | None = None
+        self.tag = secrets.token_hex(8)
         self._names = itertools.count(1)
 
     def __enter__(self) -> FeederDaemon:
@@ -119,7 +140,7 @@ class FeederDaemon:
 
     def env(self) -> dict[str, str]:
         """feeder_env() plus the ``env`` given (e.g. $NOTIFY_SOCKET)."""
-        return {**feeder_env(), **self.extra_env}
+        return {**feeder_env(), TAG: self.tag, **self.extra_env}
 
     def spawn(self) -> subprocess.Popen[bytes]:
         """Start the process without waiting for anything; stdout and stderr go to the log."""
@@ -210,6 +231,18 @@ class FeederDaemon:
             return wait_until(poll, timeout=timeout, interval=interval, what=what)
         except TimeoutError as exc:
             raise AssertionError(f"{exc}; feeder log:\n{self.log_tail()}") from None
+
+    def processes(self) -> dict[int, int]:
+        """The daemon and every process it started (the pool's fork server and workers, say)
+        that is alive, even orphaned: pid -> parent pid. Zombies do not count."""
+        return tagged_processes(f"{TAG}={self.tag}")
+
+    def pool_processes(self) -> dict[int, int]:
+        """:meth:`processes` once the daemon's worker pool runs (a process whose parent is one
+        of them but not the daemon: a worker of the pool's fork server); else empty."""
+        procs = self.processes()
+        main = self.proc.pid if self.proc else None
+        return procs if any(p in procs and p != main for p in procs.values()) else {}
 
     # -- observing --------------------------------------------------------------------------------
     def url(self, path: str = "") -> str:

@@ -232,8 +232,8 @@ def test_scheduled_entry_page_appears_only_when_due(site: Site) -> None:
 
 
 def test_symlink_swapped_in_after_the_scan_is_not_read(site: Site, tmp_path) -> None:  # noqa: ANN001
-    from feeder.builder import read_seed
     from feeder.normalizer import Rules
+    from feeder.sync import read_seed
 
     secret = tmp_path / "secret.txt"
     secret.write_bytes(b" date 2025-12-01 Top secret. Text.")
@@ -242,7 +242,8 @@ def test_symlink_swapped_in_after_the_scan_is_not_read(site: Site, tmp_path) -> 
     path.symlink_to(secret)  # swapped in between the scan and the read
     result = read_seed(path, "001_x.txt", 1 << 20, Rules("example.org", "2025"),
                        root=str(site.seeds.resolve()))
-    assert result[0] == "rejected" and "outside the seeds folder" in result[-1]
+    assert result is not None and result.entry is None
+    assert "outside the seeds folder" in (result.reason or "")
 
 
 def test_rejected_duplicate_is_published_once_its_twin_is_gone(make_site) -> None:  # noqa: ANN001
@@ -277,6 +278,7 @@ def test_changed_normalizing_settings_renormalize_without_touching_dates(make_si
 
 def test_pages_survive_a_pass_that_dies_before_publishing(site: Site, monkeypatch) -> None:  # noqa: ANN001
     from feeder.builder import Builder
+    from feeder.publish import Publisher
 
     site.write("001_a.txt", body="Old text. More.")
     site.write("002_b.txt", body="Doomed. More.")
@@ -287,7 +289,7 @@ def test_pages_survive_a_pass_that_dies_before_publishing(site: Site, monkeypatc
     def crash(*args: object, **kwargs: object) -> bytes:
         raise OSError("disk on fire (test)")
 
-    monkeypatch.setattr(Builder, "_assign_pages", crash)  # the first step of publishing
+    monkeypatch.setattr(Publisher, "_assign_pages", crash)  # the first step of publishing
     with pytest.raises(OSError):
         site.build()  # the store has the changes; the pages were never written
     monkeypatch.undo()

@@ -7,6 +7,7 @@ with timeouts, never on fixed sleeps.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import http.server
 import json
@@ -127,6 +128,30 @@ def test_kill_9_during_cold_build_leaves_only_complete_outputs(tmp_path: Path) -
     items = json.loads((out / "feed.json").read_bytes())["items"]
     assert [i["title"] for i in items] == newest
     assert len(list((out / "archive").glob("atom-*.xml"))) == -(-(SEEDS - 50) // 50)
+
+
+# -- kill -9 during a big pass: the pool must die with the daemon ----------------------------
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="no process pool on one core")
+def test_kill_9_mid_pass_leaves_no_process_of_the_pool(tmp_path: Path) -> None:
+    """The pool's fork server and workers take ~110 MB each: after a SIGKILL of the daemon
+    alone (not of its process group), in the middle of a big pass, none may live on."""
+    daemon = FeederDaemon(tmp_path)
+    for i in range(SEEDS):
+        (daemon.seeds / f"{i:05d}.txt").write_bytes(
+            _seed(f"2020-01-{i % 28 + 1:02d}", f"Article {i:05d}. " + "Body text. " * 40))
+    daemon.proc = daemon.spawn()  # not start(): that waits for the first pass to end
+    try:
+        procs = daemon.wait_until(daemon.pool_processes, timeout=60, interval=0.01,
+                                  what="pool workers")
+        daemon.kill()
+        wait_until(lambda: not daemon.processes(), timeout=5, interval=0.05,
+                   what=f"no process of the pool {sorted(procs)} after kill -9")
+    finally:
+        daemon.kill()
+        for pid in daemon.processes():  # do not leave orphans behind a failure
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 # -- an output folder that cannot be written -------------------------------------------------

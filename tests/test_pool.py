@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from feeder import builder
+from feeder import folder, pool, sync
+from feeder.builder import BuildCancelled
 
 from .conftest import Site
 
@@ -31,7 +32,7 @@ def test_pool_and_serial_builds_write_the_same_bytes(make_site, monkeypatch,  # 
                                                      force: bool) -> None:
     sites = []
     for threshold in (10**9, 1):  # serial, then everything through the pool
-        monkeypatch.setattr(builder, "POOL_THRESHOLD", threshold)
+        monkeypatch.setattr(pool, "POOL_THRESHOLD", threshold)
         site = make_site(max_entries=5, archive_size=4)
         fill(site)
         report = site.build(force=force)
@@ -50,7 +51,7 @@ def test_full_build_rewrites_missing_pages_through_the_pool(make_site,  # noqa: 
     fill(site)
     site.build()
     before = tree(site.out)
-    monkeypatch.setattr(builder, "POOL_THRESHOLD", 1)
+    monkeypatch.setattr(pool, "POOL_THRESHOLD", 1)
     for name in sorted(os.listdir(site.out / "entries"))[:7]:
         (site.out / "entries" / name).unlink()
     (site.out / "archive" / "rss-2.xml").unlink()
@@ -74,7 +75,7 @@ def test_a_refused_twin_never_leaves_its_page_over_the_owners(make_site, monkeyp
                                                               threshold: int) -> None:
     """New seeds get their entry page as they are read; a twin (same stem, so same id and
     page) written after its owner must not leave its text in the owner's page."""
-    monkeypatch.setattr(builder, "POOL_THRESHOLD", threshold)
+    monkeypatch.setattr(pool, "POOL_THRESHOLD", threshold)
     site = make_site(extensions=[".txt", ".text"])
     for n in range(30):
         site.write(f"{n:03d}_t.txt", "2025-01-01", f"Owner {n}. Body.")
@@ -113,11 +114,11 @@ def test_pages_of_entries_a_stopped_pass_never_stored_are_removed(make_site,  # 
     site = make_site()
     for n in range(10):
         site.write(f"n{n:02d}.txt", "2025-02-01", f"Article {n}. Body.")
-    monkeypatch.setattr(builder, "BATCH", 1)
-    monkeypatch.setattr(builder, "READ_CHUNK", 100)  # every page written before any commit
+    monkeypatch.setattr(sync, "BATCH", 1)
+    monkeypatch.setattr(sync, "READ_CHUNK", 100)  # every page written before any commit
     stopping = site.builder()
     stopping.cancel.set()  # SIGTERM: stop after the first batch
-    with pytest.raises(builder.BuildCancelled):
+    with pytest.raises(BuildCancelled):
         stopping.build()
     assert site.store.total() == 1
     assert len(os.listdir(site.out / "entries")) == 10
@@ -134,18 +135,18 @@ def test_the_fork_server_stops_with_the_pool(make_site, monkeypatch) -> None:  #
     """It holds the preloaded libraries and language model: a daemon must not keep it."""
     from multiprocessing import forkserver
 
-    monkeypatch.setattr(builder, "POOL_THRESHOLD", 1)
+    monkeypatch.setattr(pool, "POOL_THRESHOLD", 1)
     site = make_site()
     fill(site)
     started = []
-    real_pool = builder.Builder._pool
+    real_start = pool.Pool._start
 
-    def pool(self):  # noqa: ANN001, ANN202
-        executor = real_pool(self)
+    def start(self):  # noqa: ANN001, ANN202
+        executor = real_start(self)
         started.append(executor)
         return executor
 
-    monkeypatch.setattr(builder.Builder, "_pool", pool)
+    monkeypatch.setattr(pool.Pool, "_start", start)
     site.build()
     assert started and started[0] is not None
     assert forkserver._forkserver._forkserver_pid is None
@@ -171,14 +172,14 @@ def test_a_twin_of_a_rechecked_rejected_seed_never_writes_its_page(make_site,  #
             writes.append(data)
         return real_write(path, data, **kw)
 
-    real_scan = builder.Builder.scan
+    real_scan = folder.Folder.scan
 
-    def md_first(self: builder.Builder) -> dict:
+    def md_first(self: folder.Folder) -> dict:
         found = real_scan(self)
         return {"a.md": found.pop("a.md"), **found}  # a.md becomes the owner
 
     monkeypatch.setattr(output, "write", spy)
-    monkeypatch.setattr(builder.Builder, "scan", md_first)
+    monkeypatch.setattr(folder.Folder, "scan", md_first)
     report = site.build()
     assert [(name, "same entry id" in reason) for name, reason in report.rejected] == [
         ("a.txt", True)]

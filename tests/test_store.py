@@ -25,7 +25,7 @@ import pytest
 
 from feeder.errors import StoreCorruptError, StoreError, StoreInUseError
 from feeder.normalizer import Entry
-from feeder.store import _MIGRATIONS, SCHEMA_VERSION, Store
+from feeder.store import _MIGRATIONS, SCHEMA_VERSION, PingStore, Store
 
 from ._daemon import REPO, feeder_env
 
@@ -124,10 +124,11 @@ def test_a_state_file_of_every_older_version_opens_with_its_data(
         assert store.total() == 6
         assert [e.title for e in store.newest(10, dt.datetime.now(dt.UTC))][0] == "Article number 6"
         assert store.rejected() == [("007_empty.txt", "empty file")]
-        assert [(p.hub, p.topic) for p in store.pending_pings()] == [
-            ("https://hub.example/", "https://example.org/atom.xml")]
-        assert store.hub_results()["https://hub.example/"]["detail"] == "HTTP 503"
         assert store.get_meta("fixture") == "made by tests/data/state/make.py"
+    with PingStore(path) as pings:
+        assert [(p.hub, p.topic) for p in pings.pending_pings()] == [
+            ("https://hub.example/", "https://example.org/atom.xml")]
+        assert pings.hub_results()["https://hub.example/"]["detail"] == "HTTP 503"
 
     after = rows(path)
     for table, old_rows in before.items():  # every row kept, every old column as it was

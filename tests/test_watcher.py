@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import queue
+import subprocess
+import sys
 import threading
 
 import pytest
 
 from feeder.watcher import Watcher
+
+from ._daemon import feeder_env
 
 TIMEOUT = 5.0
 QUIET = 0.5  # how long "nothing more is reported" is watched for
@@ -178,3 +182,15 @@ def test_folder_missing_at_start_is_watched_once_made(following, tmp_path):
     assert replaced.get(timeout=TIMEOUT)
     write(folder / "a.txt")
     assert next_report(reports) == {"a.txt"}
+
+
+@pytest.mark.slow
+def test_the_watcher_does_not_import_the_builder_or_the_renderers() -> None:
+    """It needs only ``folder.is_candidate``; feedgen, lxml and Jinja are for building."""
+    code = "import sys, feeder.watcher; print(*sorted(sys.modules))"
+    loaded = set(subprocess.run([sys.executable, "-c", code], env=feeder_env(), check=True,
+                                capture_output=True, text=True, timeout=60).stdout.split())
+    assert "feeder.watcher" in loaded
+    heavy = {"feeder.builder", "feeder.render", "feeder.publish", "feeder.sync", "feedgen",
+             "jinja2", "lxml"}
+    assert loaded & heavy == set()

@@ -16,7 +16,7 @@ import pytest
 
 from feeder import websub
 from feeder.errors import PublishError
-from feeder.store import Store
+from feeder.store import PingStore
 
 HUB = "http://hub.test/hub"
 OTHER_HUB = "http://other.test/"
@@ -63,8 +63,8 @@ def feeder_log(caplog: pytest.LogCaptureFixture,
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "state.sqlite3")
+def store(tmp_path: Path) -> Iterator[PingStore]:
+    s = PingStore(tmp_path / "state.sqlite3")
     yield s
     s.close()
 
@@ -162,13 +162,13 @@ class ScriptedHub:
         return httpx.Response(outcome)
 
 
-def make_pinger(store: Store, hub: ScriptedHub | Handler, clock: Clock, *,
+def make_pinger(store: PingStore, hub: ScriptedHub | Handler, clock: Clock, *,
                 jitter: float = 0.5, **kw: object) -> websub.Pinger:
     return websub.Pinger(store, client_for(hub), clock=clock, jitter=lambda: jitter,
                          **kw)  # type: ignore[arg-type]
 
 
-def test_success_removes_the_ping_and_records_the_hub_result(store: Store,
+def test_success_removes_the_ping_and_records_the_hub_result(store: PingStore,
                                                              feeder_log) -> None:
     clock = Clock()
     hub = ScriptedHub(202)
@@ -184,7 +184,7 @@ def test_success_removes_the_ping_and_records_the_hub_result(store: Store,
 
 
 @pytest.mark.parametrize("jitter", [0.0, 0.5, 0.999999])
-def test_failures_back_off_exponentially_within_jitter_bounds(store: Store, jitter: float,
+def test_failures_back_off_exponentially_within_jitter_bounds(store: PingStore, jitter: float,
                                                               feeder_log) -> None:
     clock = Clock()
     hub = ScriptedHub(503)
@@ -217,7 +217,7 @@ def test_failures_back_off_exponentially_within_jitter_bounds(store: Store, jitt
                            f"retrying in {waits[0]:.1f} s")
 
 
-def test_backoff_is_capped(store: Store) -> None:
+def test_backoff_is_capped(store: PingStore) -> None:
     pinger = websub.Pinger(store, httpx.Client(), backoff=2.0, jitter=lambda: 0.5)
     with pinger.client:
         assert pinger.delay(1) == 2.0
@@ -225,7 +225,7 @@ def test_backoff_is_capped(store: Store) -> None:
         assert pinger.delay(40) == websub.MAX_BACKOFF
 
 
-def test_retry_after_failure_succeeds_and_clears(store: Store) -> None:
+def test_retry_after_failure_succeeds_and_clears(store: PingStore) -> None:
     clock = Clock()
     hub = ScriptedHub(httpx.ConnectError("refused"), 202)
     store.add_pings([HUB], [TOPIC], clock.now)
@@ -243,7 +243,7 @@ def test_retry_after_failure_succeeds_and_clears(store: Store) -> None:
     assert len(hub.pings) == 2
 
 
-def test_add_pings_for_a_pending_hub_and_topic_collapse_into_one(store: Store) -> None:
+def test_add_pings_for_a_pending_hub_and_topic_collapse_into_one(store: PingStore) -> None:
     clock = Clock()
     for _ in range(5):
         store.add_pings([HUB], [TOPIC, RSS_TOPIC], clock.now)
@@ -256,7 +256,7 @@ def test_add_pings_for_a_pending_hub_and_topic_collapse_into_one(store: Store) -
     assert sorted(hub.pings) == [(HUB, TOPIC), (HUB, RSS_TOPIC)]
 
 
-def test_a_change_while_a_ping_waits_to_retry_keeps_one_ping(store: Store) -> None:
+def test_a_change_while_a_ping_waits_to_retry_keeps_one_ping(store: PingStore) -> None:
     clock = Clock()
     hub = ScriptedHub(500)
     store.add_pings([HUB], [TOPIC], clock.now)
@@ -270,7 +270,7 @@ def test_a_change_while_a_ping_waits_to_retry_keeps_one_ping(store: Store) -> No
     assert pending.last_error == "HTTP 500"
 
 
-def test_a_new_change_during_a_hub_outage_gets_all_its_attempts(store: Store,
+def test_a_new_change_during_a_hub_outage_gets_all_its_attempts(store: PingStore,
                                                                feeder_log) -> None:
     """Failures of an older change do not count against a newer one: each change of the
     feed gets ``max_attempts`` tries of its own, the first one straight away."""
@@ -301,7 +301,7 @@ def test_a_new_change_during_a_hub_outage_gets_all_its_attempts(store: Store,
     assert errors == [f"gave up pinging {HUB} for {TOPIC} after 3 attempts: HTTP 503"]
 
 
-def test_each_hub_is_pinged_and_retried_on_its_own(store: Store) -> None:
+def test_each_hub_is_pinged_and_retried_on_its_own(store: PingStore) -> None:
     clock = Clock()
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -316,7 +316,7 @@ def test_each_hub_is_pinged_and_retried_on_its_own(store: Store) -> None:
     assert results[HUB]["ok"] is True and results[OTHER_HUB]["ok"] is False
 
 
-def test_max_attempts_drops_the_ping_and_logs_an_error(store: Store, feeder_log) -> None:
+def test_max_attempts_drops_the_ping_and_logs_an_error(store: PingStore, feeder_log) -> None:
     clock = Clock()
     hub = ScriptedHub(httpx.ConnectError("refused"))
     store.add_pings([HUB], [TOPIC], clock.now)
@@ -336,7 +336,7 @@ def test_max_attempts_drops_the_ping_and_logs_an_error(store: Store, feeder_log)
 def test_pending_pings_survive_reopening_the_store(tmp_path: Path) -> None:
     path = tmp_path / "state.sqlite3"
     clock = Clock()
-    first = Store(path)
+    first = PingStore(path)
     try:
         first.add_pings([HUB], [TOPIC], clock.now)
         pinger = make_pinger(first, ScriptedHub(503), clock)
@@ -345,7 +345,7 @@ def test_pending_pings_survive_reopening_the_store(tmp_path: Path) -> None:
     finally:
         first.close()
 
-    again = Store(path)
+    again = PingStore(path)
     try:
         [pending] = again.pending_pings()
         assert (pending.hub, pending.topic, pending.attempts) == (HUB, TOPIC, 1)
@@ -363,16 +363,17 @@ def test_pending_pings_survive_reopening_the_store(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def two_stores(tmp_path: Path) -> Iterator[tuple[Store, Store]]:
+def two_stores(tmp_path: Path) -> Iterator[tuple[PingStore, PingStore]]:
     """The pinger's and the rebuild thread's connections to one state file."""
     path = tmp_path / "state.sqlite3"
-    pinger_store, rebuild_store = Store(path), Store(path)
+    pinger_store, rebuild_store = PingStore(path), PingStore(path)
     yield pinger_store, rebuild_store
     pinger_store.close()
     rebuild_store.close()
 
 
-def test_a_change_during_an_in_flight_ping_is_not_lost(two_stores: tuple[Store, Store]) -> None:
+def test_a_change_during_an_in_flight_ping_is_not_lost(
+        two_stores: tuple[PingStore, PingStore]) -> None:
     """The rebuild thread queues a ping (its own connection) while the pinger's request to
     the same hub and topic is in flight: the hub may already have fetched the old feed, so
     the new change needs a ping of its own after this one."""
@@ -400,7 +401,7 @@ def test_a_change_during_an_in_flight_ping_is_not_lost(two_stores: tuple[Store, 
 
 @pytest.mark.parametrize("max_attempts", [2, 10], ids=["last-try", "tries-left"])
 def test_a_change_during_a_failing_in_flight_ping_is_tried_at_once_with_a_fresh_budget(
-        two_stores: tuple[Store, Store], max_attempts: int) -> None:
+        two_stores: tuple[PingStore, PingStore], max_attempts: int) -> None:
     """The rebuild thread queues a new change while the pinger's request for the old one is
     in flight and then fails: that failure (even a last one, which gives the old change up)
     neither counts against the new change nor postpones it."""

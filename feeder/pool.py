@@ -1,0 +1,146 @@
+"""The worker processes that read seeds and write pages when a pass has many of them.
+
+A pool is started on first need (``POOL_THRESHOLD`` seeds or pages) and stopped with the pass:
+its fork server holds the preloaded libraries and language model (``feeder.preload``), which
+a long-running daemon should not keep between big passes. Jobs are handed out lazily, a few
+per worker at a time, so results stream back in order and are never all held.
+
+The pool's processes die with their parent, kill -9 included: the fork server and each
+worker ask the kernel (Linux ``prctl(PR_SET_PDEATHSIG)``) for SIGKILL when their parent
+dies, then check that it had not died already. The workers' parent is the fork server, and
+the fork server's is the thread that started the pool (so a pool is used and closed on the
+thread that started it, as ``Builder.build`` does).
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+POOL_THRESHOLD = 400  # seeds or pages before a process pool pays for its start-up
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+# The pid of the process starting a fork server, for the fork server to check that its
+# parent is still alive once it has asked to die with it.
+_PARENT_ENV = "_FEEDER_POOL_PARENT"
+
+_workers_parent: int | None = None  # in a fork server: its own pid, the parent of the workers
+
+
+class Pool:
+    """Runs jobs in worker processes when there are many, else in this process; shows
+    progress bars for big jobs if ``progress`` (on a terminal)."""
+
+    def __init__(self, *, progress: bool = False) -> None:
+        self.show_progress = progress
+        self.workers = min(os.cpu_count() or 1, 8)
+        self._executor: concurrent.futures.ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def map(self, fn: Callable[[Any], Any], jobs: Iterable, *, weight: int) -> Iterator:
+        """``fn`` over ``jobs``, results in order: in the workers if the jobs hold ``weight``
+        seeds or pages in all, at least ``POOL_THRESHOLD`` (and there are two cores)."""
+        executor = self._start() if weight >= POOL_THRESHOLD else None
+        if executor is None:
+            return map(fn, jobs)
+        return _bounded(executor, fn, jobs, 2 * self.workers + 2)
+
+    def progress(self, weight: int, total: int, unit: str, desc: str):  # noqa: ANN201
+        """A progress bar on stderr of ``total`` units for a big job (``weight`` as for
+        ``map``) if this pool shows them; None otherwise."""
+        if not (self.show_progress and weight >= POOL_THRESHOLD):
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=total, unit=unit, desc=desc, file=sys.stderr)
+
+    def close(self) -> None:
+        """Stop the workers and the fork server (the next big job starts new ones)."""
+        if self._executor is not None:
+            self._executor.shutdown(cancel_futures=True)
+            self._executor = None
+            _stop_fork_server()
+
+    def _start(self) -> concurrent.futures.ProcessPoolExecutor | None:
+        """The process pool, started on first need; None on a single core."""
+        if self._executor is None:
+            if self.workers < 2:
+                return None
+            import multiprocessing
+
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(["feeder.preload"])  # before the fork server starts
+            if os.environ.get(_PARENT_ENV) != str(os.getpid()):
+                os.environ[_PARENT_ENV] = str(os.getpid())  # inherited by the fork server
+            self._executor = concurrent.futures.ProcessPoolExecutor(
+                self.workers, mp_context=ctx, initializer=_start_worker)
+        return self._executor
+
+
+def die_with_parent(parent: int) -> None:
+    """Have the kernel SIGKILL this process when its parent dies (Linux), then exit at once
+    if the parent is no longer ``parent``: it died before the request took effect."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def start_fork_server() -> None:
+    """In the fork server (from ``feeder.preload``): die with the process that started it."""
+    global _workers_parent
+    die_with_parent(int(os.environ.get(_PARENT_ENV) or os.getppid()))
+    _workers_parent = os.getpid()
+
+
+def _start_worker() -> None:
+    """In each worker, before its first job: die with the fork server that forked it."""
+    die_with_parent(_workers_parent if _workers_parent is not None else os.getppid())
+
+
+def _stop_fork_server() -> None:
+    """The fork server keeps the preloaded libraries and language model (~100 MB): stop it
+    with the pool. (``_stop`` is private, but has been there since Python 3.4.)"""
+    from multiprocessing import forkserver
+
+    stop = getattr(getattr(forkserver, "_forkserver", None), "_stop", None)
+    if stop is not None:
+        with contextlib.suppress(OSError):  # already reaped, or its socket cleaned away
+            stop()
+
+
+def _bounded(pool: concurrent.futures.Executor, fn: Callable, jobs: Iterable,
+             window: int) -> Iterator:
+    """``pool.map`` that takes jobs lazily, keeping at most ``window`` in flight."""
+    pending: collections.deque = collections.deque()
+    for job in jobs:
+        pending.append(pool.submit(fn, job))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def chunks(items: Iterable, size: int) -> Iterator[list]:
+    """``items`` in lists of ``size`` (the last one shorter)."""
+    chunk: list = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

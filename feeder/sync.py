@@ -1,0 +1,314 @@
+"""Seeds -> store: read the seeds that changed and bring the store in line with the folder.
+
+The second stage of a pass (after ``folder.py``, before ``publish.py``). A seed whose size
+and mtime match the store's fingerprint is not read. The others are read, hashed, parsed and
+normalized by ``read_seed`` (in worker processes when there are many) into a ``ReadResult``,
+and each result is recorded: an entry, a rejection, or, for the same bytes under a new stat,
+only the stat. Seeds gone from the folder lose their entry (their id stays minted).
+
+Results are recorded in explicit transactions of up to ``BATCH`` seeds, so a pass that stops
+keeps what it committed. Each change to an entry marks, in the store itself (by triggers, in
+the same transaction), the pages that publishing must write or remove. A new seed's entry
+page is written at once by the worker that read it, before the store takes the entry; the
+feeds that link to it are written later, by publishing.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime as dt
+import hashlib
+import itertools
+import logging
+import os
+import stat
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import publish, render
+from .config import Config
+from .errors import OutputError, SeedError
+from .folder import Folder, Seen
+from .normalizer import Entry, Rules, normalize, slug_for
+from .pool import Pool, chunks
+from .report import BuildCancelled, BuildReport
+from .seed import parse_seed, stray_note
+from .store import Fingerprint, Store
+
+log = logging.getLogger("feeder")
+
+MIN_YEAR = 1900
+BATCH = 500  # seeds recorded per transaction
+READ_CHUNK = 32  # seeds sent to a worker at a time
+QUIET_ABOVE = 1000  # seeds read in one pass beyond which "added" lines go to debug
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    """One seed as ``read_seed`` found it: an entry, or the reason it is refused."""
+
+    name: str
+    size: int
+    mtime_ns: int
+    digest: str  # of the bytes read; "size:N" for a seed too large to read; "" if unread
+    entry: Entry | None = None
+    encoding: str = ""  # of the bytes, when they made an entry
+    repaired: tuple[int, ...] = ()  # offsets of stray bytes in otherwise UTF-8 text
+    reason: str | None = None  # why they made none
+    page: str | None = None  # the entry page the worker wrote for a new seed
+    page_changed: bool = False  # ... and whether that changed its bytes
+
+
+# -- reading seeds (runs in the worker processes too) --------------------------------------
+
+def _opened_inside(fd: int, root: str | None) -> bool:
+    """Is the opened file really under ``root``? (A symlink may have been swapped in since
+    the folder was looked at.)"""
+    if root is None:
+        return True
+    try:
+        real = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:  # no /proc
+        return True
+    return real.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def read_seed(path: Path, name: str, max_bytes: int, rules: Rules,
+              root: str | None = None) -> ReadResult | None:
+    """Read, hash, parse and normalize one seed; None if the file is gone."""
+    try:
+        with open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if not _opened_inside(fh.fileno(), root):
+                return ReadResult(name, 0, 0, "", reason="symlink points outside the seeds folder")
+            if not stat.S_ISREG(st.st_mode):
+                return ReadResult(name, 0, 0, "", reason="not a regular file")
+            if st.st_size > max_bytes:
+                reason = f"too large: {st.st_size} bytes (limit {max_bytes})"
+                return ReadResult(name, st.st_size, st.st_mtime_ns, f"size:{st.st_size}",
+                                  reason=reason)
+            data = fh.read(max_bytes + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return ReadResult(name, 0, 0, "", reason=f"cannot read: {exc.strerror or exc}")
+    if len(data) > max_bytes:
+        reason = f"too large: {len(data)}+ bytes (limit {max_bytes})"
+        return ReadResult(name, len(data), st.st_mtime_ns, f"size:{len(data)}", reason=reason)
+    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+    try:
+        doc = parse_seed(data, name)
+        entry = normalize(doc, Path(name).stem, rules)
+    except SeedError as exc:
+        return ReadResult(name, len(data), st.st_mtime_ns, digest, reason=exc.reason)
+    return ReadResult(name, len(data), st.st_mtime_ns, digest, entry, doc.encoding,
+                      doc.repaired)
+
+
+@dataclass(frozen=True)
+class ReadContext:
+    """What reading a seed needs, sent along with each chunk of seeds to a worker."""
+
+    rules: Rules
+    max_bytes: int
+    root: str | None
+    info: render.FeedInfo  # for the entry pages written as new seeds are read
+    out: Path
+    now: float  # entries published by then get their page at once
+
+
+def read_and_write_page(ctx: ReadContext, path: Path, name: str,
+                        new: bool) -> ReadResult | None:
+    """``read_seed``; a ``new`` seed (no seed of that name or stem in the store or in this
+    pass) that is already published also gets its entry page written here, in the worker
+    that has the entry in hand."""
+    result = read_seed(path, name, ctx.max_bytes, ctx.rules, ctx.root)
+    if not new or result is None or result.entry is None:
+        return result
+    entry = result.entry
+    if entry.published.year < MIN_YEAR or entry.published.timestamp() > ctx.now:
+        return result
+    try:
+        changed = publish.write_entry_page(ctx.info, ctx.out, entry)
+    except OutputError:
+        return result  # left to publishing, which reports it
+    return dataclasses.replace(result, page=render.entry_path(entry), page_changed=changed)
+
+
+def _read_chunk(job: tuple[ReadContext, list[tuple[Path, str, bool]]]) -> list[ReadResult | None]:
+    ctx, seeds = job
+    return [read_and_write_page(ctx, path, name, new) for path, name, new in seeds]
+
+
+# -- recording them ------------------------------------------------------------------------
+
+class Sync:
+    """Brings the store in line with the seeds folder, one ``run`` per pass."""
+
+    def __init__(self, config: Config, store: Store, folder: Folder, rules: Rules, *,
+                 clock: Callable[[], dt.datetime], pool: Pool,
+                 cancel: threading.Event) -> None:
+        self.config, self.store, self.folder, self.rules = config, store, folder, rules
+        self.clock, self.pool, self.cancel = clock, pool, cancel
+
+    def run(self, report: BuildReport, names: Iterable[str] | None = None, *,
+            write_pages: bool = True) -> None:
+        """Sync the seeds of ``names`` (the watcher's change set), or of the whole folder.
+        With ``write_pages``, new seeds get their entry page as they are read."""
+        full = names is None
+        names = None if names is None else set(names)
+        fps = self.store.fingerprints(names)  # not all 100k of them for one change
+        found, waiting = self.folder.look(names)
+        report.deferred |= waiting
+        gone = sorted(n for n in fps if n not in found and n not in waiting)
+        now = self.clock()
+        rules_key = hashlib.sha1(repr(self.rules).encode()).hexdigest()
+        renormalize = full and self.store.get_meta("rules_key", rules_key) != rules_key
+        if renormalize:
+            log.info("normalizing settings changed: reading every seed again")
+        to_read: list[Seen] = []
+        unreadable: list[ReadResult] = []
+        for name, seen in found.items():
+            fp = fps.get(name)
+            if seen.problem is not None:
+                if fp is None or fp.reason != seen.problem:
+                    unreadable.append(ReadResult(name, seen.size, seen.mtime_ns, "",
+                                                 reason=seen.problem))
+                continue
+            # A full pass looks again at rejected seeds (a duplicate's owner may be gone, a
+            # far date may have come near) and, after a change of the normalizing settings,
+            # at every seed.
+            recheck = renormalize or (full and fp is not None and fp.reason is not None)
+            if (fp is not None and fp.size == seen.size and fp.mtime_ns == seen.mtime_ns
+                    and not recheck):
+                report.unchanged += 1
+                continue
+            to_read.append(seen)
+        with self.store.transaction():
+            for result in unreadable:
+                self._reject(report, result, result.reason or "", fps.get(result.name), now)
+            removed = [name for name in gone if self.store.forget(name) is not None]
+        for name in removed:
+            report.removed.append(name)
+            log.info("removed %s", name)
+        self._read(report, to_read, fps, now, renormalize=renormalize, write_pages=write_pages)
+        if full:
+            with self.store.transaction():
+                self.store.set_meta("rules_key", rules_key)
+
+    def _read(self, report: BuildReport, seeds: list[Seen], fps: dict[str, Fingerprint],
+              now: dt.datetime, *, renormalize: bool, write_pages: bool) -> None:
+        """Read ``seeds`` (in the pool when there are many) and record the results, one
+        transaction per ``BATCH``; a cancelled pass stops after the batch it committed."""
+        if not seeds:
+            return
+        c = self.config
+        ctx = ReadContext(self.rules, c.max_seed_bytes, str(self.folder.root),
+                          render.FeedInfo.from_config(c), c.out, now.timestamp())
+        writable = self._writable_pages(seeds, fps) if write_pages else set()
+        work = ((s.path, s.name, s.name in writable) for s in seeds)
+        jobs = ((ctx, chunk) for chunk in chunks(work, READ_CHUNK))
+        results = itertools.chain.from_iterable(
+            self.pool.map(_read_chunk, jobs, weight=len(seeds)))
+        bar = self.pool.progress(len(seeds), len(seeds), "seed", "reading seeds")
+        # one line per seed for the daemon's changes; a big first build only counts them
+        level = logging.INFO if len(seeds) <= QUIET_ABOVE else logging.DEBUG
+        for batch in chunks(results, BATCH):
+            with self.store.transaction():
+                for result in batch:
+                    if result is not None:  # else gone since the folder was looked at
+                        self._record(report, result, fps.get(result.name), now,
+                                     renormalize=renormalize, level=level)
+            if bar is not None:
+                bar.update(len(batch))
+            if self.cancel.is_set():
+                raise BuildCancelled
+        if bar is not None:
+            bar.close()
+
+    def _record(self, report: BuildReport, result: ReadResult, fp: Fingerprint | None,
+                now: dt.datetime, *, renormalize: bool, level: int) -> None:
+        """Record one seed as read (in the caller's transaction)."""
+        name = result.name
+        if result.page is not None and result.page_changed:
+            report.written.append(result.page)
+        if (fp is not None and fp.hash == result.digest and fp.reason is None
+                and not renormalize):
+            self.store.touch(name, result.size, result.mtime_ns)
+            report.unchanged += 1
+            return
+        if result.entry is None:
+            self._reject(report, result, result.reason or "", fp, now)
+            return
+        entry, problem = self._check(result.entry, name, now)
+        if problem:
+            self._reject(report, result, problem, fp, now)
+            return
+        if result.encoding not in ("utf-8", "ascii"):
+            report.converted.append((name, result.encoding))
+            log.info("converted %s from %s to UTF-8", name, result.encoding)
+        if result.repaired:
+            log.info("repaired %s: %s", name, stray_note(result.repaired, result.encoding))
+        old = self.store.entry_by_name(name) if fp is not None else None
+        if old is not None and fp is not None and fp.hash == result.digest:
+            entry = dataclasses.replace(entry, updated=old.updated)  # same text
+        else:
+            entry = _with_history(entry, old, now)
+        self.store.put_entry(name, result.size, result.mtime_ns, result.digest, entry, now)
+        if result.page is not None:  # written before this commit: nothing left to do for it
+            self.store.pages_written([name])
+        if old is None:
+            report.added.append(name)
+            log.log(level, "added %s: %s (%s, %s)", name, entry.title,
+                    entry.published.date(), entry.language)
+        else:
+            report.changed.append(name)
+            log.log(level, "changed %s", name)
+
+    def _writable_pages(self, seeds: list[Seen], fps: dict[str, Fingerprint]) -> set[str]:
+        """Names of new seeds whose entry page the reading worker may write at once: not a
+        seed's twin (same stem, so same id and page) in this pass or in the store, whose page
+        it would overwrite before the store refuses it. Twins and edited seeds get their
+        page when publishing, from the store."""
+        slugs = {s.name: slug_for(Path(s.name).stem) for s in seeds}
+        seen = collections.Counter(slugs.values())  # rechecked rejected seeds included
+        taken = self.store.slugs_taken(seen) if self.store.total() else set()
+        return {name for name, slug in slugs.items()
+                if name not in fps and seen[slug] == 1 and slug not in taken}
+
+    def _check(self, entry: Entry, name: str, now: dt.datetime) -> tuple[Entry, str | None]:
+        """Refuse implausible dates and id clashes; give the entry its stored id."""
+        if entry.published.year < MIN_YEAR:
+            return entry, f"date {entry.published.date()} is before {MIN_YEAR}: probably a typo"
+        horizon = now + dt.timedelta(days=self.config.max_future_days)
+        if entry.published > horizon:
+            return entry, (f"date {entry.published.date()} is more than "
+                           f"{self.config.max_future_days} days ahead: probably a typo")
+        minted, fresh = self.store.mint_id(entry.stem, entry.id)
+        owner = None if fresh else self.store.owner_of(minted)  # a fresh id has no owner yet
+        if owner is not None and owner != name:
+            return entry, f"same entry id as {owner} (file stems must be unique)"
+        owner = self.store.slug_owner(entry.slug)  # e.g. "café" and a seed named "cafe-<hash>"
+        if owner is not None and owner != name:
+            return entry, f"same page {render.entry_path(entry)} as {owner}: rename one of them"
+        return dataclasses.replace(entry, id=minted), None
+
+    def _reject(self, report: BuildReport, result: ReadResult, reason: str,
+                fp: Fingerprint | None, now: dt.datetime) -> None:
+        """Record the rejection (in the caller's transaction); report and log it unless
+        ``fp`` (the previous record) said the same."""
+        self.store.reject(result.name, result.size, result.mtime_ns, result.digest, reason, now)
+        if fp is None or fp.reason != reason:
+            report.rejected.append((result.name, reason))
+            log.warning("rejected %s: %s", result.name, reason)
+
+
+def _with_history(entry: Entry, old: Entry | None, now: dt.datetime) -> Entry:
+    """``updated`` stays ``published`` until the text changes, then it is when we saw it."""
+    if old is None:
+        return entry
+    return dataclasses.replace(entry, updated=max(now.astimezone(entry.published.tzinfo),
+                                                  entry.published))
