@@ -61,10 +61,10 @@ class Daemon:
         self.pinger.hubs = frozenset(c.hubs)
         self.scheduler = Scheduler(self._rebuild, self._ping, debounce=c.debounce,
                                    rescan_interval=c.rescan_interval)
+        self.scheduler.notify(None)  # the first pass reconciles the folder with the store
         self._start_watcher()
         self._start_server()
         self.scheduler.start()
-        self.scheduler.notify(None, delay=0)
         if self.ping_store.pending_pings():
             self.scheduler.ping_soon()
         log.info("serving %s on http://%s:%d/ (feeds: %satom.xml, rss.xml, feed.json)",
