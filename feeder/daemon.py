@@ -77,10 +77,10 @@ class Daemon:
         self.pinger.hubs = frozenset(c.hubs)
         self.scheduler = Scheduler(self._pass, self._ping, debounce=c.debounce,
                                    rescan_interval=c.rescan_interval)
+        self._request_pass(None)  # the first pass reconciles the folder with the store
         self._start_watcher()
         self._start_server()
         self.scheduler.start()
-        self._request_pass(None, delay=0)
         self._start_following()
         if self.ping_store.pending_pings():
             self.scheduler.ping_soon()

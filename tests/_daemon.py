@@ -152,11 +152,14 @@ class FeederDaemon:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self, timeout: float = START_TIMEOUT) -> FeederDaemon:
+    def start(self, timeout: float = START_TIMEOUT, *, wait: bool = True) -> FeederDaemon:
         """Spawn, then poll /healthz until it answers and reports the start-up build; on any
-        failure the process is killed."""
+        failure the process is killed. With ``wait=False``, return at once: the test acts
+        while the daemon starts (seeds written during start-up)."""
         assert not self.running, "already running"
         self.proc = self.spawn()
+        if not wait:
+            return self
         try:
             self.wait_until(self._built, timeout=timeout,
                             what=f"feeder run to answer /healthz on port {self.port} after a build")
@@ -262,6 +265,13 @@ class FeederDaemon:
         parsed = feedparser.parse(response.content)
         assert parsed.bozo == 0, parsed.get("bozo_exception")
         return parsed
+
+    def titles(self) -> set[str]:
+        """The titles in the served feed.json (none while it is not served)."""
+        response = self.get("feed.json")
+        if response.status_code != 200:
+            return set()
+        return {item["title"] for item in json.loads(response.content)["items"]}
 
     def wait_for_entry(self, title: str, timeout: float = WAIT_TIMEOUT) -> None:
         """Wait until the served atom.xml holds ``title``."""

@@ -1,4 +1,5 @@
-"""Helpers that run real servers for tests (no mocks): ``serve_in_thread``, ``wait_until``."""
+"""Helpers that run real servers for tests (no mocks): ``serve_in_thread``, ``hanging_hub``,
+``wait_until``."""
 
 from __future__ import annotations
 
@@ -82,3 +83,36 @@ def serve_in_thread(app: ASGIApp, *, timeout: float = 10.0, **options: Any) -> I
         sock.close()
         if thread.is_alive():
             raise RuntimeError(f"uvicorn on port {port} did not stop within {timeout}s")
+
+
+@contextmanager
+def hanging_hub() -> Iterator[tuple[str, threading.Event]]:
+    """A hub on 127.0.0.1 that accepts connections and never answers. Yields its URL and an
+    event set once it has accepted a connection; on exit it closes them, so a ping still
+    waiting fails at once."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    sock.settimeout(0.05)
+    held: list[socket.socket] = []
+    accepted, stop = threading.Event(), threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                continue
+            held.append(conn)
+            accepted.set()
+
+    thread = threading.Thread(target=accept, name="hanging-hub", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/hang", accepted
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in held:
+            conn.close()
+        sock.close()

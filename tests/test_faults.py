@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -29,7 +28,7 @@ import pytest
 from lxml import etree
 
 from ._daemon import FeederDaemon, feeder_env, free_port
-from ._servers import wait_until
+from ._servers import hanging_hub, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -205,36 +204,6 @@ class _Hub500(http.server.BaseHTTPRequestHandler):
 
 
 @contextmanager
-def _hanging_hub() -> Iterator[str]:
-    """Accepts connections and never answers."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    sock.settimeout(0.1)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = sock.accept()
-            except OSError:
-                continue
-            held.append(conn)
-
-    t = threading.Thread(target=accept, daemon=True)
-    t.start()
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/hang"
-    finally:
-        stop.set()
-        t.join(5)
-        for conn in held:
-            conn.close()
-        sock.close()
-
-
-@contextmanager
 def _failing_hub() -> Iterator[str]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hub500)
     t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -251,7 +220,7 @@ def _failing_hub() -> Iterator[str]:
 def test_broken_hubs_never_stop_serving_or_rebuilding(
         tmp_path: Path, daemon_factory: Callable[..., FeederDaemon]) -> None:
     refused = f"http://127.0.0.1:{free_port()}/refused"
-    with _hanging_hub() as hang, _failing_hub() as fail:
+    with hanging_hub() as (hang, _), _failing_hub() as fail:
         config = tmp_path / "feeder.toml"
         config.write_text(
             "[websub]\n"
