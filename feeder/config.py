@@ -31,7 +31,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "feed": (
         "title", "subtitle", "author", "base_url", "language", "default_language",
         "languages", "tag_authority", "tag_date", "timezone", "max_entries",
-        "archive_size", "title_length", "summary_length",
+        "archive_size", "max_feed_bytes", "title_length", "summary_length",
     ),
     "paths": ("seeds", "out", "state", "extensions", "max_seed_bytes"),
     "serve": ("host", "port", "max_age"),
@@ -55,6 +55,7 @@ class Config:
     timezone: str = "UTC"
     max_entries: int = 50
     archive_size: int = 50
+    max_feed_bytes: int = 1024 * 1024
     title_length: int = 90
     summary_length: int = 300
     # [paths]
@@ -139,6 +140,7 @@ def _number(x: float) -> str:
 RANGES: dict[str, Range] = {
     "max_entries": Range(1, 1000, "entries"),
     "archive_size": Range(1, 1000, "entries"),
+    "max_feed_bytes": Range(64 * 1024, 64 * 1024 * 1024, "bytes"),
     "title_length": Range(10, 1000, "characters"),
     "summary_length": Range(10, 10_000, "characters"),
     "max_seed_bytes": Range(1, 256 * 1024 * 1024, "bytes"),

@@ -6,7 +6,8 @@ write: the entry pages it marked stale, the archive pages it marked dirty, and t
 not rewritten (``output.py``), and a feed that did change gets a WebSub ping queued at once
 (``PingStore``), so that a later failure in the pass cannot lose it. A full pass also looks
 at the folders on disk: it writes the pages that are missing and removes entry pages no
-entry owns.
+entry owns. Each feed and archive document is kept under ``max_feed_bytes``
+(``render.fit``); the log names the entries shortened in each document written.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def render_key(config: Config) -> str:
     """Changes when a setting that shapes every output changes: then all are rendered again."""
     c = config
     parts = (__version__, c.title, c.subtitle, c.author, c.base_url, c.language,
-             c.tag_authority, c.tag_date, c.max_entries, c.archive_size, c.hubs)
+             c.tag_authority, c.tag_date, c.max_entries, c.archive_size, c.hubs,
+             c.max_feed_bytes)
     return hashlib.sha1(repr(parts).encode()).hexdigest()
 
 
@@ -56,12 +58,34 @@ def write_entry_pages(info: render.FeedInfo, out: Path, entries: list[Entry]) ->
     return [render.entry_path(e) for e in entries if write_entry_page(info, out, e)]
 
 
+def fit_notes(fits: dict[str, render.Fitted], limit: int) -> list[tuple[int, str]]:
+    """Log lines (level, message) for written documents kept under ``limit``: one line per
+    set of shortened entries, naming the documents and the entries; a warning for each
+    document still over the limit."""
+    shortened: dict[tuple[str, ...], list[str]] = {}
+    for path, fitted in fits.items():
+        if fitted.brief:
+            shortened.setdefault(tuple(e.stem for e in fitted.brief), []).append(path)
+    notes = [(logging.INFO, f"{', '.join(paths)}: {len(stems)} largest "
+                            f"{'entry carries' if len(stems) == 1 else 'entries carry'} a "
+                            f"summary and link instead of the content, to stay under "
+                            f"max_feed_bytes ({limit}): {', '.join(stems)}")
+             for stems, paths in shortened.items()]
+    notes += [(logging.WARNING, f"{path} is {len(fitted.data)} bytes, over max_feed_bytes "
+                                f"({limit}) even with {len(fitted.brief)} entries as summary "
+                                "and link; lower max_entries or archive_size")
+              for path, fitted in fits.items() if fitted.over]
+    return notes
+
+
 def write_archive_page(info: render.FeedInfo, out: Path, n: int, pages: int,
-                       entries: list[Entry]) -> list[str]:
-    """Render archive page ``n`` of ``pages`` (entries oldest first) as Atom and RSS."""
+                       entries: list[Entry]) -> tuple[list[str], list[tuple[int, str]]]:
+    """Render archive page ``n`` of ``pages`` (entries oldest first) as Atom and RSS;
+    return the paths written and the log lines of ``fit_notes`` (for the parent process to
+    log: this may run in a worker)."""
     entries = entries[::-1]  # newest first within the page, like the current feed
-    written = []
-    for kind, fn in (("atom", render.render_atom), ("rss", render.render_rss)):
+    written, fits = [], {}
+    for kind in ("atom", "rss"):
         current = "atom.xml" if kind == "atom" else "rss.xml"
         links = render.Archive(
             prev=render.archive_path(kind, n - 1) if n > 1 else None,
@@ -69,19 +93,20 @@ def write_archive_page(info: render.FeedInfo, out: Path, n: int, pages: int,
             current=current, is_archive=True,
         )
         path = render.archive_path(kind, n)
+        fitted = render.fit(kind, info, entries, self_path=path, archive=links)
         # No .gz sibling: archive pages change rarely and are fetched rarely.
-        if output.write(out / path, fn(info, entries, self_path=path, archive=links),
-                        compress=False):
+        if output.write(out / path, fitted.data, compress=False):
             written.append(path)
-    return written
+            fits[path] = fitted
+    return written, fit_notes(fits, info.max_bytes)
 
 
-def _render_job(job: tuple) -> tuple[int, list[str]]:
-    """(units done for the progress bar, paths written)"""
+def _render_job(job: tuple) -> tuple[int, list[str], list[tuple[int, str]]]:
+    """(units done for the progress bar, paths written, log lines)"""
     kind, info, out, payload = job
     if kind == "pages":
-        return len(payload), write_entry_pages(info, out, payload)
-    return 1, write_archive_page(info, out, *payload)
+        return len(payload), write_entry_pages(info, out, payload), []
+    return 1, *write_archive_page(info, out, *payload)
 
 
 # -- publishing ----------------------------------------------------------------------------
@@ -157,24 +182,28 @@ class Publisher:
         archive = render.Archive(prev=render.archive_path("atom", pages) if pages else None)
         rss_archive = render.Archive(prev=render.archive_path("rss", pages) if pages else None)
         renders = (
-            ("atom.xml", lambda: render.render_atom(info, newest, archive=archive)),
-            ("rss.xml", lambda: render.render_rss(info, newest, archive=rss_archive)),
-            ("feed.json", lambda: render.render_json(info, newest)),
+            ("atom.xml", "atom", {"archive": archive}),
+            ("rss.xml", "rss", {"archive": rss_archive}),
+            ("feed.json", "json", {}),
         )
         # zlib lets go of the GIL: each changed feed's .gz sibling is compressed in a thread
         # while the next feed renders (a third of a one-seed rebuild, done on the other core)
         with concurrent.futures.ThreadPoolExecutor(len(renders)) as compressor:
-            changed = []
-            for path, make in renders:
-                data = make()
+            changed, fits = [], {}
+            for path, kind, links in renders:
+                fitted = render.fit(kind, info, newest, **links)
+                data = fitted.data
                 if not output.unchanged(out / path, data):
                     changed.append((path, data, compressor.submit(output.gzip_bytes, data)))
+                    fits[path] = fitted
             for path, data, gz in changed:
                 output.write(out / path, data, durable=True, check=False, gz=gz.result())
                 report.written.append(path)
                 report.changed_feeds.append(path)
                 if self.pings is not None and c.hubs:  # now: a later failure cannot lose it
                     self.pings.add_pings(c.hubs, [c.base_url + path], time.time())
+        for level, message in fit_notes(fits, info.max_bytes):  # only when written: no repeats
+            log.log(level, message)
         if output.write(out / "index.html", render.render_index(info, newest)):
             report.written.append("index.html")
 
@@ -257,10 +286,12 @@ class Publisher:
         in the pool when there are many. Only a few jobs are in flight at a time, so the
         entries are streamed from the store, not all held."""
         bar = self.pool.progress(weight, count, unit, desc)
-        for done, written in self.pool.map(_render_job, jobs, weight=weight):
+        for done, written, notes in self.pool.map(_render_job, jobs, weight=weight):
             if bar is not None:
                 bar.update(done)
             report.written.extend(written)
+            for level, message in notes:
+                log.log(level, message)
             if self.cancel.is_set():  # stopping: what is not written stays marked in the store
                 raise BuildCancelled
         if bar is not None:

@@ -3,6 +3,11 @@
 The only module that imports feedgen. Feed-level facts (title, links, hubs, archive links)
 come in a :class:`FeedInfo`; entries come newest first. Every function is pure: the same
 inputs give the same bytes, so unchanged outputs are never rewritten.
+
+A feed document is kept under a size limit by :func:`fit`: feed readers refuse big feeds
+(Miniflux above 15 MiB, CommaFeed above 5 MiB), and one huge article would otherwise silence
+the whole feed. The largest entries are rendered *brief*: their summary and a link to their
+page instead of their content.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import functools
 import html
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import jinja2
@@ -79,6 +84,7 @@ class FeedInfo:
     feed_id: str
     hubs: tuple[str, ...] = ()
     archive_count: int = 0
+    max_bytes: int = 1024 * 1024  # each feed document's limit, for fit()
 
     @classmethod
     def from_config(cls, config, archive_count: int = 0) -> FeedInfo:  # noqa: ANN001
@@ -86,11 +92,21 @@ class FeedInfo:
             title=config.title, subtitle=config.subtitle, author=config.author,
             base_url=config.base_url, language=config.language,
             feed_id=f"tag:{config.authority},{config.tag_date}:feed", hubs=config.hubs,
-            archive_count=archive_count,
+            archive_count=archive_count, max_bytes=config.max_feed_bytes,
         )
 
     def url(self, path: str) -> str:
         return self.base_url + path
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """A rendered feed document; ``brief`` lists its entries (largest first) rendered as
+    summary and link, and ``over`` says it is still above the limit with them."""
+
+    data: bytes
+    brief: tuple[Entry, ...] = ()
+    over: bool = False
 
 
 def entry_path(entry: Entry) -> str:
@@ -199,7 +215,7 @@ class _EntryLang(BaseEntryExtension):
 
 
 def _generator(info: FeedInfo, kind: str, self_path: str, entries: Sequence[Entry],
-               archive: Archive) -> FeedGenerator:
+               archive: Archive, brief: Collection[str]) -> FeedGenerator:
     mime = "application/atom+xml" if kind == "atom" else "application/rss+xml"
     fg = FeedGenerator()
     fg.register_extension("feederlinks", _Links, _EntryLang, atom=True, rss=True)
@@ -229,23 +245,40 @@ def _generator(info: FeedInfo, kind: str, self_path: str, entries: Sequence[Entr
         fe.updated(entry.updated)
         # As escaped HTML in both formats: readers show seed text literally, even "<b>".
         fe.summary(html.escape(entry.summary, quote=False), type="html")
-        fe.content(entry.content_html, type="html")
+        if entry.id not in brief:
+            fe.content(entry.content_html, type="html")
+        elif kind == "rss":  # RSS has no summary element: the description holds the link too
+            fe.description(brief_html(info, entry))
+        # a brief Atom entry has its summary and its alternate link, which RFC 4287 asks for
         if entry.language != info.language:
             fe.feederlinks.language = entry.language  # type: ignore[attr-defined]
     return fg
 
 
+def brief_html(info: FeedInfo, entry: Entry) -> str:
+    """What a brief entry carries instead of its content: its summary and its page's URL."""
+    url = html.escape(info.url(entry_path(entry)))
+    return f'<p>{html.escape(entry.summary, quote=False)}</p>\n<p><a href="{url}">{url}</a></p>'
+
+
 def render_atom(info: FeedInfo, entries: Sequence[Entry], self_path: str = "atom.xml",
-                archive: Archive = Archive()) -> bytes:
-    return _generator(info, "atom", self_path, entries, archive).atom_str(pretty=True)
+                archive: Archive = Archive(), brief: Collection[str] = ()) -> bytes:
+    """Atom 1.0; the entries whose ids are in ``brief`` get no content, only their summary
+    and alternate link."""
+    return _generator(info, "atom", self_path, entries, archive, brief).atom_str(pretty=True)
 
 
 def render_rss(info: FeedInfo, entries: Sequence[Entry], self_path: str = "rss.xml",
-               archive: Archive = Archive()) -> bytes:
-    return _generator(info, "rss", self_path, entries, archive).rss_str(pretty=True)
+               archive: Archive = Archive(), brief: Collection[str] = ()) -> bytes:
+    """RSS 2.0; the entries whose ids are in ``brief`` get :func:`brief_html` as their
+    description and no ``content:encoded``."""
+    return _generator(info, "rss", self_path, entries, archive, brief).rss_str(pretty=True)
 
 
-def render_json(info: FeedInfo, entries: Sequence[Entry], self_path: str = "feed.json") -> bytes:
+def render_json(info: FeedInfo, entries: Sequence[Entry], self_path: str = "feed.json",
+                brief: Collection[str] = ()) -> bytes:
+    """JSON Feed 1.1; the entries whose ids are in ``brief`` get :func:`brief_html` as their
+    ``content_html`` (the spec asks every item for content_html or content_text)."""
     feed: dict = {
         "version": JSONFEED_VERSION,
         "title": info.title,
@@ -263,7 +296,7 @@ def render_json(info: FeedInfo, entries: Sequence[Entry], self_path: str = "feed
             "url": info.url(entry_path(entry)),
             "title": entry.title,
             "summary": entry.summary,
-            "content_html": entry.content_html,
+            "content_html": brief_html(info, entry) if entry.id in brief else entry.content_html,
             "date_published": entry.published.isoformat(),
             "date_modified": entry.updated.isoformat(),
             "language": entry.language,
@@ -271,6 +304,51 @@ def render_json(info: FeedInfo, entries: Sequence[Entry], self_path: str = "feed
         for entry in entries
     ]
     return (json.dumps(feed, ensure_ascii=False, indent=1) + "\n").encode("utf-8")
+
+
+_RENDERERS = {"atom": render_atom, "rss": render_rss, "json": render_json}
+
+
+def _saving(kind: str, info: FeedInfo, entry: Entry) -> int:
+    """Bytes (at least) that rendering ``entry`` brief takes off a document of ``kind``."""
+    if kind == "json":
+        def size(text: str) -> int:
+            return len(json.dumps(text, ensure_ascii=False).encode("utf-8"))
+        return size(entry.content_html) - size(brief_html(info, entry))
+    content = len(html.escape(entry.content_html, quote=False).encode("utf-8"))
+    if kind == "atom":  # the <content> element goes; the summary stays as it was
+        return content
+    description = html.escape(html.escape(entry.summary, quote=False), quote=False)
+    grown = html.escape(brief_html(info, entry), quote=False)
+    return content - (len(grown.encode("utf-8")) - len(description.encode("utf-8")))
+
+
+def fit(kind: str, info: FeedInfo, entries: Sequence[Entry], **links: object) -> Fitted:
+    """Render a ``kind`` ("atom", "rss" or "json") document of ``entries`` in at most
+    ``info.max_bytes`` bytes, rendering entries brief, largest first, until it fits.
+
+    The document is rendered once, and once more if it is too big: what each entry would
+    save is worked out from the length of its escaped content, so the entries to shorten are
+    chosen without rendering in between. Every entry stays listed; if the document does not
+    fit even so, it is returned anyway with ``over`` set. ``links`` go to the renderer
+    (``self_path``, ``archive``).
+    """
+    render_fn, limit = _RENDERERS[kind], info.max_bytes
+    data = render_fn(info, entries, **links)
+    if len(data) <= limit:
+        return Fitted(data)
+    excess, saved, brief = len(data) - limit, 0, []
+    # largest first; a stable sort keeps ties in feed order, so the same inputs give the same bytes
+    for saving, entry in sorted(((_saving(kind, info, e), e) for e in entries),
+                                key=lambda pair: pair[0], reverse=True):
+        if saved >= excess or saving <= 0:
+            break
+        brief.append(entry)
+        saved += saving
+    if not brief:
+        return Fitted(data, over=True)
+    data = render_fn(info, entries, brief={e.id for e in brief}, **links)
+    return Fitted(data, tuple(brief), over=len(data) > limit)
 
 
 _templates = jinja2.Environment(
