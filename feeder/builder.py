@@ -5,7 +5,8 @@ watcher reports (and over the whole folder at start and on each rescan). Work is
 proportional to what changed: unchanged seeds are only stat'ed (``folder.py``), only changed
 ones are read into the store (``sync.py``), unchanged outputs are not rewritten, and archive
 pages are re-rendered only from the first page a change touches (``publish.py``). Big passes
-run in worker processes (``pool.py``).
+run in worker processes (``pool.py``). Before its first pass a builder pins the ids' tag
+authority and date, recovering a lost state from the output first (``recover.py``).
 """
 
 from __future__ import annotations

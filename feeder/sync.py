@@ -10,7 +10,9 @@ Results are recorded in explicit transactions of up to ``BATCH`` seeds, so a pas
 keeps what it committed. Each change to an entry marks, in the store itself (by triggers, in
 the same transaction), the pages that publishing must write or remove. A new seed's entry
 page is written at once by the worker that read it, before the store takes the entry; the
-feeds that link to it are written later, by publishing.
+feeds that link to it are written later, by publishing. After a lost state, an entry
+recovered from the output (``recover.py``) gets back its ``updated`` time and archive page
+as its seed is recorded.
 """
 
 from __future__ import annotations
