@@ -5,7 +5,8 @@ watcher reports (and over the whole folder at start and on each rescan). Work is
 proportional to what changed: unchanged seeds are only stat'ed (``folder.py``), only changed
 ones are read into the store (``sync.py``), unchanged outputs are not rewritten, and archive
 pages are re-rendered only from the first page a change touches (``publish.py``). Big passes
-run in worker processes (``pool.py``).
+run in worker processes (``pool.py``). Before its first pass a builder pins the ids' tag
+authority and date, recovering a lost state from the output first (``recover.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
+from . import recover
 from .config import Config
 from .folder import Folder
 from .normalizer import Rules
@@ -48,6 +50,7 @@ class Builder:
         self.rules = Rules.from_config(config)
         self.folder = Folder(config.seeds, config.extensions, settle=settle, busy=busy)
         self.progress = sys.stderr.isatty() if progress is None else progress
+        self.pinned: Config | None = None  # config with the pinned tag authority and date
 
     def build(self, names: Iterable[str] | None = None, force: bool = False) -> BuildReport:
         """Sync ``names`` (or the whole folder) into the store, then publish what changed;
@@ -55,11 +58,12 @@ class Builder:
         t0 = time.perf_counter()
         report = BuildReport(started=self.clock())
         self.config.out.mkdir(parents=True, exist_ok=True)
+        pinned = self._pin()
         if self.store.get_meta("render_key") is None and self.store.total() == 0:
             # A first build: pages written from now on follow the current settings, so
             # publishing need not render all of them again.
             with self.store.transaction():
-                self.store.set_meta("render_key", render_key(self.config))
+                self.store.set_meta("render_key", render_key(pinned))
         with Pool(progress=self.progress) as pool:
             self._sync(pool).run(report, names)
             self._publisher(pool).run(report, full=names is None, force=force)
@@ -73,10 +77,22 @@ class Builder:
             self._sync(pool).run(report, write_pages=False)
         return report
 
+    def _pin(self) -> Config:
+        """Once per builder (each start, each reload): recover a lost state from the output,
+        pin the tag authority and date, and warn about a loopback one."""
+        if self.pinned is None:
+            if recover.needed(self.config, self.store):
+                recover.recover(self.config, self.store)
+            self.pinned = recover.pin(self.config, self.store)
+            recover.warn_loopback(self.pinned)
+        return self.pinned
+
     def _sync(self, pool: Pool) -> Sync:
-        return Sync(self.config, self.store, self.folder, self.rules, clock=self.clock,
-                    pool=pool, cancel=self.cancel)
+        c = self.pinned or self.config  # ``feeder check`` pins nothing
+        rules = Rules.from_config(c) if c is not self.config else self.rules
+        return Sync(c, self.store, self.folder, rules, clock=self.clock, pool=pool,
+                    cancel=self.cancel)
 
     def _publisher(self, pool: Pool) -> Publisher:
-        return Publisher(self.config, self.store, clock=self.clock, pool=pool,
+        return Publisher(self.pinned or self.config, self.store, clock=self.clock, pool=pool,
                          cancel=self.cancel, pings=self.pings)

@@ -175,6 +175,11 @@ class Pending:
     last_error: str | None
 
 
+def _key_range(prefix: str) -> tuple[str, str]:
+    """The keys that start with ``prefix`` are those in [low, high): a primary-key range."""
+    return prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
 def _iso(t: dt.datetime) -> str:
     return t.isoformat()
 
@@ -520,6 +525,14 @@ class Store:
         self.db.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value))
         )
+
+    def has_meta_prefix(self, prefix: str) -> bool:
+        """Is there a meta key that starts with ``prefix``?"""
+        return self.db.execute("SELECT 1 FROM meta WHERE key >= ? AND key < ? LIMIT 1",
+                               _key_range(prefix)).fetchone() is not None
+
+    def drop_meta_prefix(self, prefix: str) -> None:
+        self.db.execute("DELETE FROM meta WHERE key >= ? AND key < ?", _key_range(prefix))
 
     # -- pings -----------------------------------------------------------------------------
 

@@ -10,7 +10,9 @@ Results are recorded in explicit transactions of up to ``BATCH`` seeds, so a pas
 keeps what it committed. Each change to an entry marks, in the store itself (by triggers, in
 the same transaction), the pages that publishing must write or remove. A new seed's entry
 page is written at once by the worker that read it, before the store takes the entry; the
-feeds that link to it are written later, by publishing.
+feeds that link to it are written later, by publishing. After a lost state, an entry
+recovered from the output (``recover.py``) gets back its ``updated`` time and archive page
+as its seed is recorded.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import publish, render
+from . import publish, recover, render
 from .config import Config
 from .errors import OutputError, SeedError
 from .folder import Folder, Seen
@@ -153,6 +155,7 @@ class Sync:
                  cancel: threading.Event) -> None:
         self.config, self.store, self.folder, self.rules = config, store, folder, rules
         self.clock, self.pool, self.cancel = clock, pool, cancel
+        self.recovering = False  # entries recovered from the output wait for their seeds
 
     def run(self, report: BuildReport, names: Iterable[str] | None = None, *,
             write_pages: bool = True) -> None:
@@ -194,10 +197,15 @@ class Sync:
         for name in removed:
             report.removed.append(name)
             log.info("removed %s", name)
-        self._read(report, to_read, fps, now, renormalize=renormalize, write_pages=write_pages)
+        # Recovered entries get their pages when publishing, with their recovered dates.
+        self.recovering = recover.pending(self.store)
+        self._read(report, to_read, fps, now, renormalize=renormalize,
+                   write_pages=write_pages and not self.recovering)
         if full:
             with self.store.transaction():
                 self.store.set_meta("rules_key", rules_key)
+                if self.recovering and not report.deferred:
+                    recover.done(self.store)
 
     def _read(self, report: BuildReport, seeds: list[Seen], fps: dict[str, Fingerprint],
               now: dt.datetime, *, renormalize: bool, write_pages: bool) -> None:
@@ -257,7 +265,12 @@ class Sync:
             entry = dataclasses.replace(entry, updated=old.updated)  # same text
         else:
             entry = _with_history(entry, old, now)
+        page = None
+        if old is None and self.recovering:
+            entry, page = self._recovered(entry, now)
         self.store.put_entry(name, result.size, result.mtime_ns, result.digest, entry, now)
+        if page is not None:
+            self.store.put_in_pages([(page, entry.id)])
         if result.page is not None:  # written before this commit: nothing left to do for it
             self.store.pages_written([name])
         if old is None:
@@ -267,6 +280,17 @@ class Sync:
         else:
             report.changed.append(name)
             log.log(level, "changed %s", name)
+
+    def _recovered(self, entry: Entry, now: dt.datetime) -> tuple[Entry, int | None]:
+        """A new entry as it was published before the state was lost: its updated time
+        (or now, if edited since) and its archive page."""
+        found = recover.restore(self.store, entry)
+        if found is None:
+            return entry, None
+        updated, page = found
+        if updated is None:
+            return _with_history(entry, entry, now), page
+        return dataclasses.replace(entry, updated=updated), page
 
     def _writable_pages(self, seeds: list[Seen], fps: dict[str, Fingerprint]) -> set[str]:
         """Names of new seeds whose entry page the reading worker may write at once: not a
