@@ -356,8 +356,7 @@ def missing_entries(store: Store, root: Path) -> int:
         present = set(os.listdir(root))
     except OSError:
         present = set()
-    return sum(1 for name, fp in store.fingerprints().items()
-               if fp.reason is None and name not in present)
+    return sum(1 for name in store.entry_names() if name not in present)
 
 
 def _with_history(entry: Entry, old: Entry | None, now: dt.datetime) -> Entry:
