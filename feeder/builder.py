@@ -12,6 +12,7 @@ authority and date, recovering a lost state from the output first (``recover.py`
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import sys
 import threading
 import time
@@ -29,6 +30,8 @@ from .sync import Sync
 
 __all__ = ["BuildCancelled", "BuildReport", "Builder", "utcnow"]
 
+log = logging.getLogger("feeder")
+
 
 class Builder:
     """Runs passes over one seeds folder, output folder and store.
@@ -36,13 +39,15 @@ class Builder:
     ``busy`` (the watcher's: the files being written) and ``settle`` decide when a file is
     ready to be read (see ``Folder``). With ``pings``, publishing queues a WebSub ping for
     each feed it changes. ``cancel`` stops a pass at its next batch (``BuildCancelled``).
+    ``allow_mass_delete`` confirms a mass deletion the guard would hold (``sync.py``).
     """
 
     def __init__(self, config: Config, store: Store, *,
                  clock: Callable[[], dt.datetime] = utcnow, progress: bool | None = None,
                  busy: Callable[[], set[str]] | None = None, settle: float = 0.0,
-                 pings: PingStore | None = None) -> None:
+                 pings: PingStore | None = None, allow_mass_delete: bool = False) -> None:
         self.config = config
+        self.allow_mass_delete = allow_mass_delete
         self.store = store
         self.clock = clock
         self.pings = pings
@@ -64,9 +69,13 @@ class Builder:
             # publishing need not render all of them again.
             with self.store.transaction():
                 self.store.set_meta("render_key", render_key(pinned))
+        self._note_base_url()
         with Pool(progress=self.progress) as pool:
             self._sync(pool).run(report, names)
             self._publisher(pool).run(report, full=names is None, force=force)
+        if self.store.get_meta("base_url") != self.config.base_url:
+            with self.store.transaction():
+                self.store.set_meta("base_url", self.config.base_url)
         report.seconds = time.perf_counter() - t0
         return report
 
@@ -87,11 +96,20 @@ class Builder:
             recover.warn_loopback(self.pinned)
         return self.pinned
 
+    def _note_base_url(self) -> None:
+        """Say so, in one line, when the output was built with another base URL: every
+        output is rendered again (``render_key`` holds it), which takes a while."""
+        old, new = self.store.get_meta("base_url"), self.config.base_url
+        if old is not None and old != new:
+            log.warning("base_url is %s, but the output was built with %s: rendering every "
+                        "output again with the new URLs (set base_url in the config to keep "
+                        "one; feeder build without one reuses the stored URL)", new, old)
+
     def _sync(self, pool: Pool) -> Sync:
         c = self.pinned or self.config  # ``feeder check`` pins nothing
         rules = Rules.from_config(c) if c is not self.config else self.rules
         return Sync(c, self.store, self.folder, rules, clock=self.clock, pool=pool,
-                    cancel=self.cancel)
+                    cancel=self.cancel, allow_mass_delete=self.allow_mass_delete)
 
     def _publisher(self, pool: Pool) -> Publisher:
         return Publisher(self.pinned or self.config, self.store, clock=self.clock, pool=pool,

@@ -101,21 +101,53 @@ def main() -> None:
 @main.command()
 @path_options
 @click.option("--force", is_flag=True, help="Re-render every output, even unchanged ones.")
+@click.option("--allow-mass-delete", is_flag=True,
+              help="Remove the entries of gone seeds even when more than max_delete_fraction "
+                   "of them are gone.")
 @handle_errors
 def build(config_path: Path | None, seeds: Path | None, out: Path | None, state: Path | None,
-          base_url: str | None, verbose: bool, force: bool) -> None:
+          base_url: str | None, verbose: bool, force: bool, allow_mass_delete: bool) -> None:
     """Rebuild the feeds and pages once, then exit."""
     _setup_logging(verbose)
     cfg = load_config(config_path, seeds=seeds, out=out, state=state, base_url=base_url)
     _prepare_folders(cfg)
     with Store.open_locked(cfg.state) as store:
+        if base_url is None and not config_mod.sets(config_path, "base_url"):
+            cfg = _stored_base_url(cfg, store)
         _make_folder("output folder", cfg.out)
         output.sweep_temp_files(cfg.out)
-        report = Builder(cfg, store).build(force=force)
+        report = Builder(cfg, store, allow_mass_delete=allow_mass_delete).build(force=force)
     click.echo(report.summary())
     for name, when in report.scheduled:
         click.echo(f"scheduled {name}: appears at {when.isoformat()}")
     click.echo(f"feeds: {cfg.out / 'atom.xml'}, {cfg.out / 'rss.xml'}, {cfg.out / 'feed.json'}")
+
+
+def _stored_base_url(cfg: config_mod.Config, store: Store) -> config_mod.Config:
+    """The base URL the output was built with, for a build that sets none: its default
+    (http://host:port/) would differ from a daemon's on another port, and each would render
+    every output again."""
+    stored = store.get_meta("base_url")
+    if not isinstance(stored, str) or stored == cfg.base_url:
+        return cfg
+    log.info("base_url: %s, as the output was built (set base_url or --base-url to change it)",
+             stored)
+    return cfg.replace(base_url=stored)
+
+
+def _held_deletions(cfg: config_mod.Config) -> str | None:
+    """What the mass-deletion guard would hold in the next build of the state file, if any."""
+    from .sync import mass_deletion, missing_entries
+
+    if not cfg.state.is_file():
+        return None
+    with Store(cfg.state) as store:
+        missing, total = missing_entries(store, cfg.seeds), store.total()
+    if not mass_deletion(missing, total, cfg.max_delete_fraction):
+        return None
+    return (f"{missing} of {total} entries have no seed in {cfg.seeds} (more than "
+            f"max_delete_fraction = {cfg.max_delete_fraction:g}): their removal is held; "
+            "confirm with `feeder build --allow-mass-delete`, or put the seeds back")
 
 
 @main.command()
@@ -123,7 +155,8 @@ def build(config_path: Path | None, seeds: Path | None, out: Path | None, state:
 @handle_errors
 def check(config_path: Path | None, seeds: Path | None, out: Path | None, state: Path | None,
           base_url: str | None, verbose: bool) -> None:
-    """List every seed that would be rejected, and why; exit 1 if there is any.
+    """List every seed that would be rejected, and why, and a mass deletion the next build
+    would hold; exit 1 if there is any.
 
     Uses a scratch copy of nothing: the seeds are read and checked without writing outputs.
     """
@@ -140,7 +173,10 @@ def check(config_path: Path | None, seeds: Path | None, out: Path | None, state:
         click.echo(f"{name}: scheduled, appears at {when.isoformat()}")
     ok = builder.store.count(utcnow())
     click.echo(f"{ok} seeds ok, {len(rejected)} rejected")
-    if rejected:
+    held = _held_deletions(cfg)
+    if held:
+        click.echo(held)
+    if rejected or held:
         sys.exit(1)
 
 

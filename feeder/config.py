@@ -36,7 +36,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "paths": ("seeds", "out", "state", "extensions", "max_seed_bytes"),
     "serve": ("host", "port", "max_age"),
     "websub": ("hubs", "ping_timeout", "ping_max_attempts", "ping_backoff"),
-    "daemon": ("debounce", "settle", "rescan_interval", "max_future_days"),
+    "daemon": ("debounce", "settle", "rescan_interval", "max_future_days",
+               "max_delete_fraction"),
 }
 
 
@@ -78,6 +79,7 @@ class Config:
     settle: float = 1.0
     rescan_interval: float = 300.0
     max_future_days: int = 366
+    max_delete_fraction: float = 0.5  # a pass removing more of the entries is held
 
     def __post_init__(self) -> None:
         if not self.base_url:
@@ -153,6 +155,7 @@ RANGES: dict[str, Range] = {
     "settle": Range(0.05, 60.0, "seconds"),
     "rescan_interval": Range(1.0, 86400.0, "seconds"),
     "max_future_days": Range(0, 3660, "days"),
+    "max_delete_fraction": Range(0.0, 1.0, "of the entries"),
 }
 assert set(RANGES) == {k for k, f in _FIELDS.items() if type(f.default) in (int, float)}
 
@@ -245,6 +248,14 @@ def _is_tag_date(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def sets(path: Path | None, key: str, env: Mapping[str, str] | None = None) -> bool:
+    """Does the TOML file or the environment set ``key`` (rather than leave its default)?"""
+    env = os.environ if env is None else env
+    if f"FEEDER_{key.upper()}" in env:
+        return True
+    return path is not None and any(k == key for _s, k, _v in _read_file(Path(path)))
 
 
 def load(path: Path | None = None, env: Mapping[str, str] | None = None,

@@ -249,13 +249,15 @@ class Daemon:
                         "last_error": p.last_error} for p in self.read_pings.pending_pings()]
             hubs = self.read_pings.hub_results()
             entries = store.count(utcnow())
+            held = store.get_meta("held_deletions", 0)
         error = self.last_error or self.outputs.problem()
         ok = build.get("ok", True) and error is None
         body = {
-            "status": ("ok" if build else "starting") if ok else "error",
+            "status": _status(ok, bool(build), held),
             "error": error,
             "last_build": build,
             "entries": entries,
+            "held_deletions": held,  # a mass deletion waiting for the operator (sync.py)
             "rejected_count": rejected_count,
             "rejected": rejected,  # the first HEALTH_REJECTED by name; `feeder check` lists all
             "hubs": {h: hubs.get(h) for h in self.config.hubs},
@@ -330,6 +332,15 @@ class Daemon:
                 break
         finally:
             self.stop()
+
+
+def _status(ok: bool, built: bool, held: object) -> str:
+    """/healthz's status: a held mass deletion still serves (200), but is ``degraded``."""
+    if not ok:
+        return "error"
+    if not built:
+        return "starting"
+    return "degraded" if held else "ok"
 
 
 def _warm_up(rules: object) -> None:

@@ -377,6 +377,10 @@ class Store:
         return old
 
     # -- queries ---------------------------------------------------------------------------
+    def entry_names(self) -> Iterator[str]:
+        """The names of the seeds that have an entry."""
+        return (r[0] for r in self.db.execute("SELECT name FROM entries"))
+
     def total(self) -> int:
         return self.db.execute("SELECT n FROM counts WHERE name = 'entries'").fetchone()[0]
 

@@ -1,10 +1,13 @@
 """Seeds -> store: read the seeds that changed and bring the store in line with the folder.
 
-The second stage of a pass (after ``folder.py``, before ``publish.py``). A seed whose size
-and mtime match the store's fingerprint is not read. The others are read, hashed, parsed and
-normalized by ``read_seed`` (in worker processes when there are many) into a ``ReadResult``,
-and each result is recorded: an entry, a rejection, or, for the same bytes under a new stat,
-only the stat. Seeds gone from the folder lose their entry (their id stays minted).
+The second stage of a pass (after ``folder.py``, before ``publish.py``). On a full pass, a
+seed whose size and mtime match the store's fingerprint is not read; a name the watcher
+reported is always read, and compared by content hash. The others are read, hashed, parsed
+and normalized by ``read_seed`` (in worker processes when there are many) into a
+``ReadResult``, and each result is recorded: an entry, a rejection, or, for the same bytes
+under a new stat, only the stat. Seeds gone from the folder lose their entry (their id stays
+minted), unless so many are gone at once that it looks like a mistake (an unmounted or
+emptied folder): then the removals are held until the operator confirms (``mass_deletion``).
 
 Results are recorded in explicit transactions of up to ``BATCH`` seeds, so a pass that stops
 keeps what it committed. Each change to an entry marks, in the store itself (by triggers, in
@@ -46,6 +49,7 @@ MIN_YEAR = 1900
 BATCH = 500  # seeds recorded per transaction
 READ_CHUNK = 32  # seeds sent to a worker at a time
 QUIET_ABOVE = 1000  # seeds read in one pass beyond which "added" lines go to debug
+MASS_DELETION = 10  # entries removed in one go below which the mass-deletion guard keeps out
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,10 +156,11 @@ class Sync:
 
     def __init__(self, config: Config, store: Store, folder: Folder, rules: Rules, *,
                  clock: Callable[[], dt.datetime], pool: Pool,
-                 cancel: threading.Event) -> None:
+                 cancel: threading.Event, allow_mass_delete: bool = False) -> None:
         self.config, self.store, self.folder, self.rules = config, store, folder, rules
         self.clock, self.pool, self.cancel = clock, pool, cancel
         self.recovering = False  # entries recovered from the output wait for their seeds
+        self.allow_mass_delete = allow_mass_delete
 
     def run(self, report: BuildReport, names: Iterable[str] | None = None, *,
             write_pages: bool = True) -> None:
@@ -184,12 +189,16 @@ class Sync:
             # A full pass looks again at rejected seeds (a duplicate's owner may be gone, a
             # far date may have come near) and, after a change of the normalizing settings,
             # at every seed.
-            recheck = renormalize or (full and fp is not None and fp.reason is not None)
+            # A name the watcher reported is compared by content: an edit may keep the size
+            # and fall within the file system's mtime granularity.
+            recheck = renormalize or not full or (fp is not None and fp.reason is not None)
             if (fp is not None and fp.size == seen.size and fp.mtime_ns == seen.mtime_ns
                     and not recheck):
                 report.unchanged += 1
                 continue
             to_read.append(seen)
+        if self._hold_deletions([n for n in gone if fps[n].reason is None], full):
+            gone = [n for n in gone if fps[n].reason is not None]  # rejected seeds still go
         with self.store.transaction():
             for result in unreadable:
                 self._reject(report, result, result.reason or "", fps.get(result.name), now)
@@ -206,6 +215,33 @@ class Sync:
                 self.store.set_meta("rules_key", rules_key)
                 if self.recovering and not report.deferred:
                     recover.done(self.store)
+
+    def _hold_deletions(self, doomed: list[str], full: bool) -> bool:
+        """Should the entries of ``doomed`` (seeds gone in this pass) be kept? Yes when the
+        seeds folder as a whole has lost a mass of them (``mass_deletion``) and the operator
+        has not confirmed it. Keeps ``held_deletions`` in the store up to date (0 once the
+        seeds are back or the removal is confirmed), for /healthz."""
+        before = self.store.get_meta("held_deletions", 0)
+        if not doomed and not before:
+            return False
+        # A named pass sees only the watcher's names: a burst of deletions may come in
+        # several, so the whole folder is what counts.
+        missing = len(doomed) if full else missing_entries(self.store, self.folder.root)
+        total = self.store.total()
+        hold = (not self.allow_mass_delete
+                and mass_deletion(missing, total, self.config.max_delete_fraction))
+        if hold and doomed:
+            log.error("holding the removal of %d of %d entries, whose seeds are gone from %s "
+                      "(more than max_delete_fraction = %g of them): the feeds and pages keep "
+                      "them. If this is meant, confirm with `feeder build --allow-mass-delete` "
+                      "(feeder run stopped) or set max_delete_fraction = 1 and reload "
+                      "(SIGHUP); if not, put the seeds back", missing, total,
+                      self.folder.root, self.config.max_delete_fraction)
+        held = missing if hold else 0
+        if held != before:
+            with self.store.transaction():
+                self.store.set_meta("held_deletions", held)
+        return hold
 
     def _read(self, report: BuildReport, seeds: list[Seen], fps: dict[str, Fingerprint],
               now: dt.datetime, *, renormalize: bool, write_pages: bool) -> None:
@@ -328,6 +364,23 @@ class Sync:
         if fp is None or fp.reason != reason:
             report.rejected.append((result.name, reason))
             log.warning("rejected %s: %s", result.name, reason)
+
+
+def mass_deletion(missing: int, total: int, fraction: float) -> bool:
+    """Would removing ``missing`` of ``total`` entries be a mass deletion, to be held? More
+    than ``fraction`` of them, and at least ``MASS_DELETION`` (a small site may lose half of
+    its few entries on purpose)."""
+    return missing >= MASS_DELETION and missing > fraction * total
+
+
+def missing_entries(store: Store, root: Path) -> int:
+    """How many of the store's entries have no file of their name in ``root`` (all of them
+    when ``root`` cannot be listed: an unmounted or vanished folder)."""
+    try:
+        present = set(os.listdir(root))
+    except OSError:
+        present = set()
+    return sum(1 for name in store.entry_names() if name not in present)
 
 
 def _with_history(entry: Entry, old: Entry | None, now: dt.datetime) -> Entry:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import feedparser
 import pytest
 from lxml import etree
+
+from feeder.builder import Builder
 
 from .conftest import REAL_SEED, Site
 
@@ -297,3 +300,21 @@ def test_pages_survive_a_pass_that_dies_before_publishing(site: Site, monkeypatc
     Builder(site.config, site.store, clock=site.clock, progress=False).build()
     assert b"New text" in site.read("entries/001_a.html")
     assert not (site.out / "entries" / "002_b.html").exists()
+
+
+def test_another_base_url_says_so_in_one_line_and_renders_again(site: Site, caplog) -> None:
+    site.write("a.txt", "2025-12-01", "First text. It is here.")
+    site.build()
+    moved = site.config.replace(base_url="https://news.example.org/")
+    builder = Builder(moved, site.store, clock=site.clock, progress=False)
+    with caplog.at_level(logging.INFO, logger="feeder"):
+        report = builder.build()
+    (line,) = [r.getMessage() for r in caplog.records if "base_url" in r.getMessage()]
+    assert "https://news.example.org/" in line and "http://127.0.0.1:8080/" in line
+    assert "rendering every output again" in line
+    assert "atom.xml" in report.written and "entries/a.html" in report.written
+    assert b"https://news.example.org/entries/a.html" in site.read("atom.xml")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="feeder"):
+        again = builder.build()
+    assert again.written == [] and not caplog.records

@@ -88,3 +88,39 @@ def test_a_file_where_a_folder_belongs_is_one_line(site: Path, args: list[str],
                                                    needle: str) -> None:
     assert_one_error_line(run_feeder(site, "build", *args), needle)
     assert (site / "seeds").is_dir(), "the state folder was moved aside"
+
+
+def test_build_without_a_base_url_reuses_the_stored_one(site: Path) -> None:
+    """A build with the default base URL would fight a daemon on another port (or behind a
+    proxy): each would render every output again with its own URLs."""
+    first = run_feeder(site, "build", "--base-url", "http://127.0.0.1:9123/")
+    assert first.returncode == 0, first.stderr
+    second = run_feeder(site, "build")
+    assert second.returncode == 0, second.stderr
+    assert "0 files written" in second.stdout, second.stdout
+    assert "base_url: http://127.0.0.1:9123/, as the output was built" in second.stderr
+    assert b"http://127.0.0.1:9123/atom.xml" in (site / "public" / "atom.xml").read_bytes()
+    moved = run_feeder(site, "build", "--base-url", "https://news.example.org/")
+    assert moved.returncode == 0, moved.stderr
+    (line,) = [x for x in moved.stderr.splitlines() if "base_url is" in x]
+    assert "http://127.0.0.1:9123/" in line and "rendering every output again" in line
+
+
+def test_check_and_build_with_most_seeds_gone(site: Path) -> None:
+    seeds = site / "seeds"
+    for i in range(2, 13):
+        (seeds / f"{i:03d}_a.txt").write_bytes(f" date 2025-01-{i:02d} Article {i}. Text.".encode())
+    assert run_feeder(site, "build").returncode == 0
+    for path in seeds.iterdir():
+        path.unlink()
+    check = run_feeder(site, "check")
+    assert check.returncode == 1
+    assert "12 of 12 entries have no seed" in check.stdout, check.stdout
+    assert "feeder build --allow-mass-delete" in check.stdout
+    held = run_feeder(site, "build")
+    assert held.returncode == 0 and "ERROR: holding the removal of 12 of 12" in held.stderr
+    assert "12 entries" in held.stdout and len(list((site / "public" / "entries").iterdir())) == 12
+    confirmed = run_feeder(site, "build", "--allow-mass-delete")
+    assert confirmed.returncode == 0, confirmed.stderr
+    assert "0 entries, 12 removed" in confirmed.stdout, confirmed.stdout
+    assert run_feeder(site, "check").returncode == 0

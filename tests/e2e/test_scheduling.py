@@ -48,7 +48,7 @@ def test_seeds_written_during_rescans_are_all_served_whole(daemon_factory):
         with open(d.seeds / "slow.txt", "wb") as fh:
             fh.write(seed_bytes("2025-06-02", "Slowly written. FIRSTHALF of the text"))
             fh.flush()
-            threading.Event().wait(1.5)  # a slow writer (a rescan falls inside), not synchronisation
+            threading.Event().wait(1.5)  # a slow writer (a rescan falls inside), not a sync
             fh.write(b" and SECONDHALF of the text.")
 
     writer = threading.Thread(target=slow_writer)

@@ -1,0 +1,145 @@
+"""sync.py in-process: the mass-deletion guard, and edits that keep a seed's size and mtime."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from .conftest import Site
+
+SEEDS = 12
+
+
+def fill(site: Site, count: int = SEEDS) -> list[str]:
+    names = [f"{i:03d}_a.txt" for i in range(count)]
+    for i, name in enumerate(names):
+        date = f"2025-{i // 28 + 1:02d}-{i % 28 + 1:02d}"
+        site.write(name, date, f"Article {i}. Body text here.")
+    site.build()
+    return names
+
+
+def outputs(site: Site) -> dict[str, bytes]:
+    return {str(p.relative_to(site.out)): p.read_bytes()
+            for p in site.out.rglob("*") if p.is_file()}
+
+
+def empty(folder: Path, into: Path) -> None:
+    """Move every seed away at once (``mv seeds/* elsewhere/``)."""
+    into.mkdir(exist_ok=True)
+    for path in folder.iterdir():
+        os.rename(path, into / path.name)
+
+
+def held(site: Site) -> object:
+    return site.store.get_meta("held_deletions", 0)
+
+
+def test_an_emptied_folder_keeps_the_site_until_confirmed(site, tmp_path, caplog):
+    fill(site)
+    before = outputs(site)
+    empty(site.seeds, tmp_path / "away")
+    with caplog.at_level(logging.ERROR, logger="feeder"):
+        report = site.build()
+    assert report.removed == [] and report.written == [] and report.changed_feeds == []
+    assert outputs(site) == before
+    assert held(site) == SEEDS
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert f"{SEEDS} of {SEEDS} entries" in line and "--allow-mass-delete" in line
+    assert "max_delete_fraction" in line
+
+    confirmed = site.builder(allow_mass_delete=True).build()
+    assert len(confirmed.removed) == SEEDS and confirmed.entries == 0
+    assert held(site) == 0
+    assert not list((site.out / "entries").glob("*.html"))
+
+
+def test_seeds_that_come_back_change_nothing(site, tmp_path):
+    fill(site)
+    before = outputs(site)
+    stamps = {p: p.stat().st_mtime_ns for p in site.out.rglob("*")}
+    empty(site.seeds, tmp_path / "away")
+    site.build()
+    assert held(site) == SEEDS
+    empty(tmp_path / "away", site.seeds)  # the volume is mounted again
+    report = site.build()
+    assert report.seed_changes == 0 and report.written == [] and report.changed_feeds == []
+    assert outputs(site) == before
+    assert {p: p.stat().st_mtime_ns for p in site.out.rglob("*")} == stamps
+    assert held(site) == 0
+
+
+def test_a_named_pass_of_the_first_deletions_is_held_too(site, tmp_path):
+    """The watcher reports a burst of deletions in several passes, the first of them at once
+    with one name: the whole folder decides, so not even the first entry goes."""
+    names = fill(site)
+    empty(site.seeds, tmp_path / "away")
+    report = site.build({names[0]})
+    assert report.removed == [] and held(site) == SEEDS
+    report = site.build(set(names[1:]))
+    assert report.removed == [] and site.store.total() == SEEDS
+
+
+def test_a_symlink_swapped_to_an_empty_release_is_held(site, tmp_path):
+    fill(site)
+    release1, release2 = tmp_path / "release1", tmp_path / "release2"
+    os.rename(site.seeds, release1)
+    release2.mkdir()
+    site.seeds.symlink_to(release1)
+    assert site.build().seed_changes == 0
+    new = tmp_path / "seeds.new"
+    new.symlink_to(release2)
+    os.rename(new, site.seeds)
+    assert site.build().removed == [] and held(site) == SEEDS
+
+
+def test_an_unmounted_seeds_folder_is_held(site):
+    """The builder finds nothing at all: every seed is gone at once."""
+    fill(site)
+    shutil.rmtree(site.seeds)
+    site.seeds.mkdir()  # the bare mount point
+    assert site.build().removed == [] and held(site) == SEEDS
+
+
+@pytest.mark.parametrize(("count", "remove", "fraction", "removed"), [
+    (12, 6, 0.5, 6),  # half is not more than half
+    (24, 13, 0.5, 0),  # more than half
+    (12, 9, 1.0, 9),  # the operator raised the setting: never held
+    (9, 9, 0.5, 9),  # fewer than 10: a small site may lose all its few entries
+    (40, 10, 0.2, 0),  # the setting is a fraction of the entries
+], ids=["half", "more-than-half", "raised", "few", "fraction"])
+def test_what_is_a_mass_deletion(make_site, count, remove, fraction, removed):
+    site = make_site(max_delete_fraction=fraction)
+    names = fill(site, count)
+    for name in names[:remove]:
+        (site.seeds / name).unlink()
+    assert len(site.build().removed) == removed
+    assert site.store.total() == count - removed
+
+
+def test_new_seeds_are_published_while_deletions_are_held(site, tmp_path):
+    fill(site)
+    empty(site.seeds, tmp_path / "away")
+    site.write("new.txt", "2025-12-20", "A new one. Published anyway.")
+    report = site.build()
+    assert report.added == ["new.txt"] and report.removed == []
+    assert site.store.total() == SEEDS + 1
+    assert b"A new one" in site.read("atom.xml")
+
+
+def test_an_edit_that_keeps_size_and_mtime_is_found_by_a_named_pass(site):
+    path = site.write("a.txt", "2025-12-01", "First text. It is here.")
+    site.build()
+    st = path.stat()
+    path.write_bytes(path.read_bytes().replace(b"First", b"Fixed"))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # within the mtime granularity
+    assert path.stat().st_size == st.st_size
+    report = site.build({"a.txt"})
+    assert report.changed == ["a.txt"]
+    assert b"Fixed text" in site.read("atom.xml")
+    again = site.build({"a.txt"})  # read again, same bytes: nothing to do
+    assert again.changed == [] and again.unchanged == 1 and again.written == []
