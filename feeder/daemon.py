@@ -130,7 +130,9 @@ class Daemon:
 
     # jobs -----------------------------------------------------------------------------------
     def _on_seeds(self, names: set[str]) -> None:
-        self._request_pass(names)
+        # A name that is not UTF-8 cannot be looked up in the store: only a full pass rejects
+        # it (by its shown name), so such a change is looked at by one.
+        self._request_pass(names if all(_utf8(n) for n in names) else None)
 
     def _rebuild(self, names: set[str] | None) -> None:
         c = self.config
@@ -330,6 +332,15 @@ class Daemon:
                 break
         finally:
             self.stop()
+
+
+def _utf8(name: str) -> bool:
+    """Whether a file name read with ``os.fsdecode`` was valid UTF-8 (no escaped bytes)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _warm_up(rules: object) -> None:
