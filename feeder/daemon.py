@@ -27,7 +27,7 @@ from . import config as config_mod
 from . import output, systemd, websub
 from .builder import BuildCancelled, Builder, BuildReport, utcnow
 from .config import Config
-from .follow import Outputs, Poller
+from .follow import Outputs, Poller, identity
 from .scheduler import Scheduler
 from .store import PingStore, Store
 from .watcher import Watcher
@@ -63,6 +63,7 @@ class Daemon:
         self._sockets = listen(c.host, c.port)  # first: a port in use stops nothing half-started
         self._prepare_following(c)
         self.store = Store.open_locked(c.state)
+        self._state_identity = identity(c.state)
         self.ping_store = PingStore(c.state)  # the build and ping threads share it
         self.read_store = Store(c.state)
         self.read_pings = PingStore(c.state)
@@ -251,7 +252,7 @@ class Daemon:
                         "last_error": p.last_error} for p in self.read_pings.pending_pings()]
             hubs = self.read_pings.hub_results()
             entries = store.count(utcnow())
-        error = self.last_error or self.outputs.problem()
+        error = self.last_error or self.outputs.problem() or self._state_problem()
         ok = build.get("ok", True) and error is None
         body = {
             "status": ("ok" if build else "starting") if ok else "error",
@@ -264,6 +265,17 @@ class Daemon:
             "pending_pings": pending,
         }
         return ok, body
+
+    def _state_problem(self) -> str | None:
+        """Why the state file at the path is not the one this daemon holds, if it is not.
+
+        The lock and every write go to the file opened at start: deleted or replaced, what
+        this daemon learns is lost at its next start, and another daemon may take the path.
+        """
+        if identity(self.config.state) == self._state_identity:
+            return None
+        return (f"state file {self.config.state} was deleted or replaced while running; "
+                "restart feeder")
 
     # lifecycle ----------------------------------------------------------------------------------
     def reload(self) -> None:
