@@ -305,7 +305,7 @@ class Daemon:
         self._stopping = True
         self.watcher.stop()
         self.builder.cancel.set()
-        self.pinger.stopping.set()  # a ping in flight ends within ping_timeout
+        self.pinger.stopping.set()  # a ping in flight is left behind (still pending)
         self.scheduler.shutdown()
         if self.server is not None:
             self.server.should_exit = True

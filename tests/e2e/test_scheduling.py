@@ -93,3 +93,13 @@ def test_a_file_name_that_is_not_utf8_stops_no_pass(daemon_factory):
                         what="the bad name listed as rejected")
     assert body["status"] == "ok"
     assert "not valid UTF-8" in body["rejected"][0]["reason"]
+
+
+def test_sigterm_does_not_wait_for_a_hung_ping(daemon_factory):
+    """feeder.service gives a stop 10 s (TimeoutStopSec); ping_timeout may be 120 s. The ping
+    stays pending in the state file and is sent after the next start."""
+    with hanging_hub() as (hub, accepted):
+        d = daemon_factory(hubs=[hub], config={"websub": {"ping_timeout": 60}}).start()
+        assert accepted.wait(10), "the start-up build pinged no hub"
+        d.stop()  # fails unless it exits 0 within 5 s (STOP_TIMEOUT)
+    assert d.log_lines("sent again at the next start")
