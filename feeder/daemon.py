@@ -27,7 +27,7 @@ from . import config as config_mod
 from . import output, systemd, websub
 from .builder import BuildCancelled, Builder, BuildReport, utcnow
 from .config import Config
-from .follow import Outputs, Poller
+from .follow import Outputs, Poller, identity
 from .scheduler import Scheduler
 from .store import PingStore, Store
 from .watcher import Watcher
@@ -63,6 +63,7 @@ class Daemon:
         self._sockets = listen(c.host, c.port)  # first: a port in use stops nothing half-started
         self._prepare_following(c)
         self.store = Store.open_locked(c.state)
+        self._state_identity = identity(c.state)
         self.ping_store = PingStore(c.state)  # the build and ping threads share it
         self.read_store = Store(c.state)
         self.read_pings = PingStore(c.state)
@@ -130,7 +131,9 @@ class Daemon:
 
     # jobs -----------------------------------------------------------------------------------
     def _on_seeds(self, names: set[str]) -> None:
-        self._request_pass(names)
+        # A name that is not UTF-8 cannot be looked up in the store: only a full pass rejects
+        # it (by its shown name), so such a change is looked at by one.
+        self._request_pass(names if all(_utf8(n) for n in names) else None)
 
     def _rebuild(self, names: set[str] | None) -> None:
         c = self.config
@@ -250,7 +253,7 @@ class Daemon:
             hubs = self.read_pings.hub_results()
             entries = store.count(utcnow())
             held = store.get_meta("held_deletions", 0)
-        error = self.last_error or self.outputs.problem()
+        error = self.last_error or self.outputs.problem() or self._state_problem()
         ok = build.get("ok", True) and error is None
         body = {
             "status": _status(ok, bool(build), held),
@@ -264,6 +267,17 @@ class Daemon:
             "pending_pings": pending,
         }
         return ok, body
+
+    def _state_problem(self) -> str | None:
+        """Why the state file at the path is not the one this daemon holds, if it is not.
+
+        The lock and every write go to the file opened at start: deleted or replaced, what
+        this daemon learns is lost at its next start, and another daemon may take the path.
+        """
+        if identity(self.config.state) == self._state_identity:
+            return None
+        return (f"state file {self.config.state} was deleted or replaced while running; "
+                "restart feeder")
 
     # lifecycle ----------------------------------------------------------------------------------
     def reload(self) -> None:
@@ -293,7 +307,7 @@ class Daemon:
         self._stopping = True
         self.watcher.stop()
         self.builder.cancel.set()
-        self.pinger.stopping.set()  # a ping in flight ends within ping_timeout
+        self.pinger.stopping.set()  # a ping in flight is left behind (still pending)
         self.scheduler.shutdown()
         if self.server is not None:
             self.server.should_exit = True
@@ -341,6 +355,15 @@ def _status(ok: bool, built: bool, held: object) -> str:
     if not built:
         return "starting"
     return "degraded" if held else "ok"
+
+
+def _utf8(name: str) -> bool:
+    """Whether a file name read with ``os.fsdecode`` was valid UTF-8 (no escaped bytes)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _warm_up(rules: object) -> None:

@@ -32,6 +32,7 @@ log = logging.getLogger("feeder")
 
 USER_AGENT = "feeder (WebSub publisher)"
 MAX_BACKOFF = 3600.0
+STOP_POLL = 0.05  # seconds between two looks at ``stopping`` while a ping is in flight
 
 
 def ping(client: httpx.Client, hub: str, topic: str) -> None:
@@ -83,7 +84,8 @@ class Pinger:
                 continue
             when = dt.datetime.fromtimestamp(self.clock(), dt.UTC)
             try:
-                ping(self.client, p.hub, p.topic)
+                if not self._ping_unless_stopping(p.hub, p.topic):
+                    return None  # still pending in the store: sent after the next start
             except PublishError as exc:
                 attempts = p.attempts + 1
                 self.store.hub_result(p.hub, False, exc.reason, when)
@@ -111,3 +113,32 @@ class Pinger:
                 log.info("pinged %s for %s", p.hub, p.topic)
         pending = self.store.pending_pings()
         return min((p.next_try for p in pending), default=None)
+
+    def _ping_unless_stopping(self, hub: str, topic: str) -> bool:
+        """:func:`ping` (raising its PublishError); False, at once, if shutdown begins first.
+
+        A hub that accepts and never answers holds a ping for ``ping_timeout`` (up to two
+        minutes), and a stop must not wait for it: the ping runs on a daemon thread, which is
+        left behind at shutdown. It touches nothing but the client."""
+        done = threading.Event()
+        failure: list[PublishError] = []
+
+        def send() -> None:
+            try:
+                ping(self.client, hub, topic)
+            except PublishError as exc:
+                failure.append(exc)
+            except Exception as exc:  # noqa: BLE001 - the client closed under it at shutdown
+                failure.append(PublishError(hub, f"{type(exc).__name__}: {exc}"))
+            finally:
+                done.set()
+
+        threading.Thread(target=send, name="feeder-ping", daemon=True).start()
+        while not done.wait(STOP_POLL):
+            if self.stopping.is_set():
+                log.info("stopping: the ping of %s for %s in flight is sent again at the "
+                         "next start", hub, topic)
+                return False
+        if failure:
+            raise failure[0]
+        return True

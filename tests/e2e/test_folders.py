@@ -124,3 +124,16 @@ def test_healthz_tells_while_the_output_folder_cannot_be_made(daemon_factory):
     d.out.unlink()
     d.wait_until(lambda: all_served(d, paths), timeout=TIMEOUT, what="every output again")
     d.wait_until(lambda: d.health()["status"] == "ok", what="/healthz ok again")
+
+
+def test_healthz_tells_when_the_state_file_is_deleted(daemon_factory):
+    """The daemon keeps writing to (and locking) the file it opened: deleted, what it learns
+    is lost at its next start and another daemon may take the path. /healthz says so."""
+    d = daemon_factory().start()
+    assert d.health()["status"] == "ok"
+    for path in (d.state, Path(f"{d.state}-wal"), Path(f"{d.state}-shm")):
+        path.unlink(missing_ok=True)
+    response = d.get("healthz")
+    assert response.status_code == 503
+    assert str(d.state) in response.json()["error"]
+    assert d.running

@@ -4,6 +4,7 @@ rescans, and while a hub hangs are all published (issue 11, items 1 and 9)."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 
 import pytest
@@ -77,3 +78,28 @@ def test_hung_hub_delays_no_scheduled_seed(daemon_factory):
         assert late < 5, f"published {late:.1f} s after its time"
         assert d.health()["hubs"][hub] is None, "the ping was supposed to hang still"
     d.stop()
+
+
+def test_a_file_name_that_is_not_utf8_stops_no_pass(daemon_factory):
+    """Written while the daemon runs, such a name reaches a named pass, whose store lookups
+    cannot encode it: every pass failed, and nothing more was published until a restart."""
+    d = daemon_factory().start()
+    bad = os.path.join(os.fsencode(d.seeds), b"caf\xe9.txt")  # a Latin-1 name
+    with open(bad, "wb") as fh:
+        fh.write(seed_bytes("2026-01-04", "A Latin-1 file name. Some text."))
+    d.write_seed("2026-01-05", "Written after the bad name. Some text.", name="after.txt")
+    d.wait_for_entry("Written after the bad name")
+    body = d.wait_until(lambda: (h := d.health())["rejected_count"] == 1 and h,
+                        what="the bad name listed as rejected")
+    assert body["status"] == "ok"
+    assert "not valid UTF-8" in body["rejected"][0]["reason"]
+
+
+def test_sigterm_does_not_wait_for_a_hung_ping(daemon_factory):
+    """feeder.service gives a stop 10 s (TimeoutStopSec); ping_timeout may be 120 s. The ping
+    stays pending in the state file and is sent after the next start."""
+    with hanging_hub() as (hub, accepted):
+        d = daemon_factory(hubs=[hub], config={"websub": {"ping_timeout": 60}}).start()
+        assert accepted.wait(10), "the start-up build pinged no hub"
+        d.stop()  # fails unless it exits 0 within 5 s (STOP_TIMEOUT)
+    assert d.log_lines("sent again at the next start")
