@@ -14,7 +14,7 @@ import pytest
 from feeder import output
 from feeder.store import PingStore
 
-from ._daemon import feeder_env
+from ._daemon import FeederDaemon, feeder_env
 from ._servers import serve_in_thread
 from .conftest import Site
 
@@ -112,6 +112,7 @@ class CountingHub:
 
     def __init__(self) -> None:
         self.posts: list[bytes] = []
+        self.status = 202
 
     async def __call__(self, scope: dict, receive, send) -> None:  # noqa: ANN001
         if scope["type"] != "http":
@@ -122,9 +123,9 @@ class CountingHub:
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
-        if scope["method"] == "POST":
+        if scope["method"] == "POST" and self.status == 202:
             self.posts.append(body)
-        await send({"type": "http.response.start", "status": 202, "headers": []})
+        await send({"type": "http.response.start", "status": self.status, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
     def topics(self) -> list[str]:
@@ -140,7 +141,7 @@ def counting_hub() -> Iterator[tuple[str, CountingHub]]:
 
 
 def build(root: Path, hub: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**feeder_env(), "FEEDER_HUBS": hub}
+    env = {**feeder_env(), "FEEDER_HUBS": hub, "FEEDER_PING_BACKOFF": "0.2"}
     return subprocess.run([sys.executable, "-m", "feeder", "build", *args], cwd=root, env=env,
                           capture_output=True, text=True, stdin=subprocess.DEVNULL,
                           timeout=60, check=False)
@@ -165,3 +166,21 @@ def test_feeder_build_pings_the_hub_once_per_new_version(
     fourth = build(tmp_path, url)
     assert fourth.returncode == 0, fourth.stderr
     assert hub.topics() == sorted(FEEDS * 2)
+
+
+@pytest.mark.slow
+def test_what_feeder_build_could_not_deliver_feeder_run_delivers(
+        tmp_path: Path, counting_hub: tuple[str, CountingHub], daemon_factory) -> None:  # noqa: ANN001
+    url, hub = counting_hub
+    d: FeederDaemon = daemon_factory(hubs=[url], config={"websub": {"ping_backoff": 0.2}})
+    d.write_seed("2025-01-02", "Hello world. Text.")
+    hub.status = 503
+    result = build(d.root, url, "--seeds", str(d.seeds), "--out", str(d.out),
+                   "--state", str(d.state), "--base-url", d.base_url)
+    assert result.returncode == 0, result.stderr
+    assert "3 pings not delivered yet" in result.stdout
+    hub.status = 202
+    d.start()
+    d.wait_until(lambda: len(hub.posts) >= 3, what="the build's pings")
+    assert hub.topics() == list(FEEDS)
+    assert d.pending() == []
