@@ -25,7 +25,7 @@ from .normalizer import Rules
 from .pool import Pool
 from .publish import Publisher, render_key
 from .report import BuildCancelled, BuildReport, utcnow
-from .store import PingStore, Store
+from .store import Store
 from .sync import Sync
 
 __all__ = ["BuildCancelled", "BuildReport", "Builder", "utcnow"]
@@ -37,20 +37,19 @@ class Builder:
     """Runs passes over one seeds folder, output folder and store.
 
     ``busy`` (the watcher's: the files being written) and ``settle`` decide when a file is
-    ready to be read (see ``Folder``). With ``pings``, publishing queues a WebSub ping for
-    each feed it changes. ``cancel`` stops a pass at its next batch (``BuildCancelled``).
-    ``allow_mass_delete`` confirms a mass deletion the guard would hold (``sync.py``).
+    ready to be read (see ``Folder``). ``cancel`` stops a pass at its next batch
+    (``BuildCancelled``). ``allow_mass_delete`` confirms a mass deletion the guard would hold
+    (``sync.py``).
     """
 
     def __init__(self, config: Config, store: Store, *,
                  clock: Callable[[], dt.datetime] = utcnow, progress: bool | None = None,
                  busy: Callable[[], set[str]] | None = None, settle: float = 0.0,
-                 pings: PingStore | None = None, allow_mass_delete: bool = False) -> None:
+                 allow_mass_delete: bool = False) -> None:
         self.config = config
         self.allow_mass_delete = allow_mass_delete
         self.store = store
         self.clock = clock
-        self.pings = pings
         self.cancel = threading.Event()
         self.rules = Rules.from_config(config)
         self.folder = Folder(config.seeds, config.extensions, settle=settle, busy=busy)
@@ -113,4 +112,4 @@ class Builder:
 
     def _publisher(self, pool: Pool) -> Publisher:
         return Publisher(self.pinned or self.config, self.store, clock=self.clock, pool=pool,
-                         cancel=self.cancel, pings=self.pings)
+                         cancel=self.cancel)

@@ -104,10 +104,13 @@ def main() -> None:
 @click.option("--allow-mass-delete", is_flag=True,
               help="Remove the entries of gone seeds even when more than max_delete_fraction "
                    "of them are gone.")
+@click.option("--no-ping", is_flag=True,
+              help="Do not ping the hubs now; the next `feeder run` announces the changes.")
 @handle_errors
 def build(config_path: Path | None, seeds: Path | None, out: Path | None, state: Path | None,
-          base_url: str | None, verbose: bool, force: bool, allow_mass_delete: bool) -> None:
-    """Rebuild the feeds and pages once, then exit."""
+          base_url: str | None, verbose: bool, force: bool, allow_mass_delete: bool,
+          no_ping: bool) -> None:
+    """Rebuild the feeds and pages once, ping the hubs for the feeds that changed, exit."""
     _setup_logging(verbose)
     cfg = load_config(config_path, seeds=seeds, out=out, state=state, base_url=base_url)
     _prepare_folders(cfg)
@@ -117,7 +120,10 @@ def build(config_path: Path | None, seeds: Path | None, out: Path | None, state:
         _make_folder("output folder", cfg.out)
         output.sweep_temp_files(cfg.out)
         report = Builder(cfg, store, allow_mass_delete=allow_mass_delete).build(force=force)
+        left = _announce(cfg) if cfg.hubs and not no_ping else 0
     click.echo(report.summary())
+    if left:
+        click.echo(f"{left} pings not delivered yet: the next `feeder run` sends them")
     for name, when in report.scheduled:
         click.echo(f"scheduled {name}: appears at {when.isoformat()}")
     click.echo(f"feeds: {cfg.out / 'atom.xml'}, {cfg.out / 'rss.xml'}, {cfg.out / 'feed.json'}")
@@ -148,6 +154,19 @@ def _held_deletions(cfg: config_mod.Config) -> str | None:
     return (f"{missing} of {total} entries have no seed in {cfg.seeds} (more than "
             f"max_delete_fraction = {cfg.max_delete_fraction:g}): their removal is held; "
             "confirm with `feeder build --allow-mass-delete`, or put the seeds back")
+
+
+def _announce(cfg: config_mod.Config) -> int:
+    """Send the pending pings once, within about two ``ping_timeout``; returns how many
+    are left for ``feeder run``."""
+    from . import websub
+    from .store import PingStore
+
+    with PingStore(cfg.state) as pings, websub.make_client(cfg.ping_timeout) as client:
+        pinger = websub.Pinger(pings, client, max_attempts=cfg.ping_max_attempts,
+                               backoff=cfg.ping_backoff)
+        pinger.hubs = frozenset(cfg.hubs)
+        return pinger.run_once(cfg.ping_timeout)
 
 
 @main.command()

@@ -64,7 +64,7 @@ class Daemon:
         self._prepare_following(c)
         self.store = Store.open_locked(c.state)
         self._state_identity = identity(c.state)
-        self.ping_store = PingStore(c.state)  # the build and ping threads share it
+        self.ping_store = PingStore(c.state)  # the ping thread's; the builder queues in self.store
         self.read_store = Store(c.state)
         self.read_pings = PingStore(c.state)
         c.out.mkdir(parents=True, exist_ok=True)
@@ -100,7 +100,7 @@ class Daemon:
 
     def _make_builder(self, c: Config) -> Builder:
         builder = Builder(c, self.store, busy=self.watcher.busy, settle=c.settle,
-                          progress=False, pings=self.ping_store)
+                          progress=False)
         builder.cancel = self._cancel  # its checks between batches are the watchdog's beat
         return builder
 
@@ -181,7 +181,7 @@ class Daemon:
         for name, when in report.scheduled:
             if name in report.added or name in report.changed:
                 log.info("scheduled %s: appears at %s", name, when.isoformat())
-        if report.changed_feeds and c.hubs:  # the builder queued the pings in the store
+        if report.pings_released and c.hubs:  # the publisher queued them in the store
             self.scheduler.ping_soon()
         self.scheduler.publish_at(self.store.next_scheduled(utcnow()))
 

@@ -3,10 +3,12 @@
 The last stage of a pass (after ``folder.py`` and ``sync.py``). The store says what to
 write: the entry pages it marked stale, the archive pages it marked dirty, and the newest
 ``max_entries`` entries for the feeds and the index. Outputs whose bytes would not change are
-not rewritten (``output.py``), and a feed that did change gets a WebSub ping queued at once
-(``PingStore``), so that a later failure in the pass cannot lose it. A full pass also looks
-at the folders on disk: it writes the pages that are missing and removes entry pages no
-entry owns. Each feed and archive document is kept under ``max_feed_bytes``
+not rewritten (``output.py``). A feed whose bytes are new has its version and its WebSub
+pings recorded in the store in one transaction before the file is renamed into place (the
+outbox, sent by ``websub.Pinger``), so a crash can neither lose a ping nor send one twice.
+The store keeps every output's content hash: a full pass also looks at the folders on
+disk, writes the pages that are missing, empty or not as written, and removes entry pages
+no entry owns. Each feed and archive document is kept under ``max_feed_bytes``
 (``render.fit``); the log names the entries shortened in each document written.
 """
 
@@ -28,7 +30,7 @@ from .errors import OutputError
 from .normalizer import Entry
 from .pool import Pool, chunks
 from .report import BuildCancelled, BuildReport
-from .store import PingStore, Store
+from .store import Store
 
 log = logging.getLogger("feeder")
 
@@ -47,15 +49,33 @@ def render_key(config: Config) -> str:
 
 # -- writing pages (runs in the worker processes too) --------------------------------------
 
-def write_entry_page(info: render.FeedInfo, out: Path, entry: Entry) -> bool:
-    """Render and write one entry page; True if its bytes changed."""
+Hashes = list[tuple[str, str]]  # (output path, sha256 of its bytes), for the store
+
+
+def write_entry_page(info: render.FeedInfo, out: Path, entry: Entry,
+                     batch: output.Batch | None = None) -> bool:
+    """Render and write one entry page (staged in ``batch`` if given); True if its bytes
+    changed."""
     # No .gz sibling: the servers compress an entry page on demand, once per version.
-    return output.write(out / render.entry_path(entry), render.render_entry_page(info, entry),
-                        compress=False)
+    data = render.render_entry_page(info, entry)
+    if batch is None:
+        return output.write(out / render.entry_path(entry), data, compress=False)
+    return batch.write(out / render.entry_path(entry), data, compress=False)
 
 
-def write_entry_pages(info: render.FeedInfo, out: Path, entries: list[Entry]) -> list[str]:
-    return [render.entry_path(e) for e in entries if write_entry_page(info, out, e)]
+def hashes_of(out: Path, batch: output.Batch) -> Hashes:
+    """``batch``'s hashes, by path relative to ``out``."""
+    cut = len(str(out)) + 1
+    return [(str(path)[cut:], digest) for path, digest in batch.hashes.items()]
+
+
+def write_entry_pages(info: render.FeedInfo, out: Path,
+                      entries: list[Entry]) -> tuple[list[str], Hashes]:
+    """Write these entry pages as one batch; returns the paths written, and every page's
+    hash."""
+    with output.Batch() as batch:
+        written = [render.entry_path(e) for e in entries if write_entry_page(info, out, e, batch)]
+    return written, hashes_of(out, batch)
 
 
 def fit_notes(fits: dict[str, render.Fitted], limit: int) -> list[tuple[int, str]]:
@@ -79,46 +99,50 @@ def fit_notes(fits: dict[str, render.Fitted], limit: int) -> list[tuple[int, str
 
 
 def write_archive_page(info: render.FeedInfo, out: Path, n: int, pages: int,
-                       entries: list[Entry]) -> tuple[list[str], list[tuple[int, str]]]:
+                       entries: list[Entry]) -> tuple[list[str], Hashes, list[tuple[int, str]]]:
     """Render archive page ``n`` of ``pages`` (entries oldest first) as Atom and RSS;
-    return the paths written and the log lines of ``fit_notes`` (for the parent process to
-    log: this may run in a worker)."""
+    return the paths written, the hashes of both documents and the log lines of
+    ``fit_notes`` (for the parent process to log: this may run in a worker)."""
     entries = entries[::-1]  # newest first within the page, like the current feed
     written, fits = [], {}
-    for kind in ("atom", "rss"):
-        current = "atom.xml" if kind == "atom" else "rss.xml"
-        links = render.Archive(
-            prev=render.archive_path(kind, n - 1) if n > 1 else None,
-            next=render.archive_path(kind, n + 1) if n < pages else None,
-            current=current, is_archive=True,
-        )
-        path = render.archive_path(kind, n)
-        fitted = render.fit(kind, info, entries, self_path=path, archive=links)
-        # No .gz sibling: archive pages change rarely and are fetched rarely.
-        if output.write(out / path, fitted.data, compress=False):
-            written.append(path)
-            fits[path] = fitted
-    return written, fit_notes(fits, info.max_bytes)
+    with output.Batch() as batch:
+        for kind in ("atom", "rss"):
+            current = "atom.xml" if kind == "atom" else "rss.xml"
+            links = render.Archive(
+                prev=render.archive_path(kind, n - 1) if n > 1 else None,
+                next=render.archive_path(kind, n + 1) if n < pages else None,
+                current=current, is_archive=True,
+            )
+            path = render.archive_path(kind, n)
+            fitted = render.fit(kind, info, entries, self_path=path, archive=links)
+            # No .gz sibling: archive pages change rarely and are fetched rarely.
+            if batch.write(out / path, fitted.data, compress=False):
+                written.append(path)
+                fits[path] = fitted
+    return written, hashes_of(out, batch), fit_notes(fits, info.max_bytes)
 
 
-def _render_job(job: tuple) -> tuple[int, list[str], list[tuple[int, str]]]:
-    """(units done for the progress bar, paths written, log lines)"""
+def _render_job(job: tuple) -> tuple[int, list[str], Hashes, list[tuple[int, str]]]:
+    """(units done for the progress bar, paths written, hashes of the pages, log lines)"""
     kind, info, out, payload = job
     if kind == "pages":
-        return len(payload), write_entry_pages(info, out, payload), []
+        return len(payload), *write_entry_pages(info, out, payload), []
     return 1, *write_archive_page(info, out, *payload)
 
 
 # -- publishing ----------------------------------------------------------------------------
 
 class Publisher:
-    """Writes what the store says changed, one ``run`` per pass. With ``pings``, a WebSub
-    ping is queued for each feed whose bytes changed."""
+    """Writes what the store says changed, one ``run`` per pass, and keeps each output's
+    content hash in the store. With hubs configured, each new version of a feed gets its
+    WebSub pings queued in the store (the outbox), sent by ``websub.Pinger``."""
 
     def __init__(self, config: Config, store: Store, *, clock: Callable[[], dt.datetime],
-                 pool: Pool, cancel: threading.Event, pings: PingStore | None = None) -> None:
+                 pool: Pool, cancel: threading.Event) -> None:
         self.config, self.store, self.clock = config, store, clock
-        self.pool, self.cancel, self.pings = pool, cancel, pings
+        self.pool, self.cancel = pool, cancel
+        self.hashes: Hashes = []  # of the pages written or checked this pass
+        self.removed: list[str] = []
 
     def run(self, report: BuildReport, *, full: bool, force: bool = False) -> None:
         """Write the changed outputs; a ``full`` pass also restores missing pages and removes
@@ -142,6 +166,8 @@ class Publisher:
             self.store.clear_pages(dirty)
             self.store.set_meta("render_key", key)
             self.store.pages_written(names)
+            self.store.record_outputs(self.hashes, now)
+            self.store.forget_outputs(self.removed)
         report.entries = visible
         report.scheduled = self.store.scheduled(now)
 
@@ -186,37 +212,57 @@ class Publisher:
             ("rss.xml", "rss", {"archive": rss_archive}),
             ("feed.json", "json", {}),
         )
+        versions = {path: self.store.output_hashes(path).get(path)
+                    for path, _kind, _links in renders}
         # zlib lets go of the GIL: each changed feed's .gz sibling is compressed in a thread
         # while the next feed renders (a third of a one-seed rebuild, done on the other core)
         with concurrent.futures.ThreadPoolExecutor(len(renders)) as compressor:
-            changed, fits = [], {}
+            todo, fits = [], {}
             for path, kind, links in renders:
                 fitted = render.fit(kind, info, newest, **links)
                 data = fitted.data
-                if not output.unchanged(out / path, data):
-                    changed.append((path, data, compressor.submit(output.gzip_bytes, data)))
-                    fits[path] = fitted
-            for path, data, gz in changed:
-                output.write(out / path, data, durable=True, check=False, gz=gz.result())
-                report.written.append(path)
-                report.changed_feeds.append(path)
-                if self.pings is not None and c.hubs:  # now: a later failure cannot lose it
-                    self.pings.add_pings(c.hubs, [c.base_url + path], time.time())
+                digest, known = output.digest(data), versions[path]
+                in_place = output.unchanged(out / path, data)
+                if in_place and known == digest:
+                    continue
+                # a version recorded already was announced already, whatever became of the
+                # file; one found in place with none recorded (a file from before the
+                # outbox) was too
+                new = known != digest and not (known is None and in_place)
+                gz = None if in_place else compressor.submit(output.gzip_bytes, data)
+                todo.append((path, data, digest, new, gz))
+                fits[path] = fitted
+            if todo:  # the outbox: recorded before any rename, so a crash loses no ping
+                with self.store.transaction():
+                    self.store.record_outputs([(t[0], t[2]) for t in todo], self.clock())
+                    self.store.queue_pings(c.hubs, [c.base_url + t[0] for t in todo if t[3]],
+                                           time.time())
+            for path, data, _digest, new, gz in todo:
+                if gz is not None:
+                    output.write(out / path, data, check=False, gz=gz.result())
+                    report.written.append(path)
+                if new:
+                    report.changed_feeds.append(path)
         for level, message in fit_notes(fits, info.max_bytes):  # only when written: no repeats
             log.log(level, message)
+        # Every feed holds its recorded version now: its pings may go (also those held by
+        # a pass that stopped between recording and renaming).
+        report.pings_released = self.store.release_pings()
         if output.write(out / "index.html", render.render_index(info, newest)):
             report.written.append("index.html")
 
     def _remove(self, report: BuildReport, path: str) -> None:
+        self.removed.append(path)
         if output.remove(self.config.out / path):
             report.deleted_outputs.append(path)
 
     def _check_entry_folder(self, report: BuildReport, now: dt.datetime,
                             force: bool) -> set[str]:
         """A full pass looks at the entries folder: returns the names of published entries
-        whose page is missing (none when ``force`` renders them all anyway), and removes the
-        pages no published entry owns, such as those of seeds that went away after a pass
-        stopped between a worker writing their page and the store taking their entry."""
+        whose page is missing, empty or not what was written (by its hash in the store; none
+        when ``force`` renders them all anyway), and removes the pages no published entry
+        owns, such as those of seeds that went away after a pass stopped between a worker
+        writing their page and the store taking their entry."""
         existing = _listdir(self.config.out / "entries")
         published = self.store.slugs_by_name(now)
         owned = {f"{slug}.html" for _name, slug in published}
@@ -232,7 +278,19 @@ class Publisher:
                 log.info("removed entries/%s: no entry of that name", file)
         if force:
             return set()
-        return {name for name, slug in published if f"{slug}.html" not in existing}
+        folder, recorded = f"{self.config.out}{os.sep}entries", self.store.output_hashes("entries/")
+        todo, damaged = set(), 0
+        for name, slug in published:
+            file = f"{slug}.html"
+            if file not in existing:
+                todo.add(name)
+            elif not _holds(f"{folder}{os.sep}{file}", recorded.get(f"entries/{file}")):
+                todo.add(name)
+                damaged += f"entries/{file}" in recorded
+        if damaged:
+            log.warning("%d entry pages were empty or not as written: writing them again",
+                        damaged)
+        return todo
 
     def _assign_pages(self, newest: list[Entry], now: dt.datetime, *, force: bool,
                       full: bool) -> int:
@@ -267,11 +325,11 @@ class Publisher:
             out = c.out
             if force:
                 store.mark_pages(range(1, pages + 1))
-            elif full:
-                present = {f"archive/{name}" for name in _listdir(out / "archive")}
-                store.mark_pages(n for n in range(1, pages + 1)
-                                 if render.archive_path("atom", n) not in present
-                                 or render.archive_path("rss", n) not in present)
+            elif full:  # missing, empty, or not as written
+                recorded = store.output_hashes("archive/")
+                store.mark_pages(n for n in range(1, pages + 1) if not all(
+                    _holds(f"{out}{os.sep}{p}", recorded.get(p))
+                    for p in (render.archive_path("atom", n), render.archive_path("rss", n))))
             if pages != old_pages and pages:
                 store.mark_pages([pages, min(pages, old_pages) or pages])  # links change
             store.set_meta("archive_pages", pages)
@@ -286,16 +344,38 @@ class Publisher:
         in the pool when there are many. Only a few jobs are in flight at a time, so the
         entries are streamed from the store, not all held."""
         bar = self.pool.progress(weight, count, unit, desc)
-        for done, written, notes in self.pool.map(_render_job, jobs, weight=weight):
+        for done, written, hashes, notes in self.pool.map(_render_job, jobs, weight=weight):
             if bar is not None:
                 bar.update(done)
             report.written.extend(written)
+            self.hashes.extend(hashes)
             for level, message in notes:
                 log.log(level, message)
             if self.cancel.is_set():  # stopping: what is not written stays marked in the store
                 raise BuildCancelled
         if bar is not None:
             bar.close()
+
+
+def _holds(path: str, digest: str | None) -> bool:
+    """Does ``path`` hold bytes (not none) with this recorded hash? (os calls on a str: a
+    third of pathlib's cost over 100,000 pages)"""
+    if digest is None:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        chunks, size = [], 0
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return size > 0 and output.digest(b"".join(chunks)) == digest
 
 
 def _listdir(folder: Path) -> set[str]:

@@ -28,7 +28,8 @@ class BuildReport:
     # the outputs (publish.py; new entry pages may be written while reading)
     written: list[str] = field(default_factory=list)
     deleted_outputs: list[str] = field(default_factory=list)
-    changed_feeds: list[str] = field(default_factory=list)
+    changed_feeds: list[str] = field(default_factory=list)  # new versions, announced
+    pings_released: int = 0  # pings of the outbox that may be sent now
     entries: int = 0
     scheduled: list[tuple[str, dt.datetime]] = field(default_factory=list)
     started: dt.datetime = field(default_factory=utcnow)

@@ -154,6 +154,33 @@ CREATE TRIGGER entries_removed AFTER DELETE ON entries
     BEGIN UPDATE counts SET n = n - 1 WHERE name = 'entries'; END;
 """
 
+# Version 3: the outputs' content hashes, and the ping outbox. A feed's new version (its
+# hash here) and the pings that announce it are recorded in one transaction before the file
+# is renamed into place; the pings are held until it is (``held``), so no hub is asked to
+# fetch a feed that is not there yet, and a crash in between loses and repeats nothing.
+_V3 = """
+CREATE TABLE outputs (
+    path TEXT PRIMARY KEY,      -- relative to the output folder
+    sha256 TEXT NOT NULL,       -- of the bytes last written there
+    time TEXT NOT NULL
+);
+ALTER TABLE pings ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
+"""
+
+_QUEUE_PINGS = (
+    "INSERT INTO pings (hub, topic, since, attempts, next_try, held) VALUES (?, ?, ?, 0, ?, ?)"
+    " ON CONFLICT (hub, topic) DO UPDATE SET"
+    " next_try = min(next_try, excluded.next_try),"
+    " since = max(since, excluded.since), attempts = 0, held = excluded.held")
+
+
+def _queue_pings(db: sqlite3.Connection, hubs: Iterable[str], topics: Iterable[str],
+                 now: float, held: bool) -> None:
+    since = dt.datetime.fromtimestamp(now, dt.UTC).isoformat()
+    topics = list(topics)
+    db.executemany(_QUEUE_PINGS, [(h, t, since, now, int(held)) for h in hubs for t in topics])
+
+
 _ENTRY_COLUMNS = "id, stem, slug, title, summary, content_html, published, updated, language"
 
 
@@ -538,7 +565,32 @@ class Store:
     def drop_meta_prefix(self, prefix: str) -> None:
         self.db.execute("DELETE FROM meta WHERE key >= ? AND key < ?", _key_range(prefix))
 
-    # -- pings -----------------------------------------------------------------------------
+    # -- outputs and the ping outbox (in the caller's transaction) ------------------------
+    def output_hashes(self, under: str = "") -> dict[str, str]:
+        """path -> sha256 of the outputs recorded (those whose path starts with ``under``)."""
+        rows = self.db.execute("SELECT path, sha256 FROM outputs WHERE path >= ? AND path < ?",
+                               (under, under + "\U0010ffff"))
+        return dict(rows)
+
+    def record_outputs(self, hashes: Iterable[tuple[str, str]], now: dt.datetime) -> None:
+        """(path, sha256) of outputs just written, or found holding those bytes."""
+        self.db.executemany(
+            "INSERT INTO outputs (path, sha256, time) VALUES (?, ?, ?) ON CONFLICT (path)"
+            " DO UPDATE SET sha256 = excluded.sha256, time = excluded.time"
+            " WHERE sha256 != excluded.sha256",
+            [(p, h, _iso(now)) for p, h in hashes])
+
+    def forget_outputs(self, paths: Iterable[str]) -> None:
+        self.db.executemany("DELETE FROM outputs WHERE path = ?", [(p,) for p in paths])
+
+    def queue_pings(self, hubs: Iterable[str], topics: Iterable[str], now: float) -> None:
+        """The outbox: pings announcing new feed versions, held until ``release_pings``
+        (see PingStore.add_pings for how a pending ping absorbs a new one)."""
+        _queue_pings(self.db, hubs, topics, now, held=True)
+
+    def release_pings(self) -> int:
+        """The feeds are in place: let the held pings be sent; returns how many."""
+        return self.db.execute("UPDATE pings SET held = 0 WHERE held").rowcount
 
 # -- opening, migrating, locking -------------------------------------------------------------
 
@@ -547,6 +599,7 @@ class Store:
 _MIGRATIONS: list[tuple[int, list[str | Callable[[sqlite3.Connection], None]]]] = [
     (1, [_V1]),
     (2, [_add_archive_page, _V2]),
+    (3, [_V3]),
 ]
 SCHEMA_VERSION = _MIGRATIONS[-1][0]
 
@@ -584,21 +637,14 @@ class PingStore:
         change, so that ``ping_done`` and ``ping_failed`` can tell a ping that was sent from
         one queued again while it was in flight.
         """
-        since = dt.datetime.fromtimestamp(now, dt.UTC).isoformat()
         with self._lock:
-            self.db.executemany(
-                "INSERT INTO pings (hub, topic, since, attempts, next_try) VALUES (?, ?, ?, 0, ?)"
-                " ON CONFLICT (hub, topic) DO UPDATE SET"
-                " next_try = min(next_try, excluded.next_try),"
-                " since = max(since, excluded.since), attempts = 0",
-                [(h, t, since, now) for h in hubs for t in topics],
-            )
+            _queue_pings(self.db, hubs, topics, now, held=False)
 
     def pending_pings(self) -> list[Pending]:
         with self._lock:
             rows = self.db.execute(
                 "SELECT hub, topic, since, attempts, next_try, last_error FROM pings"
-                " ORDER BY next_try, hub, topic"
+                " WHERE NOT held ORDER BY next_try, hub, topic"
             ).fetchall()
         return [Pending(*r) for r in rows]
 

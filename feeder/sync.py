@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import publish, recover, render
+from . import output, publish, recover, render
 from .config import Config
 from .errors import OutputError, SeedError
 from .folder import Folder, Seen
@@ -66,6 +66,7 @@ class ReadResult:
     reason: str | None = None  # why they made none
     page: str | None = None  # the entry page the worker wrote for a new seed
     page_changed: bool = False  # ... and whether that changed its bytes
+    page_hash: str = ""  # ... and the sha256 of its bytes
 
 
 # -- reading seeds (runs in the worker processes too) --------------------------------------
@@ -126,11 +127,11 @@ class ReadContext:
     now: float  # entries published by then get their page at once
 
 
-def read_and_write_page(ctx: ReadContext, path: Path, name: str,
-                        new: bool) -> ReadResult | None:
+def read_and_write_page(ctx: ReadContext, path: Path, name: str, new: bool,
+                        batch: output.Batch | None = None) -> ReadResult | None:
     """``read_seed``; a ``new`` seed (no seed of that name or stem in the store or in this
-    pass) that is already published also gets its entry page written here, in the worker
-    that has the entry in hand."""
+    pass) that is already published also gets its entry page written here (staged in
+    ``batch`` if given), in the worker that has the entry in hand."""
     result = read_seed(path, name, ctx.max_bytes, ctx.rules, ctx.root)
     if not new or result is None or result.entry is None:
         return result
@@ -138,15 +139,28 @@ def read_and_write_page(ctx: ReadContext, path: Path, name: str,
     if entry.published.year < MIN_YEAR or entry.published.timestamp() > ctx.now:
         return result
     try:
-        changed = publish.write_entry_page(ctx.info, ctx.out, entry)
+        changed = publish.write_entry_page(ctx.info, ctx.out, entry, batch)
     except OutputError:
         return result  # left to publishing, which reports it
     return dataclasses.replace(result, page=render.entry_path(entry), page_changed=changed)
 
 
 def _read_chunk(job: tuple[ReadContext, list[tuple[Path, str, bool]]]) -> list[ReadResult | None]:
+    """Read a chunk of seeds; the pages of the new ones are put in place as one batch."""
     ctx, seeds = job
-    return [read_and_write_page(ctx, path, name, new) for path, name, new in seeds]
+    batch = output.Batch()
+    try:
+        results = [read_and_write_page(ctx, path, name, new, batch) for path, name, new in seeds]
+        batch.commit()
+    except OutputError:  # left to publishing, which reports it
+        return [dataclasses.replace(r, page=None, page_changed=False)
+                if r is not None and r.page else r for r in results]
+    except BaseException:
+        batch.abort()
+        raise
+    hashes = dict(publish.hashes_of(ctx.out, batch))
+    return [dataclasses.replace(r, page_hash=hashes[r.page])
+            if r is not None and r.page else r for r in results]
 
 
 # -- recording them ------------------------------------------------------------------------
@@ -309,6 +323,7 @@ class Sync:
             self.store.put_in_pages([(page, entry.id)])
         if result.page is not None:  # written before this commit: nothing left to do for it
             self.store.pages_written([name])
+            self.store.record_outputs([(result.page, result.page_hash)], now)
         if old is None:
             report.added.append(name)
             log.log(level, "added %s: %s (%s, %s)", name, entry.title,

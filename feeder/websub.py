@@ -142,3 +142,18 @@ class Pinger:
         if failure:
             raise failure[0]
         return True
+
+    def run_once(self, budget: float) -> int:
+        """One round for a command that must end (``feeder build``): each due ping is tried
+        once, with the usual accounting of failures, and none is started after ``budget``
+        seconds (one in flight ends within the client's timeout). Returns how many pings
+        stay pending, for ``feeder run`` to send."""
+        timer = threading.Timer(budget, self.stopping.set)
+        timer.daemon = True
+        timer.start()
+        try:
+            self.run_due()
+        finally:
+            timer.cancel()
+            timer.join()
+        return len(self.store.pending_pings())

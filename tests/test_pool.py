@@ -165,12 +165,12 @@ def test_a_twin_of_a_rechecked_rejected_seed_never_writes_its_page(make_site,  #
     site.write("a.md", "2025-01-01", "First text. Body.")
     site.write("a.txt", "2025-01-01", "Second text. Body.")
     writes: list[bytes] = []
-    real_write = output.write
+    real_write = output.Batch.write
 
-    def spy(path: Path, data: bytes, **kw: object) -> bool:
+    def spy(self: output.Batch, path: Path, data: bytes, **kw: object) -> bool:
         if path.name == "a.html":
             writes.append(data)
-        return real_write(path, data, **kw)
+        return real_write(self, path, data, **kw)
 
     real_scan = folder.Folder.scan
 
@@ -178,7 +178,7 @@ def test_a_twin_of_a_rechecked_rejected_seed_never_writes_its_page(make_site,  #
         found = real_scan(self)
         return {"a.md": found.pop("a.md"), **found}  # a.md becomes the owner
 
-    monkeypatch.setattr(output, "write", spy)
+    monkeypatch.setattr(output.Batch, "write", spy)  # every page goes through a batch
     monkeypatch.setattr(folder.Folder, "scan", md_first)
     report = site.build()
     assert [(name, "same entry id" in reason) for name, reason in report.rejected] == [

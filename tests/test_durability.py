@@ -1,0 +1,107 @@
+"""Power loss cannot leave an empty or stale page: every output is on disk before its
+rename, each folder after its renames, and a full pass rewrites any page whose bytes differ
+from the content hash kept in the store."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ._daemon import feeder_env
+from .conftest import Site
+
+
+@pytest.fixture
+def archived(make_site) -> Site:  # noqa: ANN001
+    site = make_site(max_entries=2, archive_size=2)
+    for i in range(6):
+        site.write(f"{i:03d}_a.txt", f"2025-12-0{i + 1}", f"Article number {i}. Body text.")
+    site.build()
+    return site
+
+
+def test_a_full_pass_rewrites_an_empty_entry_page(archived: Site) -> None:
+    page = next((archived.out / "entries").glob("*.html"))
+    good = page.read_bytes()
+    page.write_bytes(b"")  # what a power loss leaves of a page renamed before it was on disk
+    report = archived.build()
+    assert page.read_bytes() == good
+    assert report.written == [f"entries/{page.name}"]
+
+
+def test_a_full_pass_rewrites_pages_that_differ_from_their_hash(archived: Site) -> None:
+    """Same size, other bytes: found by the content hash, not by existence or size."""
+    page = next((archived.out / "entries").glob("*.html"))
+    archive = archived.out / "archive" / "atom-1.xml"
+    before = {p: p.read_bytes() for p in (page, archive)}
+    for p, data in before.items():
+        p.write_bytes(data.replace(b"Article", b"ARTICLE"))
+    report = archived.build()
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(report.written) == ["archive/atom-1.xml", f"entries/{page.name}"]
+    assert archived.build().written == []
+
+
+def test_a_pass_of_named_changes_does_not_read_every_page(archived: Site) -> None:
+    """Only full passes check the pages: the one-seed rebuild stays cheap."""
+    page = next((archived.out / "entries").glob("*.html"))
+    page.write_bytes(b"")
+    archived.write("009_new.txt", "2025-12-09", "A new one. Body.")
+    archived.build({"009_new.txt"})
+    assert page.read_bytes() == b""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+def test_every_output_is_flushed_before_its_rename_and_its_folder_after(tmp_path: Path) -> None:
+    """``feeder build`` under strace: each rename into the output folder comes after a
+    flush (fdatasync of that temp file, or a syncfs) and is followed by an fsync of a folder
+    before the process exits."""
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    for i in range(12):
+        (seeds / f"{i:03d}_a.txt").write_bytes(
+            f" date 2025-01-{i + 1:02d} Article {i}. Text.".encode())
+    trace = tmp_path / "trace"
+    result = subprocess.run(
+        ["strace", "-f", "-qq", "-o", str(trace), "-e",
+         "trace=openat,fsync,fdatasync,syncfs,sync,rename,renameat,renameat2",
+         sys.executable, "-m", "feeder", "build"],
+        cwd=tmp_path, env={**feeder_env(), "FEEDER_MAX_ENTRIES": "4",
+                           "FEEDER_ARCHIVE_SIZE": "4"},
+        capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    fd_paths: dict[tuple[str, str], str] = {}
+    opened: set[str] = set()  # temp files written so far
+    flushed: set[str] = set()
+    syncfs_calls = 0
+    last_rename: dict[str, int] = {}  # folder -> line of its last rename into it
+    last_fsync: dict[str, int] = {}  # path -> line of its last fsync
+    for n, line in enumerate(trace.read_text().splitlines()):
+        pid, _, call = line.partition(" ")
+        call = call.strip()
+        if m := re.match(r'openat\(AT_FDCWD, "([^"]+)", .*\) = (\d+)', call):
+            fd_paths[pid, m[2]] = m[1]
+            opened.add(m[1])
+        elif m := re.match(r"f(?:data)?sync\((\d+)\)\s*= 0", call):
+            path = fd_paths.get((pid, m[1]), "")
+            flushed.add(path)
+            last_fsync[path] = n
+        elif re.match(r"(syncfs\(\d+\)|sync\(\))\s*= 0", call):
+            syncfs_calls += 1
+            flushed |= opened
+        elif m := re.match(r'rename\w*\((?:AT_FDCWD, )?"([^"]+)", (?:AT_FDCWD, )?"([^"]+)"',
+                           call):
+            tmp, target = m[1], m[2]
+            if not ("/" + target).startswith(("/public/", str(tmp_path / "public") + "/")):
+                continue
+            assert tmp in flushed, f"{target} renamed before it was flushed"
+            last_rename[target.rpartition("/")[0]] = n
+    assert last_rename and syncfs_calls  # 12 new pages: one syncfs for their batch
+    for folder, n in last_rename.items():
+        assert last_fsync.get(folder, -1) > n, f"{folder} not fsynced after its renames"
