@@ -61,7 +61,9 @@ class Builder:
             with self.store.transaction():
                 self.store.set_meta("render_key", render_key(self.config))
         with Pool(progress=self.progress) as pool:
-            self._sync(pool).run(report, names)
+            # No entry page as a seed is read: a page links its neighbours in publishing
+            # order, known only once the store has every seed of the pass.
+            self._sync(pool).run(report, names, write_pages=False)
             self._publisher(pool).run(report, full=names is None, force=force)
         report.seconds = time.perf_counter() - t0
         return report

@@ -18,10 +18,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from . import __version__, output, render
+from . import __version__, output, render, site
 from .config import Config
 from .errors import OutputError
 from .normalizer import Entry
@@ -38,22 +38,53 @@ STREAM_FROM = 400  # pages to write from which all entries are streamed, not loo
 def render_key(config: Config) -> str:
     """Changes when a setting that shapes every output changes: then all are rendered again."""
     c = config
-    parts = (__version__, c.title, c.subtitle, c.author, c.base_url, c.language,
+    parts = (__version__, render.LAYOUT, c.title, c.subtitle, c.author, c.base_url, c.language,
              c.tag_authority, c.tag_date, c.max_entries, c.archive_size, c.hubs)
     return hashlib.sha1(repr(parts).encode()).hexdigest()
 
 
 # -- writing pages (runs in the worker processes too) --------------------------------------
 
-def write_entry_page(info: render.FeedInfo, out: Path, entry: Entry) -> bool:
+Paged = tuple[Entry, render.Neighbour | None, render.Neighbour | None]
+
+
+def write_entry_page(info: render.FeedInfo, out: Path, entry: Entry,
+                     prev: render.Neighbour | None = None,
+                     next: render.Neighbour | None = None) -> bool:  # noqa: A002
     """Render and write one entry page; True if its bytes changed."""
     # No .gz sibling: the servers compress an entry page on demand, once per version.
-    return output.write(out / render.entry_path(entry), render.render_entry_page(info, entry),
-                        compress=False)
+    return output.write(out / render.entry_path(entry),
+                        render.render_entry_page(info, entry, prev, next), compress=False)
 
 
-def write_entry_pages(info: render.FeedInfo, out: Path, entries: list[Entry]) -> list[str]:
-    return [render.entry_path(e) for e in entries if write_entry_page(info, out, e)]
+def write_entry_pages(info: render.FeedInfo, out: Path, items: list[Paged]) -> list[str]:
+    """(entry, the entry before, the entry after) -> paths of the pages whose bytes changed."""
+    return [render.entry_path(e) for e, *links in items if write_entry_page(info, out, e, *links)]
+
+
+def _neighbour(entry: Entry) -> render.Neighbour:
+    return render.Neighbour(entry.title, entry.slug, entry.language)
+
+
+def with_neighbours(rows: Iterable[tuple[str, Entry]], now: dt.datetime,
+                    wanted: Callable[[str, str | None, str | None], bool]) -> Iterator[Paged]:
+    """From (name, entry) in (published, name) order: each published entry for which
+    ``wanted(name, name before, name after)`` holds, with the published entries just before
+    and after it."""
+    before: tuple[str, Entry] | None = None
+    held: tuple[str, Entry] | None = None
+
+    def paged(after: tuple[str, Entry] | None) -> Iterator[Paged]:
+        if held is not None and wanted(held[0], before and before[0], after and after[0]):
+            yield (held[1], before and _neighbour(before[1]),
+                   after and _neighbour(after[1]))
+
+    for name, entry in rows:
+        if entry.published > now:  # the scheduled ones come last
+            break
+        yield from paged((name, entry))
+        before, held = held, (name, entry)
+    yield from paged(None)
 
 
 def write_archive_page(info: render.FeedInfo, out: Path, n: int, pages: int,
@@ -61,6 +92,10 @@ def write_archive_page(info: render.FeedInfo, out: Path, n: int, pages: int,
     """Render archive page ``n`` of ``pages`` (entries oldest first) as Atom and RSS."""
     entries = entries[::-1]  # newest first within the page, like the current feed
     written = []
+    page = render.archive_page_path(n)
+    if output.write(out / page, render.render_archive_page(info, n, pages, entries),
+                    compress=False):
+        written.append(page)
     for kind, fn in (("atom", render.render_atom), ("rss", render.render_rss)):
         current = "atom.xml" if kind == "atom" else "rss.xml"
         links = render.Archive(
@@ -113,6 +148,7 @@ class Publisher:
         jobs = (("archive", info, out, (n, pages, self.store.page_entries(n))) for n in todo)
         self._render_all(report, jobs, len(todo), len(todo) * c.archive_size,
                          "archive", "writing archives")
+        report.written.extend(site.write(c, self.store, newest, pages, todo, force=force))
         with self.store.transaction():
             self.store.clear_pages(dirty)
             self.store.set_meta("render_key", key)
@@ -138,17 +174,32 @@ class Publisher:
             entry = self.store.entry_by_name(name)
             if entry is not None:
                 self._remove(report, render.entry_path(entry))
+        stale = frozenset(names)  # the pages beside these (new, edited, now due) link to them
         if full:
             names |= self._check_entry_folder(report, now, force)
+        todo: Iterable[Paged]
         if force or len(names) >= STREAM_FROM:
-            todo: Iterable[Entry] = (e for name, e in self.store.iter_named_entries()
-                                     if (force and e.published <= now) or name in names)
+            todo = with_neighbours(
+                self.store.iter_named_entries(), now,
+                lambda name, before, after: (force or name in names or before in stale
+                                             or after in stale))
         else:
-            todo = filter(None, map(self.store.entry_by_name, sorted(names)))
+            names |= {row[0] for name in stale for row in self.store.neighbours(name, now)
+                      if row}
+            todo = filter(None, (self._paged(name, now) for name in sorted(names)))
         count = self.store.total() if force else len(names)
         jobs = (("pages", info, out, chunk) for chunk in chunks(todo, PAGE_CHUNK))
         self._render_all(report, jobs, count, count, "page", "writing pages")
         return names
+
+    def _paged(self, name: str, now: dt.datetime) -> Paged | None:
+        """An entry by name, with the published entries before and after it."""
+        entry = self.store.entry_by_name(name)
+        if entry is None:
+            return None
+        before, after = (render.Neighbour(*row[1:]) if row else None
+                         for row in self.store.neighbours(name, now))
+        return entry, before, after
 
     def _feeds(self, report: BuildReport, info: render.FeedInfo, newest: list[Entry],
                pages: int) -> None:
@@ -175,7 +226,8 @@ class Publisher:
                 report.changed_feeds.append(path)
                 if self.pings is not None and c.hubs:  # now: a later failure cannot lose it
                     self.pings.add_pings(c.hubs, [c.base_url + path], time.time())
-        if output.write(out / "index.html", render.render_index(info, newest)):
+        older = render.archive_page_path(pages) if pages else None
+        if output.write(out / "index.html", render.render_index(info, newest, next_page=older)):
             report.written.append("index.html")
 
     def _remove(self, report: BuildReport, path: str) -> None:
@@ -242,13 +294,15 @@ class Publisher:
                 present = {f"archive/{name}" for name in _listdir(out / "archive")}
                 store.mark_pages(n for n in range(1, pages + 1)
                                  if render.archive_path("atom", n) not in present
-                                 or render.archive_path("rss", n) not in present)
+                                 or render.archive_path("rss", n) not in present
+                                 or render.archive_page_path(n) not in present)
             if pages != old_pages and pages:
                 store.mark_pages([pages, min(pages, old_pages) or pages])  # links change
             store.set_meta("archive_pages", pages)
         for n in range(pages + 1, old_pages + 1):  # pages left empty at the end
             for kind in ("atom", "rss"):
                 output.remove(out / render.archive_path(kind, n))
+            output.remove(out / render.archive_page_path(n))
         return pages
 
     def _render_all(self, report: BuildReport, jobs: Iterable[tuple], count: int,
