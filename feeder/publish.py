@@ -21,10 +21,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from . import __version__, output, render
+from . import __version__, output, render, site
 from .config import Config
 from .errors import OutputError
 from .normalizer import Entry
@@ -41,7 +41,7 @@ STREAM_FROM = 400  # pages to write from which all entries are streamed, not loo
 def render_key(config: Config) -> str:
     """Changes when a setting that shapes every output changes: then all are rendered again."""
     c = config
-    parts = (__version__, c.title, c.subtitle, c.author, c.base_url, c.language,
+    parts = (__version__, render.LAYOUT, c.title, c.subtitle, c.author, c.base_url, c.language,
              c.tag_authority, c.tag_date, c.max_entries, c.archive_size, c.hubs,
              c.max_feed_bytes)
     return hashlib.sha1(repr(parts).encode()).hexdigest()
@@ -50,14 +50,17 @@ def render_key(config: Config) -> str:
 # -- writing pages (runs in the worker processes too) --------------------------------------
 
 Hashes = list[tuple[str, str]]  # (output path, sha256 of its bytes), for the store
+Paged = tuple[Entry, render.Neighbour | None, render.Neighbour | None]
 
 
 def write_entry_page(info: render.FeedInfo, out: Path, entry: Entry,
+                     prev: render.Neighbour | None = None,
+                     next: render.Neighbour | None = None,  # noqa: A002
                      batch: output.Batch | None = None) -> bool:
     """Render and write one entry page (staged in ``batch`` if given); True if its bytes
     changed."""
     # No .gz sibling: the servers compress an entry page on demand, once per version.
-    data = render.render_entry_page(info, entry)
+    data = render.render_entry_page(info, entry, prev, next)
     if batch is None:
         return output.write(out / render.entry_path(entry), data, compress=False)
     return batch.write(out / render.entry_path(entry), data, compress=False)
@@ -70,11 +73,12 @@ def hashes_of(out: Path, batch: output.Batch) -> Hashes:
 
 
 def write_entry_pages(info: render.FeedInfo, out: Path,
-                      entries: list[Entry]) -> tuple[list[str], Hashes]:
-    """Write these entry pages as one batch; returns the paths written, and every page's
-    hash."""
+                      items: list[Paged]) -> tuple[list[str], Hashes]:
+    """(entry, the entry before, the entry after), written as one batch -> the paths of
+    the pages whose bytes changed, and every page's hash."""
     with output.Batch() as batch:
-        written = [render.entry_path(e) for e in entries if write_entry_page(info, out, e, batch)]
+        written = [render.entry_path(e) for e, prev, next_ in items
+                   if write_entry_page(info, out, e, prev, next_, batch)]
     return written, hashes_of(out, batch)
 
 
@@ -98,6 +102,31 @@ def fit_notes(fits: dict[str, render.Fitted], limit: int) -> list[tuple[int, str
     return notes
 
 
+def _neighbour(entry: Entry) -> render.Neighbour:
+    return render.Neighbour(entry.title, entry.slug, entry.language)
+
+
+def with_neighbours(rows: Iterable[tuple[str, Entry]], now: dt.datetime,
+                    wanted: Callable[[str, str | None, str | None], bool]) -> Iterator[Paged]:
+    """From (name, entry) in (published, name) order: each published entry for which
+    ``wanted(name, name before, name after)`` holds, with the published entries just before
+    and after it."""
+    before: tuple[str, Entry] | None = None
+    held: tuple[str, Entry] | None = None
+
+    def paged(after: tuple[str, Entry] | None) -> Iterator[Paged]:
+        if held is not None and wanted(held[0], before and before[0], after and after[0]):
+            yield (held[1], before and _neighbour(before[1]),
+                   after and _neighbour(after[1]))
+
+    for name, entry in rows:
+        if entry.published > now:  # the scheduled ones come last
+            break
+        yield from paged((name, entry))
+        before, held = held, (name, entry)
+    yield from paged(None)
+
+
 def write_archive_page(info: render.FeedInfo, out: Path, n: int, pages: int,
                        entries: list[Entry]) -> tuple[list[str], Hashes, list[tuple[int, str]]]:
     """Render archive page ``n`` of ``pages`` (entries oldest first) as Atom and RSS;
@@ -106,6 +135,10 @@ def write_archive_page(info: render.FeedInfo, out: Path, n: int, pages: int,
     entries = entries[::-1]  # newest first within the page, like the current feed
     written, fits = [], {}
     with output.Batch() as batch:
+        page = render.archive_page_path(n)
+        if batch.write(out / page, render.render_archive_page(info, n, pages, entries),
+                       compress=False):
+            written.append(page)
         for kind in ("atom", "rss"):
             current = "atom.xml" if kind == "atom" else "rss.xml"
             links = render.Archive(
@@ -162,6 +195,7 @@ class Publisher:
         jobs = (("archive", info, out, (n, pages, self.store.page_entries(n))) for n in todo)
         self._render_all(report, jobs, len(todo), len(todo) * c.archive_size,
                          "archive", "writing archives")
+        report.written.extend(site.write(c, self.store, newest, pages, todo, force=force))
         with self.store.transaction():
             self.store.clear_pages(dirty)
             self.store.set_meta("render_key", key)
@@ -189,17 +223,32 @@ class Publisher:
             entry = self.store.entry_by_name(name)
             if entry is not None:
                 self._remove(report, render.entry_path(entry))
+        stale = frozenset(names)  # the pages beside these (new, edited, now due) link to them
         if full:
             names |= self._check_entry_folder(report, now, force)
+        todo: Iterable[Paged]
         if force or len(names) >= STREAM_FROM:
-            todo: Iterable[Entry] = (e for name, e in self.store.iter_named_entries()
-                                     if (force and e.published <= now) or name in names)
+            todo = with_neighbours(
+                self.store.iter_named_entries(), now,
+                lambda name, before, after: (force or name in names or before in stale
+                                             or after in stale))
         else:
-            todo = filter(None, map(self.store.entry_by_name, sorted(names)))
+            names |= {row[0] for name in stale for row in self.store.neighbours(name, now)
+                      if row}
+            todo = filter(None, (self._paged(name, now) for name in sorted(names)))
         count = self.store.total() if force else len(names)
         jobs = (("pages", info, out, chunk) for chunk in chunks(todo, PAGE_CHUNK))
         self._render_all(report, jobs, count, count, "page", "writing pages")
         return names
+
+    def _paged(self, name: str, now: dt.datetime) -> Paged | None:
+        """An entry by name, with the published entries before and after it."""
+        entry = self.store.entry_by_name(name)
+        if entry is None:
+            return None
+        before, after = (render.Neighbour(*row[1:]) if row else None
+                         for row in self.store.neighbours(name, now))
+        return entry, before, after
 
     def _feeds(self, report: BuildReport, info: render.FeedInfo, newest: list[Entry],
                pages: int) -> None:
@@ -248,7 +297,8 @@ class Publisher:
         # Every feed holds its recorded version now: its pings may go (also those held by
         # a pass that stopped between recording and renaming).
         report.pings_released = self.store.release_pings()
-        if output.write(out / "index.html", render.render_index(info, newest)):
+        older = render.archive_page_path(pages) if pages else None
+        if output.write(out / "index.html", render.render_index(info, newest, next_page=older)):
             report.written.append("index.html")
 
     def _remove(self, report: BuildReport, path: str) -> None:
@@ -329,13 +379,15 @@ class Publisher:
                 recorded = store.output_hashes("archive/")
                 store.mark_pages(n for n in range(1, pages + 1) if not all(
                     _holds(f"{out}{os.sep}{p}", recorded.get(p))
-                    for p in (render.archive_path("atom", n), render.archive_path("rss", n))))
+                    for p in (render.archive_path("atom", n), render.archive_path("rss", n),
+                              render.archive_page_path(n))))
             if pages != old_pages and pages:
                 store.mark_pages([pages, min(pages, old_pages) or pages])  # links change
             store.set_meta("archive_pages", pages)
         for n in range(pages + 1, old_pages + 1):  # pages left empty at the end
             for kind in ("atom", "rss"):
                 output.remove(out / render.archive_path(kind, n))
+            output.remove(out / render.archive_page_path(n))
         return pages
 
     def _render_all(self, report: BuildReport, jobs: Iterable[tuple], count: int,

@@ -60,6 +60,9 @@ _TERRITORIES = {
 }
 _RTL = frozenset({"ar", "ary", "arz", "ckb", "dv", "fa", "hbo", "he", "ps", "sd", "sdh", "ug", "ur",
                   "uzs", "yi"})
+# Changes with the shape of the HTML pages (links between them), so that a site built before
+# is rendered again in full (publish.render_key).
+LAYOUT = 2
 # Inside <script>, "</script>" or "<!--" in a string would end or derail the element.
 _SCRIPT_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
 
@@ -109,12 +112,26 @@ class Fitted:
     over: bool = False
 
 
-def entry_path(entry: Entry) -> str:
+@dataclass(frozen=True, slots=True)
+class Neighbour:
+    """What an entry page shows of the entry before or after it: a titled link."""
+
+    title: str
+    slug: str
+    language: str
+
+
+def entry_path(entry: Entry | Neighbour) -> str:
     return f"entries/{entry.slug}.html"
 
 
 def archive_path(kind: str, number: int) -> str:
     return f"archive/{kind}-{number}.xml"
+
+
+def archive_page_path(number: int) -> str:
+    """The HTML archive page ``number`` (1 is the oldest), listing one RFC 5005 page's entries."""
+    return f"archive/page-{number}.html"
 
 
 @functools.lru_cache(maxsize=256)
@@ -365,17 +382,30 @@ _templates.filters["dir"] = text_direction
 
 
 def render_index(info: FeedInfo, entries: Sequence[Entry], prev_page: str | None = None,
-                 next_page: str | None = None) -> bytes:
-    """The index page; ``prev_page``/``next_page`` (paths under the base URL) link its
-    neighbours in a paginated index with ``rel="prev"``/``rel="next"``."""
+                 next_page: str | None = None, number: int | None = None) -> bytes:
+    """The index page, or archive page ``number``; ``prev_page``/``next_page`` (paths under
+    the base URL, "" for the base URL itself) link its newer and older neighbours in the
+    paginated index with ``rel="prev"``/``rel="next"``."""
     page = _templates.get_template("index.html").render(
-        info=info, entries=entries, prev_page=prev_page, next_page=next_page
+        info=info, entries=entries, prev_page=prev_page, next_page=next_page, number=number,
     )
     return page.encode("utf-8")
 
 
-def render_entry_page(info: FeedInfo, entry: Entry) -> bytes:
-    """An entry's page, with its canonical URL, OpenGraph tags and JSON-LD NewsArticle.
+def render_archive_page(info: FeedInfo, number: int, pages: int,
+                        entries: Sequence[Entry]) -> bytes:
+    """HTML archive page ``number`` of ``pages``: the entries (newest first) of the RFC 5005
+    page of that number. It names neither the page count nor anything outside its own
+    entries and neighbours, so a full page stays byte-identical as the site grows."""
+    newer = archive_page_path(number + 1) if number < pages else ""
+    older = archive_page_path(number - 1) if number > 1 else None
+    return render_index(info, entries, prev_page=newer, next_page=older, number=number)
+
+
+def render_entry_page(info: FeedInfo, entry: Entry, prev: Neighbour | None = None,
+                      next: Neighbour | None = None) -> bytes:  # noqa: A002
+    """An entry's page, with its canonical URL, OpenGraph tags and JSON-LD NewsArticle, and
+    links to the entries published just before (``prev``) and after (``next``) it.
 
     The OpenGraph tags are read from the NewsArticle, so the two always agree.
     """
@@ -384,5 +414,6 @@ def render_entry_page(info: FeedInfo, entry: Entry) -> bytes:
     page = _templates.get_template("entry.html").render(
         info=info, entry=entry, content=markup(entry.content_html), article=article,
         locale=og_locale(entry.language), jsonld=markup(script_json(article)),
+        prev=prev, next=next,
     )
     return page.encode("utf-8")

@@ -5,7 +5,8 @@ conditional GET that should cost one ``os.stat`` and a dictionary lookup. This m
 hand-written ASGI callable (no framework) that
 
 * serves only a whitelist of paths (``/``, the three feeds, ``entries/<slug>.html``,
-  ``archive/{atom,rss}-<n>.xml``, ``/healthz``), so traversal tricks never reach the disk;
+  ``archive/{atom,rss}-<n>.xml``, ``archive/page-<n>.html``, ``sitemap.xml``,
+  ``sitemap-<n>.xml``, ``robots.txt``, ``/healthz``), so traversal tricks never reach the disk;
 * keeps an LRU cache (bounded by total bytes) of each file version: the bytes, the strong
   ETag, the Last-Modified date and the prepared response headers, keyed by
   ``(st_dev, st_ino, st_mtime_ns, st_size)``;
@@ -71,6 +72,8 @@ ATOM = b"application/atom+xml; charset=utf-8"
 RSS = b"application/rss+xml; charset=utf-8"
 JSON_FEED = b"application/feed+json; charset=utf-8"
 HTML = b"text/html; charset=utf-8"
+XML = b"application/xml; charset=utf-8"
+TEXT = b"text/plain; charset=utf-8"
 
 # request path -> (file relative to out_dir, content type, is a feed)
 _FIXED: dict[str, tuple[str, bytes, bool]] = {
@@ -78,11 +81,15 @@ _FIXED: dict[str, tuple[str, bytes, bool]] = {
     "/atom.xml": ("atom.xml", ATOM, True),
     "/rss.xml": ("rss.xml", RSS, True),
     "/feed.json": ("feed.json", JSON_FEED, True),
+    "/sitemap.xml": ("sitemap.xml", XML, False),
+    "/robots.txt": ("robots.txt", TEXT, False),
 }
 # The first character of a slug may not be "." (temp files); the whole path is matched on
 # the decoded path, so "%2f", "..", "\\" or NUL can never form a second segment.
 _ENTRY = re.compile(r"/entries/[A-Za-z0-9_-][A-Za-z0-9._-]*\.html")
 _ARCHIVE = re.compile(r"/archive/(atom|rss)-[1-9][0-9]{0,8}\.xml")
+_ARCHIVE_PAGE = re.compile(r"/archive/page-[1-9][0-9]{0,8}\.html")
+_SITEMAP = re.compile(r"/sitemap-[1-9][0-9]{0,8}\.xml")
 
 _ALLOW = b"GET, HEAD"
 # WebSub hubs forward the topic's response headers to subscribers. Flask-WebSub fetches with
@@ -319,8 +326,10 @@ def create_app(out_dir: Path, *, base_url: str, hubs: Sequence[str] = (), max_ag
         found = _FIXED.get(path)
         if found is not None:
             return found
-        if _ENTRY.fullmatch(path):
+        if _ENTRY.fullmatch(path) or _ARCHIVE_PAGE.fullmatch(path):
             return path[1:], HTML, False
+        if _SITEMAP.fullmatch(path):
+            return path[1:], XML, False
         m = _ARCHIVE.fullmatch(path)
         if m:
             return path[1:], ATOM if m.group(1) == "atom" else RSS, True

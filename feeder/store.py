@@ -181,6 +181,36 @@ def _queue_pings(db: sqlite3.Connection, hubs: Iterable[str], topics: Iterable[s
     db.executemany(_QUEUE_PINGS, [(h, t, since, now, int(held)) for h in hubs for t in topics])
 
 
+# Version 4: an entry page links the entries published just before and after it, so when an
+# entry leaves a place in the (published, name) order, or its link text changes, the pages on
+# either side of that place are written again. (The pages beside its new place are added by
+# the publisher, which also sees entries become due.)
+_NEIGHBOURS = """
+CREATE TRIGGER entries_neighbours_gone AFTER DELETE ON entries
+    BEGIN
+        INSERT INTO stale_pages SELECT n.name FROM (SELECT name FROM entries
+            WHERE (pub_ts, name) < (old.pub_ts, old.name) ORDER BY pub_ts DESC, name DESC
+            LIMIT 1) n WHERE NOT EXISTS (SELECT 1 FROM stale_pages s WHERE s.name = n.name);
+        INSERT INTO stale_pages SELECT n.name FROM (SELECT name FROM entries
+            WHERE (pub_ts, name) > (old.pub_ts, old.name) ORDER BY pub_ts, name
+            LIMIT 1) n WHERE NOT EXISTS (SELECT 1 FROM stale_pages s WHERE s.name = n.name);
+    END;
+CREATE TRIGGER entries_neighbours_moved AFTER UPDATE OF pub_ts, name, title, slug, language
+    ON entries
+    WHEN old.pub_ts IS NOT new.pub_ts OR old.name IS NOT new.name OR old.title IS NOT new.title
+        OR old.slug IS NOT new.slug OR old.language IS NOT new.language
+    BEGIN
+        INSERT INTO stale_pages SELECT n.name FROM (SELECT name FROM entries
+            WHERE (pub_ts, name) < (old.pub_ts, old.name) AND id != new.id
+            ORDER BY pub_ts DESC, name DESC LIMIT 1) n
+            WHERE NOT EXISTS (SELECT 1 FROM stale_pages s WHERE s.name = n.name);
+        INSERT INTO stale_pages SELECT n.name FROM (SELECT name FROM entries
+            WHERE (pub_ts, name) > (old.pub_ts, old.name) AND id != new.id
+            ORDER BY pub_ts, name LIMIT 1) n
+            WHERE NOT EXISTS (SELECT 1 FROM stale_pages s WHERE s.name = n.name);
+    END;
+"""
+
 _ENTRY_COLUMNS = "id, stem, slug, title, summary, content_html, published, updated, language"
 
 
@@ -433,6 +463,28 @@ class Store:
         for r in rows:
             yield r[0], _entry(r[1:])
 
+    def neighbours(self, name: str, until: dt.datetime) -> tuple[tuple | None, tuple | None]:
+        """(name, title, slug, language) of the entries published by ``until`` just before
+        and just after entry ``name`` in (published, name) order; None where there is none."""
+        row = self.db.execute("SELECT pub_ts FROM entries WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return None, None
+        before = self.db.execute(
+            "SELECT name, title, slug, language FROM entries WHERE (pub_ts, name) < (?, ?)"
+            " ORDER BY pub_ts DESC, name DESC LIMIT 1", (row[0], name)).fetchone()
+        after = self.db.execute(
+            "SELECT name, title, slug, language FROM entries WHERE (pub_ts, name) > (?, ?)"
+            " AND pub_ts <= ? ORDER BY pub_ts, name LIMIT 1",
+            (row[0], name, until.timestamp())).fetchone()
+        return before, after
+
+    def sitemap_rows(self, first: int, last: int) -> list[tuple[int, str, str]]:
+        """(archive page, slug, updated) of the entries of archive pages ``first`` to
+        ``last``, by page, then oldest first."""
+        return list(self.db.execute(
+            "SELECT archive_page, slug, updated FROM entries WHERE archive_page BETWEEN ? AND ?"
+            " ORDER BY archive_page, pub_ts, name", (first, last)))
+
     # -- archive pages -----------------------------------------------------------------------
     def unarchive_scheduled(self, now: dt.datetime) -> None:
         """Entries (re-)dated into the future leave their pages until they are due."""
@@ -600,6 +652,7 @@ _MIGRATIONS: list[tuple[int, list[str | Callable[[sqlite3.Connection], None]]]] 
     (1, [_V1]),
     (2, [_add_archive_page, _V2]),
     (3, [_V3]),
+    (4, [_NEIGHBOURS]),
 ]
 SCHEMA_VERSION = _MIGRATIONS[-1][0]
 

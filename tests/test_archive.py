@@ -67,7 +67,7 @@ def test_archives_partition_and_chain(make_site) -> None:  # noqa: ANN001
     site.write("011_a.txt", "2025-12-11", "Day 11. Text.")
     report = site.build()
     archive_writes = sorted(p for p in report.written if p.startswith("archive/"))
-    assert archive_writes == ["archive/atom-4.xml", "archive/rss-4.xml"]
+    assert archive_writes == ["archive/atom-4.xml", "archive/page-4.html", "archive/rss-4.xml"]
     assert check_archives(site, 11) == 4
 
     # the next one opens page 5, and page 4 gains its next-archive link
@@ -75,6 +75,7 @@ def test_archives_partition_and_chain(make_site) -> None:  # noqa: ANN001
     report = site.build()
     archive_writes = sorted(p for p in report.written if p.startswith("archive/"))
     assert archive_writes == ["archive/atom-4.xml", "archive/atom-5.xml",
+                              "archive/page-4.html", "archive/page-5.html",
                               "archive/rss-4.xml", "archive/rss-5.xml"]
     assert check_archives(site, 12) == 5
 
@@ -83,7 +84,7 @@ def test_archives_partition_and_chain(make_site) -> None:  # noqa: ANN001
     (site.seeds / "001_a.txt").unlink()
     report = site.build()
     archive_writes = sorted(p for p in report.written if p.startswith("archive/"))
-    assert archive_writes == ["archive/atom-1.xml", "archive/rss-1.xml"]
+    assert archive_writes == ["archive/atom-1.xml", "archive/page-1.html", "archive/rss-1.xml"]
     assert check_archives(site, 11) == 5
     assert all(site.read(f"archive/atom-{n}.xml") == before[n] for n in range(2, 6))
 
@@ -104,6 +105,7 @@ def test_backdated_seed_goes_to_the_newest_page(make_site) -> None:  # noqa: ANN
     report = site.build()
     archive_writes = sorted(p for p in report.written if p.startswith("archive/"))
     assert archive_writes == ["archive/atom-4.xml", "archive/atom-5.xml",
+                              "archive/page-4.html", "archive/page-5.html",
                               "archive/rss-4.xml", "archive/rss-5.xml"]
     assert all(site.read(f"archive/atom-{n}.xml") == full[n] for n in (1, 2, 3))
     assert entry_ids(site, "archive/atom-5.xml")[0].endswith(":001_a")
@@ -132,7 +134,7 @@ def test_edit_in_place_rewrites_only_its_archive_page(make_site) -> None:  # noq
     report = site.build({"003_a.txt"})
     assert report.changed == ["003_a.txt"]
     archives = sorted(p for p in report.written if p.startswith("archive/"))
-    assert archives == ["archive/atom-2.xml", "archive/rss-2.xml"]
+    assert archives == ["archive/atom-2.xml", "archive/page-2.html", "archive/rss-2.xml"]
     assert b"edited" in site.read("archive/atom-2.xml")
     assert all(site.read(f"archive/atom-{n}.xml") == before[n] for n in (1, 3, 4))
     # the same result as a build from scratch

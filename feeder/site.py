@@ -1,0 +1,123 @@
+"""Store -> sitemap.xml (sitemaps.org 0.9) and robots.txt, written incrementally.
+
+The URLs are split into chunks that follow the RFC 5005 archive pages: chunk ``k`` lists
+archive pages ``(k-1)*P+1 .. k*P`` (P pages of ``archive_size`` entries make about
+``CHUNK_URLS`` URLs) with their entries, and the last chunk also lists ``/`` and the entries
+still in the current feeds. A chunk is written again only when one of its archive pages is
+dirty, so a new seed rewrites the last chunk (and the chunk of the newest archive page, the
+same one nearly always). Each chunk is a sitemap of its own, ``sitemap-<k>.xml``.
+``sitemap.xml`` is one sitemap of every URL while there are at most ``MAX_URLS``, spliced
+from the chunk files, and beyond that a sitemap index of the chunks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from html import escape
+
+from . import output, render
+from .config import Config
+from .normalizer import Entry
+from .store import Store
+
+SITEMAP_NS = "http://www.sitemaps.org/schemas/sitemap/0.9"
+CHUNK_URLS = 10_000
+MAX_URLS = 50_000  # the protocol's limit for one sitemap file
+_HEAD = f'<?xml version="1.0" encoding="UTF-8"?>\n<urlset xmlns="{SITEMAP_NS}">\n'
+_TAIL = "</urlset>\n"
+
+
+def chunk_path(k: int) -> str:
+    return f"sitemap-{k}.xml"
+
+
+def pages_per_chunk(archive_size: int) -> int:
+    return max(1, CHUNK_URLS // (archive_size + 1))
+
+
+def robots_txt(base_url: str) -> bytes:
+    return f"User-agent: *\nDisallow:\n\nSitemap: {base_url}sitemap.xml\n".encode()
+
+
+def _url(loc: str, lastmod: str | None) -> str:
+    mod = f"<lastmod>{lastmod}</lastmod>" if lastmod else ""
+    return f"<url><loc>{escape(loc)}</loc>{mod}</url>\n"
+
+
+def _w3c(stored: str) -> str:
+    """A stored ``updated`` (ISO 8601, aware) as a W3C datetime to the second."""
+    return dt.datetime.fromisoformat(stored).isoformat(timespec="seconds")
+
+
+def render_chunk(base_url: str, rows: Iterable[tuple[int, str, str]],
+                 current: list[Entry] | None) -> tuple[bytes, int, str | None]:
+    """A sitemap of the archive pages and entries in ``rows`` (store.sitemap_rows), and,
+    for the last chunk, of ``/`` and the ``current`` entries (newest first).
+    Returns (bytes, number of URLs, newest lastmod)."""
+    by_page: dict[int, list[tuple[str, str]]] = {}
+    for page, slug, updated in rows:
+        by_page.setdefault(page, []).append((slug, _w3c(updated)))
+    lines = []
+    for page, items in by_page.items():
+        lines.append(_url(base_url + render.archive_page_path(page), max(m for _s, m in items)))
+        lines.extend(_url(f"{base_url}entries/{slug}.html", mod) for slug, mod in items)
+    mods = [m for items in by_page.values() for _s, m in items]
+    if current is not None:
+        newest = [e.updated.isoformat(timespec="seconds") for e in reversed(current)]
+        lines.append(_url(base_url, max(newest, default=None)))
+        lines.extend(_url(base_url + render.entry_path(e), m)
+                     for e, m in zip(reversed(current), newest, strict=True))
+        mods.extend(newest)
+    return (_HEAD + "".join(lines) + _TAIL).encode(), len(lines), max(mods, default=None)
+
+
+def render_index(base_url: str, chunks: list[tuple[int, str | None]]) -> bytes:
+    """A sitemap index of the chunks, given as (URL count, lastmod) in chunk order."""
+    lines = []
+    for k, (_count, mod) in enumerate(chunks, 1):
+        m = f"<lastmod>{mod}</lastmod>" if mod else ""
+        lines.append(f"<sitemap><loc>{escape(base_url + chunk_path(k))}</loc>{m}</sitemap>\n")
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<sitemapindex xmlns="{SITEMAP_NS}">\n'
+            + "".join(lines) + "</sitemapindex>\n").encode()
+
+
+def write(config: Config, store: Store, newest: list[Entry], pages: int,
+          dirty: Iterable[int], *, force: bool) -> list[str]:
+    """Write the chunks that changed (all when ``force``; any that are missing), then
+    sitemap.xml and robots.txt if their bytes change; return the paths written."""
+    out, base = config.out, config.base_url
+    per = pages_per_chunk(config.archive_size)
+    last = max(1, -(-pages // per))
+    known: list = list(store.get_meta("sitemap_chunks", []) or [])  # [[count, lastmod], ...]
+    todo = {last} | {(n - 1) // per + 1 for n in dirty if 1 <= n <= pages}
+    todo |= {k for k in range(1, last + 1)
+             if force or k > len(known) or not (out / chunk_path(k)).is_file()}
+    written = []
+    chunks = (known + [[0, None]] * last)[:last]
+    for k in sorted(todo):
+        rows = store.sitemap_rows((k - 1) * per + 1, min(k * per, pages))
+        data, count, mod = render_chunk(base, rows, newest if k == last else None)
+        chunks[k - 1] = [count, mod]
+        if output.write(out / chunk_path(k), data, compress=False):
+            written.append(chunk_path(k))
+    for k in range(last + 1, len(known) + 1):  # chunks left empty at the end
+        output.remove(out / chunk_path(k))
+    if written or force or len(known) != last or not (out / "sitemap.xml").is_file():
+        if sum(c for c, _m in chunks) > MAX_URLS:
+            data = render_index(base, [(c, m) for c, m in chunks])
+        else:
+            body = b"".join(_body((out / chunk_path(k)).read_bytes())
+                            for k in range(1, last + 1))
+            data = _HEAD.encode() + body + _TAIL.encode()
+        if output.write(out / "sitemap.xml", data, compress=False):
+            written.append("sitemap.xml")
+    if output.write(out / "robots.txt", robots_txt(base), compress=False):
+        written.append("robots.txt")
+    with store.transaction():
+        store.set_meta("sitemap_chunks", chunks)
+    return written
+
+
+def _body(chunk: bytes) -> bytes:
+    return chunk[len(_HEAD):len(chunk) - len(_TAIL)]
