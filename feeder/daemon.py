@@ -93,7 +93,7 @@ class Daemon:
         from .server import create_app
 
         return create_app(c.out, base_url=c.base_url, hubs=c.hubs, max_age=c.max_age,
-                          health=self.health)
+                          health=self.health, revalidate=c.revalidate)
 
     def _start_server(self) -> None:
         from .server import make_server
@@ -150,6 +150,8 @@ class Daemon:
                 self.last_build = {"time": utcnow().isoformat(), "ok": False, "error": str(exc)}
             self.scheduler.ping_soon()  # feeds replaced before the failure are announced
             raise
+        finally:
+            self.app.refresh()  # what the pass wrote is served from now on, before any ping
         self.last_error = None
         if report.deferred:
             self.scheduler.notify(report.deferred, delay=c.settle)
