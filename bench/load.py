@@ -1,11 +1,18 @@
 """Load check: feeder's server against nginx serving the same output folder.
 
-    python bench/load.py [--out DIR] [--duration 4] [--connections 32] [--check-headers]
+    python bench/load.py [--out DIR] [--duration 3] [--repeat 3] [--connections 32]
+                         [--check-headers]
 
 Starts ``feeder.server`` (a ``python -c`` subprocess) and nginx (config derived from
 config/nginx.conf) on free loopback ports, checks that both send the expected content types
 and Link headers, then measures requests/second for
 (a) conditional GET of /atom.xml answered 304, (b) full GET identity, (c) full GET gzip.
+
+A third server gives the floor: a trivial ASGI app behind the same ``make_server`` (uvicorn,
+httptools, uvloop, feeder's protocol) that answers each case with constant bytes, the very
+status, headers and body feeder sent for it. No ASGI app on this server can be faster, so
+``nginx/floor`` is the best ``nginx/feeder`` can get without leaving uvicorn.
+
 Uses wrk if installed, else an httpx asyncio loop. Without --out it writes a synthetic
 output folder (~430 KB atom.xml and its .gz). Loopback only; stops by itself.
 Needs nginx (Debian: ``apt-get update && apt-get install nginx wrk``).
@@ -19,6 +26,7 @@ import contextlib
 import gzip
 import importlib.util
 import os
+import pickle
 import re
 import shutil
 import socket
@@ -160,6 +168,29 @@ def check_headers(name: str, base: str, base_url: str, out: Path) -> None:
             assert status == 404, (name, path, status)
 
 
+def capture(url: str, headers: dict[str, str]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Status, headers (without the server's own date and server) and raw body of one GET."""
+    with httpx.stream("GET", url, headers=headers) as r:
+        body = b"".join(r.iter_raw())
+        kept = [(k, v) for k, v in r.headers.raw if k.lower() not in (b"date", b"server")]
+        return r.status_code, kept, body
+
+
+def serve_floor(responses_file: Path, port: int) -> None:
+    """The floor server: constant responses by path, behind feeder's own ``make_server``."""
+    sys.path.insert(0, str(ROOT))
+    from feeder.server import make_server
+
+    responses = pickle.loads(responses_file.read_bytes())
+
+    async def app(scope: dict, receive: object, send: object) -> None:
+        status, headers, body = responses[scope["path"]]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    make_server(app, port=port).run()
+
+
 def run_wrk(url: str, headers: dict[str, str], duration: float, conns: int) -> float:
     cmd = ["wrk", "-t1", f"-c{conns}", f"-d{duration:g}s", "--latency", url]
     for key, value in headers.items():
@@ -206,7 +237,12 @@ def main() -> None:
                         help="let nginx cache open descriptors and stat results too")
     parser.add_argument("--check-headers", action="store_true",
                         help="only check nginx's and feeder's headers, no load")
+    parser.add_argument("--serve-floor", nargs=2, metavar=("RESPONSES", "PORT"),
+                        help=argparse.SUPPRESS)  # the floor server's own process
     args = parser.parse_args()
+    if args.serve_floor:
+        serve_floor(Path(args.serve_floor[0]), int(args.serve_floor[1]))
+        return
     if not shutil.which("nginx"):
         sys.exit("nginx not found: apt-get update && apt-get install -y nginx wrk")
 
@@ -236,31 +272,49 @@ def main() -> None:
                 check_headers(name, base, base_url, out)
             if args.check_headers:
                 return
+            # each server's URL and request headers per case; the floor answers by path
+            sent: dict[str, dict[str, tuple[str, dict[str, str]]]] = {}
+            for label, cond, headers in CASES:
+                sent[label] = {}
+                for name, base in servers.items():
+                    hdrs = dict(headers)
+                    if cond == "inm":
+                        hdrs["If-None-Match"] = httpx.get(base + "/atom.xml",
+                                                          headers=hdrs).headers["etag"]
+                        assert httpx.get(base + "/atom.xml", headers=hdrs).status_code == 304
+                    sent[label][name] = (base + "/atom.xml", hdrs)
+            floor, floor_port = work / "floor.pickle", free_port()
+            floor.write_bytes(pickle.dumps({f"/{i}": capture(*sent[label]["feeder"])
+                                            for i, (label, _, _) in enumerate(CASES)}))
+            procs.append(subprocess.Popen([sys.executable, __file__, "--serve-floor", str(floor),
+                                           str(floor_port)], env=env))
+            servers["floor"] = f"http://127.0.0.1:{floor_port}"
+            wait_http(servers["floor"] + "/0", procs[-1])
+            for i, (label, _, _) in enumerate(CASES):
+                sent[label]["floor"] = (f"{servers['floor']}/{i}", sent[label]["feeder"][1])
+
             size = len((out / "atom.xml").read_bytes())
             tool = "wrk -t1" if shutil.which("wrk") else "httpx"
             stack = ", ".join(f"{m} {'yes' if importlib.util.find_spec(m) else 'no'}"
                               for m in ("httptools", "uvloop"))
             cache = ", open_file_cache" if args.open_file_cache else ""
-            print(f"\nfeeder: uvicorn ({stack}); nginx: 1 worker, sendfile on{cache}")
+            print(f"\nfeeder: uvicorn ({stack}); nginx: 1 worker, sendfile on{cache}; floor: a "
+                  "constant-response ASGI app on feeder's make_server (the same bytes)")
             print(f"\n/atom.xml: {size} bytes; best of {args.repeat} runs of {args.duration:g} s, "
-                  f"{args.connections} connections, {tool}")
-            print(f"{'case':24} {'feeder req/s':>13} {'nginx req/s':>12} {'nginx/feeder':>13}")
-            for label, cond, headers in CASES:
+                  f"{args.connections} connections, {tool}; load average before: "
+                  f"{os.getloadavg()[0]:.1f}")
+            print(f"{'case':24} {'feeder req/s':>13} {'floor req/s':>12} {'nginx req/s':>12} "
+                  f"{'nginx/feeder':>13} {'nginx/floor':>12}")
+            for label, _, _ in CASES:
                 rates = dict.fromkeys(servers, 0.0)
-                sent = {}
-                for name, base in servers.items():
-                    sent[name] = hdrs = dict(headers)
-                    if cond == "inm":
-                        hdrs["If-None-Match"] = httpx.get(base + "/atom.xml",
-                                                          headers=hdrs).headers["etag"]
-                        assert httpx.get(base + "/atom.xml", headers=hdrs).status_code == 304
-                for _ in range(args.repeat):  # alternate, so both see the same machine load
-                    for name, base in servers.items():
-                        rate = measure(base + "/atom.xml", sent[name], args.duration,
-                                       args.connections)
-                        rates[name] = max(rates[name], rate)
-                print(f"{label:24} {rates['feeder']:13.0f} {rates['nginx']:12.0f} "
-                      f"{rates['nginx'] / rates['feeder']:12.2f}x")
+                for _ in range(args.repeat):  # alternate, so all see the same machine load
+                    for name in servers:
+                        url, hdrs = sent[label][name]
+                        rates[name] = max(rates[name],
+                                          measure(url, hdrs, args.duration, args.connections))
+                print(f"{label:24} {rates['feeder']:13.0f} {rates['floor']:12.0f} "
+                      f"{rates['nginx']:12.0f} {rates['nginx'] / rates['feeder']:12.2f}x "
+                      f"{rates['nginx'] / rates['floor']:11.2f}x")
         finally:
             for proc in procs:
                 proc.terminate()

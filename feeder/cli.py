@@ -240,7 +240,8 @@ def serve(config_path: Path | None, seeds: Path | None, out: Path | None, state:
                       host=host, port=port, hubs=list(hubs) or None)
     if not cfg.out.is_dir():
         raise click.ClickException(f"output folder {cfg.out} does not exist: run feeder build")
-    app = create_app(cfg.out, base_url=cfg.base_url, hubs=cfg.hubs, max_age=cfg.max_age)
+    app = create_app(cfg.out, base_url=cfg.base_url, hubs=cfg.hubs, max_age=cfg.max_age,
+                     revalidate=cfg.revalidate)
     server = make_server(app, cfg.host, cfg.port)
     log.info("serving %s on http://%s:%d/", cfg.out, cfg.host, cfg.port)
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutdown

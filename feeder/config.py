@@ -34,7 +34,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "archive_size", "max_feed_bytes", "title_length", "summary_length",
     ),
     "paths": ("seeds", "out", "state", "extensions", "max_seed_bytes"),
-    "serve": ("host", "port", "max_age"),
+    "serve": ("host", "port", "max_age", "revalidate"),
     "websub": ("hubs", "ping_timeout", "ping_max_attempts", "ping_backoff"),
     "daemon": ("debounce", "settle", "rescan_interval", "max_future_days",
                "max_delete_fraction"),
@@ -69,6 +69,7 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 8080
     max_age: int = 60
+    revalidate: float = 0.1  # feeder.server.REVALIDATE
     # [websub]
     hubs: tuple[str, ...] = ()
     ping_timeout: float = 4.0  # short enough that shutdown never waits long on a hung hub
@@ -148,6 +149,7 @@ RANGES: dict[str, Range] = {
     "max_seed_bytes": Range(1, 256 * 1024 * 1024, "bytes"),
     "port": Range(1, 65535),
     "max_age": Range(0, 31_536_000, "seconds"),
+    "revalidate": Range(0.0, 60.0, "seconds"),
     "ping_timeout": Range(0.5, 120.0, "seconds"),
     "ping_max_attempts": Range(1, 100),
     "ping_backoff": Range(0.1, 3600.0, "seconds"),

@@ -108,7 +108,7 @@ class Daemon:
         from .server import create_app
 
         return create_app(c.out, base_url=c.base_url, hubs=c.hubs, max_age=c.max_age,
-                          health=self.health)
+                          health=self.health, revalidate=c.revalidate)
 
     def _start_server(self) -> None:
         from .server import make_server
@@ -167,6 +167,8 @@ class Daemon:
                 self.last_build = {"time": utcnow().isoformat(), "ok": False, "error": str(exc)}
             self.scheduler.ping_soon()  # feeds replaced before the failure are announced
             raise
+        finally:
+            self.app.refresh()  # what the pass wrote is served from now on, before any ping
         self.last_error = None
         self._published(report)
         if report.deferred:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import os
 import signal
@@ -12,13 +13,15 @@ import threading
 import time
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from email.utils import formatdate
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from feeder.server import _Files, create_app
+from feeder.server import REVALIDATE, ASGIApp, _Files, create_app
 from tests._servers import http_client, http_get, serve_in_thread, wait_until
 
 HUB = "http://127.0.0.1:9/hub"
@@ -63,8 +66,12 @@ def out(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def base(out: Path) -> Iterator[str]:
-    app = create_app(out, base_url="http://feeds.example/", hubs=(HUB, HUB2), max_age=90)
+def app(out: Path) -> ASGIApp:
+    return create_app(out, base_url="http://feeds.example/", hubs=(HUB, HUB2), max_age=90)
+
+
+@pytest.fixture
+def base(app: ASGIApp) -> Iterator[str]:
     with serve_in_thread(app) as base:
         yield base
 
@@ -143,9 +150,11 @@ def test_etag_and_last_modified(client: httpx.Client, out: Path) -> None:
     assert client.get("/rss.xml").headers["etag"] != etag
 
 
-def test_new_version_gets_new_etag_and_bytes(client: httpx.Client, out: Path) -> None:
+def test_new_version_gets_new_etag_and_bytes(client: httpx.Client, out: Path,
+                                             app: ASGIApp) -> None:
     old = client.get("/feed.json")
     write_atomic(out / "feed.json", b'{"version": "x", "items": [1]}')
+    app.refresh()  # as the daemon does after a pass
     new = client.get("/feed.json", headers={"If-None-Match": old.headers["etag"]})
     assert new.status_code == 200
     assert new.content == b'{"version": "x", "items": [1]}'
@@ -256,7 +265,8 @@ def test_python_requests_still_gets_gzip_pages(client: httpx.Client) -> None:
     assert r.headers["content-encoding"] == "gzip"
 
 
-def test_stale_gzip_sibling_is_not_served(client: httpx.Client, out: Path) -> None:
+def test_stale_gzip_sibling_is_not_served(client: httpx.Client, out: Path,
+                                          app: ASGIApp) -> None:
     """The core replaces X.gz before X: a .gz of another version must be detected."""
     new_body = ATOM_BODY.replace(b"caf", b"tea")
     write_atomic(out / "atom.xml.gz", gzip.compress(new_body, compresslevel=1, mtime=0))
@@ -265,6 +275,7 @@ def test_stale_gzip_sibling_is_not_served(client: httpx.Client, out: Path) -> No
     assert raw != (out / "atom.xml.gz").read_bytes()
     # and once X catches up, the sibling is used
     write_atomic(out / "atom.xml", new_body)
+    app.refresh()
     r, raw = get_raw(client, "/atom.xml", **{"Accept-Encoding": "gzip"})
     assert raw == (out / "atom.xml.gz").read_bytes()
 
@@ -435,6 +446,97 @@ def test_never_half_a_file_under_concurrent_replace(client: httpx.Client, out: P
     finally:
         stop.set()
         thread.join()
+
+
+class Clock:
+    """A monotonic clock that moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_replaced_file_is_served_once_revalidate_has_passed(out: Path) -> None:
+    """The bound for files changed by another program: ``revalidate`` seconds after a stat,
+    the next request checks the disk again. Until then the checked version is served without
+    one (that is the point), in both encodings."""
+    clock = Clock()
+    app = create_app(out, base_url="http://x/", revalidate=0.5, clock=clock)
+    new = ATOM_BODY.replace(b"caf", b"tea")
+    with serve_in_thread(app) as base, http_client(base_url=base) as client:
+        for ae in ("identity", "gzip"):
+            assert client.get("/atom.xml", headers={"Accept-Encoding": ae}).content == ATOM_BODY
+        write_atomic(out / "atom.xml.gz", gzip.compress(new, mtime=0))
+        write_atomic(out / "atom.xml", new)
+        clock.now += 0.49
+        for ae in ("identity", "gzip"):
+            assert client.get("/atom.xml", headers={"Accept-Encoding": ae}).content == ATOM_BODY
+        clock.now += 0.01
+        for ae in ("identity", "gzip"):
+            r = client.get("/atom.xml", headers={"Accept-Encoding": ae})
+            assert r.content == new, ae
+        # rewritten in place (same inode, new mtime), then deleted
+        (out / "atom.xml").write_bytes(b"<feed>third</feed>")
+        clock.now += 0.5
+        assert client.get("/atom.xml").content == b"<feed>third</feed>"
+        (out / "atom.xml").unlink()
+        clock.now += 0.5
+        assert client.get("/atom.xml").status_code == 404
+
+
+def test_replaced_file_is_served_fresh_in_real_time(out: Path, client: httpx.Client) -> None:
+    """The same with the real clock and the default interval (no refresh)."""
+    assert client.get("/feed.json").content == FILES["feed.json"]
+    write_atomic(out / "feed.json", b'{"version": "2"}')
+    wait_until(lambda: client.get("/feed.json").content == b'{"version": "2"}',
+               timeout=REVALIDATE + 10, what="the new feed.json to be served")
+
+
+def test_refresh_serves_a_replaced_file_at_once(out: Path) -> None:
+    clock = Clock()
+    app = create_app(out, base_url="http://x/", revalidate=3600, clock=clock)
+    with serve_in_thread(app) as base, http_client(base_url=base) as client:
+        assert client.get("/feed.json").content == FILES["feed.json"]
+        write_atomic(out / "feed.json", b'{"version": "2"}')
+        app.refresh()
+        assert client.get("/feed.json").content == b'{"version": "2"}'
+
+
+def test_cached_file_is_served_while_every_worker_thread_hangs(out: Path) -> None:
+    """A checked version is served on the event loop, with no worker thread: a disk that
+    hangs (here: every worker blocked) delays only the requests that need it."""
+    asgi = create_app(out, base_url="http://x/", revalidate=3600, clock=Clock())
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    async def receive() -> dict:
+        return {"type": "http.disconnect"}
+
+    def get(path: str) -> Any:
+        scope = {"type": "http", "method": "GET", "path": path,
+                 "headers": [(b"accept-encoding", b"gzip")]}
+        return asyncio.wait_for(asgi(scope, receive, send), timeout=10)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=1))
+        await get("/atom.xml")  # read and checked: fresh for an hour by this clock
+        gate = threading.Event()
+        hung = loop.run_in_executor(None, gate.wait)  # the only worker, stuck
+        try:
+            sent.clear()
+            await get("/atom.xml")
+        finally:
+            gate.set()
+            await hung
+        assert sent[0]["status"] == 200
+        assert gzip.decompress(sent[1]["body"]) == ATOM_BODY
+
+    asyncio.run(main())
 
 
 def test_cache_is_bounded_by_bytes(tmp_path: Path) -> None:

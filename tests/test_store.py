@@ -321,10 +321,11 @@ def test_the_lock_holds_without_the_lock_file(tmp_path: Path) -> None:
 
 
 def sqlite_posix_locks(path: Path) -> list[str]:
-    """This process's POSIX (fcntl) locks on ``path``, as /proc/locks lists them."""
+    """This process's POSIX (fcntl) locks on ``path``, as /proc/locks lists them (without
+    each line's ordinal, which other processes' locks shift)."""
     inode, pid = str(path.stat().st_ino), str(os.getpid())
     with open("/proc/locks") as locks:
-        return [line for line in locks if line.split()[1:2] == ["POSIX"]
+        return [" ".join(line.split()[1:]) for line in locks if line.split()[1:2] == ["POSIX"]
                 and line.split()[4] == pid and line.split()[5].endswith(f":{inode}")]
 
 

@@ -102,6 +102,15 @@ def test_seed_written_in_place_is_published(daemon):
     assert entry.title.startswith("Plainly written")
 
 
+def test_a_pass_is_served_at_once_whatever_revalidate_says(daemon_factory):
+    """The server trusts a served version for ``revalidate`` seconds; the daemon's own
+    writes must not wait for that (a hub pinged after the pass fetches the feed at once)."""
+    d = daemon_factory(config={"serve": {"revalidate": 60}}).start()
+    assert d.feed().entries == []  # atom.xml read and trusted for a minute
+    d.write_seed("2026-01-05", "Served at once. Not a minute later.")
+    d.wait_for_entry("Served at once")
+
+
 def test_burst_of_1000_seeds_costs_few_rebuilds(daemon_factory, tmp_path):
     d = daemon_factory().start()
     staging = tmp_path / "staging"
