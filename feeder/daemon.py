@@ -38,6 +38,7 @@ HEALTH_REJECTED = 50  # rejected seeds listed by /healthz, which stays small for
 # A pass asked for starts, and a running pass shows progress, within this (plus debounce and
 # settle) or the systemd watchdog is left unfed.
 STALL_AFTER = 60.0
+SIGNAL_POLL = 0.5  # longest delay before the main thread runs a signal's handler
 
 
 class Daemon:
@@ -336,7 +337,10 @@ class Daemon:
         self.start()
         try:
             while True:
-                self._stop.wait()
+                # With a timeout: a signal the kernel hands to another thread does not
+                # interrupt the main thread's wait, and Python runs handlers only there.
+                while not self._stop.wait(SIGNAL_POLL):
+                    pass
                 if self._hup.is_set():
                     self._hup.clear()
                     self._stop.clear()

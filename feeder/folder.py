@@ -64,6 +64,8 @@ class Folder:
         # files a pass left out without knowing whether they were closed:
         # name -> ((size, mtime_ns) then, when it was left out)
         self._unsure: dict[str, tuple[tuple[int, int], int]] = {}
+        # seeds a named pass found gone, and when it first did (see ``settled_deletions``)
+        self._gone_since: dict[str, int] = {}
 
     @property
     def root(self) -> Path:
@@ -80,7 +82,25 @@ class Folder:
         for name in list(self._unsure):
             if name not in found and (names is None or name in names):
                 del self._unsure[name]  # gone
+        for name in found:
+            self._gone_since.pop(name, None)  # back again
         return {n: s for n, s in found.items() if n not in waiting}, waiting
+
+    def settled_deletions(self, gone: Iterable[str]) -> tuple[list[str], set[str]]:
+        """Of the seeds a named pass found gone, those gone for ``settle`` seconds, and the
+        others, to look at again then. A folder emptied by a move, an rsync or an unmount
+        loses its files one event at a time: waiting lets the whole of it be seen at once
+        (by the mass-deletion guard) instead of letting the first few deletions through."""
+        now, settle_ns = self.clock_ns(), int(self.settle * 1e9)
+        ready, later = [], set()
+        for name in gone:
+            since = self._gone_since.setdefault(name, now)
+            if now - since >= settle_ns:
+                ready.append(name)
+                del self._gone_since[name]
+            else:
+                later.add(name)
+        return ready, later
 
     def not_ready(self, found: dict[str, Seen], *, reported: bool) -> set[str]:
         """The names, among ``found``, of files whose writer may not be done with them.

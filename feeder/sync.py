@@ -186,6 +186,9 @@ class Sync:
         found, waiting = self.folder.look(names)
         report.deferred |= waiting
         gone = sorted(n for n in fps if n not in found and n not in waiting)
+        if not full:
+            gone, later = self.folder.settled_deletions(gone)
+            report.deferred |= later
         now = self.clock()
         rules_key = hashlib.sha1(repr(self.rules).encode()).hexdigest()
         renormalize = full and self.store.get_meta("rules_key", rules_key) != rules_key

@@ -58,6 +58,24 @@ def test_a_pass_of_named_changes_does_not_read_every_page(archived: Site) -> Non
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+def _calls(lines: list[str]) -> list[tuple[str, str]]:
+    """(pid, call) per strace line, a call that another thread interrupted
+    (``fdatasync(5 <unfinished ...>`` ... ``<... fdatasync resumed>) = 0``) joined into one,
+    at the place it returned."""
+    pending: dict[str, str] = {}
+    calls = []
+    for line in lines:
+        pid, _, call = line.partition(" ")
+        call = call.strip()
+        if call.endswith("<unfinished ...>"):
+            pending[pid] = call[: -len("<unfinished ...>")].rstrip()
+            continue
+        if m := re.match(r"<\.\.\. \w+ resumed>(.*)", call):
+            call = pending.pop(pid, "") + m[1]
+        calls.append((pid, call))
+    return calls
+
+
 def test_every_output_is_flushed_before_its_rename_and_its_folder_after(tmp_path: Path) -> None:
     """``feeder build`` under strace: each rename into the output folder comes after a
     flush (fdatasync of that temp file, or a syncfs) and is followed by an fsync of a folder
@@ -82,9 +100,7 @@ def test_every_output_is_flushed_before_its_rename_and_its_folder_after(tmp_path
     syncfs_calls = 0
     last_rename: dict[str, int] = {}  # folder -> line of its last rename into it
     last_fsync: dict[str, int] = {}  # path -> line of its last fsync
-    for n, line in enumerate(trace.read_text().splitlines()):
-        pid, _, call = line.partition(" ")
-        call = call.strip()
+    for n, (pid, call) in enumerate(_calls(trace.read_text().splitlines())):
         if m := re.match(r'openat\(AT_FDCWD, "([^"]+)", .*\) = (\d+)', call):
             fd_paths[pid, m[2]] = m[1]
             opened.add(m[1])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import queue
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -170,3 +171,37 @@ def test_with_no_settle_every_file_is_ready(folder) -> None:  # noqa: ANN001
     clock.ns -= int(3600e9)
     seeds = Folder(path, (".txt",), settle=0.0, clock_ns=clock)
     assert seeds.look() == ({"a.txt": seeds.examine("a.txt")}, set())
+
+
+def test_a_named_pass_removes_a_seed_only_once_it_has_been_gone_for_settle(site: Site) -> None:
+    """A folder emptied by a move loses its files one event at a time: the first deletions
+    wait ``settle``, so that the mass-deletion guard sees the whole of it at once."""
+    clock = [time.time_ns()]
+    for i in range(3):
+        back_date(site.write(f"{i}.txt", body=f"Article {i}. Text."))
+    builder = site.builder(settle=SETTLE)
+    builder.folder.clock_ns = lambda: clock[0]
+    builder.build()
+    (site.seeds / "0.txt").unlink()
+    report = builder.build({"0.txt"})
+    assert report.removed == [] and report.deferred == {"0.txt"}
+    clock[0] += int(SETTLE * 1e9)
+    report = builder.build({"0.txt"})
+    assert report.removed == ["0.txt"] and report.deferred == set()
+
+
+def test_a_seed_back_within_settle_is_not_removed(site: Site) -> None:
+    clock = [time.time_ns()]
+    path = site.write("a.txt", body="Alpha. Text.")
+    back_date(path)
+    builder = site.builder(settle=SETTLE)
+    builder.folder.clock_ns = lambda: clock[0]
+    builder.build()
+    data = path.read_bytes()
+    path.unlink()
+    assert builder.build({"a.txt"}).removed == []
+    path.write_bytes(data)
+    back_date(path)
+    clock[0] += int(SETTLE * 1e9)
+    report = builder.build({"a.txt"})
+    assert report.removed == [] and report.deferred == set()

@@ -283,3 +283,25 @@ def test_sighup_with_a_bad_value_keeps_the_running_config(daemon_factory, tmp_pa
     d.wait_until(lambda: find(d.feed(), entry_id("b.txt")), what="a seed after the fix")
     log = d.log_text()
     assert "Traceback" not in log and log.count("config reload failed") == 1, log
+
+
+def _tgkill(pid: int, tid: int, signum: int) -> None:
+    """Send ``signum`` to one thread of another process (Linux tgkill)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(234, pid, tid, signum) != 0:  # SYS_tgkill on x86_64
+        raise OSError(ctypes.get_errno(), "tgkill")
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="tgkill's syscall number is x86_64's")
+def test_sigterm_handed_to_another_thread_stops_the_daemon(daemon_factory) -> None:
+    """The kernel may give a process's signal to any of its threads. Python runs the handler
+    in the main thread only, and a main thread blocked in a wait without a timeout never
+    runs it: the daemon ignored SIGTERM (seen in loaded test runs)."""
+    d = daemon_factory().start()
+    threads = [int(t) for t in os.listdir(f"/proc/{d.proc.pid}/task") if int(t) != d.proc.pid]
+    assert threads
+    _tgkill(d.proc.pid, threads[-1], signal.SIGTERM)
+    assert d.proc.wait(10) == 0
+    d.wait_for_log("received SIGTERM")
