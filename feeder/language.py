@@ -26,6 +26,7 @@ from typing import Any
 
 log = logging.getLogger("feeder")
 
+_loaded = False  # py3langid's own loading was used: the model is in memory, not mapped
 _FILES = ("ptc.npy", "pc.npy", "nextmove.npy", "rowbase.npy", "output.npy", "classes.json")
 
 
@@ -42,14 +43,18 @@ def identifier(languages: tuple[str, ...]) -> Any:  # noqa: ANN401 - py3langid i
         return _mapped(_unpacked())
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.debug("language model not mapped (%s): loading it into memory", exc)
+    global _loaded
+    _loaded = True  # kept: loading it again would cost every pass after an idle spell a second
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
     return LanguageIdentifier.from_model_file(MODEL_FILE)
 
 
 def release() -> None:
-    """Forget the identifiers: their mapped pages go once no text is being classified."""
-    identifier.cache_clear()
+    """Forget the identifiers: their mapped pages go once no text is being classified. A
+    model loaded into memory (no cache folder) is kept."""
+    if not _loaded:
+        identifier.cache_clear()
 
 
 def _model_file() -> Path:

@@ -65,5 +65,8 @@ def test_without_a_writable_cache_the_model_is_loaded(tmp_path: Path,
         ident = language.identifier(())
         assert ident.classify(TEXTS[2])[0] == "de"
         assert mapped_model_files() == []
+        language.release()
+        assert language.identifier(()) is ident  # kept: loading it again costs a second
     finally:
+        language._loaded = False
         language.release()
