@@ -375,6 +375,7 @@ def _give_back_memory() -> None:
     hand the heap's free pages back to the system (glibc keeps them otherwise)."""
     language.release()
     gc.collect()
+    gc.freeze()  # what is left is long-lived: later collections (in passes too) skip it
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None).malloc_trim(0)
