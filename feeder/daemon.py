@@ -13,10 +13,14 @@ last build did, and that it is alive, while it is (``systemd.py``).
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import datetime as dt
+import gc
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -24,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from . import config as config_mod
-from . import output, systemd, websub
+from . import language, output, systemd, websub
 from .builder import BuildCancelled, Builder, BuildReport, utcnow
 from .config import Config
 from .follow import Outputs, Poller, identity
@@ -39,6 +43,7 @@ HEALTH_REJECTED = 50  # rejected seeds listed by /healthz, which stays small for
 # settle) or the systemd watchdog is left unfed.
 STALL_AFTER = 60.0
 SIGNAL_POLL = 0.5  # longest delay before the main thread runs a signal's handler
+IDLE_AFTER = 5.0  # seconds without a pass before the daemon gives back what passes need
 
 
 class Daemon:
@@ -53,6 +58,9 @@ class Daemon:
         self._seeds_missing = False
         self._warm = False
         self._stopping = False
+        self._passing = threading.Lock()  # held by a pass; idle clean-up waits for none
+        self._idle: threading.Timer | None = None
+        self._idle_lock = threading.Lock()
         self.server = None
         self._server_thread: threading.Thread | None = None
 
@@ -216,9 +224,30 @@ class Daemon:
         """One rebuild, watched by the watchdog."""
         self.progress.began()
         try:
-            self._rebuild(names)
+            with self._passing:
+                self._rebuild(names)
         finally:
             self.progress.ended()
+            self._idle_soon()
+
+    def _idle_soon(self) -> None:
+        """Give back what only passes need once none has run for ``IDLE_AFTER`` seconds: a
+        burst of passes keeps the language model mapped, an idle daemon does not."""
+        with self._idle_lock:
+            if self._idle is not None:
+                self._idle.cancel()
+            if self._stopping:
+                return
+            self._idle = threading.Timer(IDLE_AFTER, self._when_idle)
+            self._idle.name, self._idle.daemon = "feeder-idle", True
+            self._idle.start()
+
+    def _when_idle(self) -> None:
+        if self._passing.acquire(blocking=False):  # else the running pass asks again
+            try:
+                _give_back_memory()
+            finally:
+                self._passing.release()
 
     def _published(self, report: BuildReport) -> None:
         self.outputs.published()
@@ -308,6 +337,9 @@ class Daemon:
         log.info("stopping")
         self._stop_following()
         self._stopping = True
+        with self._idle_lock:
+            if self._idle is not None:
+                self._idle.cancel()
         self.watcher.stop()
         self.builder.cancel.set()
         self.pinger.stopping.set()  # a ping in flight is left behind (still pending)
@@ -373,10 +405,20 @@ def _utf8(name: str) -> bool:
 
 
 def _warm_up(rules: object) -> None:
-    """Load the language model (about a second) now rather than when the first seed arrives."""
-    from .normalizer import _identifier
+    """Unpack the language model (about a second, once per machine) now rather than when
+    the first seed arrives; mapping it again for a later pass takes a few ms."""
+    language.identifier(rules.languages)  # type: ignore[attr-defined]
 
-    _identifier(rules.languages)  # type: ignore[attr-defined]
+
+def _give_back_memory() -> None:
+    """Between passes, hold no more than an idle daemon needs: unmap the language model and
+    hand the heap's free pages back to the system (glibc keeps them otherwise)."""
+    language.release()
+    gc.collect()
+    gc.freeze()  # what is left is long-lived: later collections (in passes too) skip it
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).malloc_trim(0)
 
 
 def reloader(config_path: Path | None, overrides: dict[str, Any]) -> Callable[[], Config]:

@@ -6,9 +6,7 @@ store's business, so a fresh entry has ``updated == published``.
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
-import functools
 import hashlib
 import html
 import re
@@ -16,6 +14,7 @@ import unicodedata
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from .language import identifier as _identifier
 from .seed import SeedDocument
 
 _SENTENCE_END = re.compile(r"[.!?…。！？](?:[\"'”’»)\]“‘«‹]*)(?=\s|$)")  # “‘«‹ close in German
@@ -138,17 +137,6 @@ def render_content(doc: SeedDocument) -> str:
     return "\n".join(
         f"<{tag[b.kind]}>{html.escape(b.text, quote=False)}</{tag[b.kind]}>" for b in doc.blocks
     )
-
-
-@functools.lru_cache(maxsize=8)
-def _identifier(languages: tuple[str, ...]):  # noqa: ANN202
-    if languages:  # the full model is shared, not loaded again; only the subset is new
-        ident = copy.copy(_identifier(()))
-        ident.set_languages(list(languages))  # rebinds the copy's attributes only
-        return ident
-    from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
-    return LanguageIdentifier.from_model_file(MODEL_FILE)
 
 
 def _enough_letters(text: str, needed: int) -> bool:

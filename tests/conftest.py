@@ -20,6 +20,17 @@ from ._daemon import REPO, FeederDaemon, seed_bytes
 REAL_SEED = REPO / "tests" / "data" / "000_d53b54a01c1a6f6f.txt"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def language_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The unpacked language model (``feeder/language.py``) goes to one temp folder for the
+    session, and the daemons started by tests inherit it, instead of the user's cache."""
+    folder = tmp_path_factory.mktemp("cache")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("XDG_CACHE_HOME", str(folder))
+    yield folder
+    patch.undo()
+
+
 class Site:
     """A seeds folder, an output folder and a state file under tmp_path, built in-process."""
 
