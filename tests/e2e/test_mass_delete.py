@@ -32,8 +32,9 @@ class CountingHub:
     async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
         if scope["type"] != "http":
             return
-        while (await receive()).get("more_body"):
-            pass
+        more = True
+        while more:  # read the whole request body before answering
+            more = (await receive()).get("more_body", False)
         if scope["method"] == "POST":
             self.pings += 1
         await send({"type": "http.response.start", "status": 202, "headers": []})
