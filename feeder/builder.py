@@ -70,9 +70,7 @@ class Builder:
                 self.store.set_meta("render_key", render_key(pinned))
         self._note_base_url()
         with Pool(progress=self.progress) as pool:
-            # No entry page as a seed is read: a page links its neighbours in publishing
-            # order, known only once the store has every seed of the pass.
-            self._sync(pool).run(report, names, write_pages=False)
+            self._sync(pool).run(report, names)
             self._publisher(pool).run(report, full=names is None, force=force)
         if self.store.get_meta("base_url") != self.config.base_url:
             with self.store.transaction():
@@ -84,7 +82,7 @@ class Builder:
         """Read the whole folder into the store and write no output (``feeder check``)."""
         report = BuildReport(started=self.clock())
         with Pool(progress=self.progress) as pool:
-            self._sync(pool).run(report, write_pages=False)
+            self._sync(pool).run(report)
         return report
 
     def _pin(self) -> Config:

@@ -557,16 +557,6 @@ class Store:
         row = self.db.execute("SELECT name FROM entries WHERE slug = ?", (slug,)).fetchone()
         return row[0] if row else None
 
-    def slugs_taken(self, slugs: Iterable[str]) -> set[str]:
-        """Which of these page slugs belong to an entry."""
-        slugs, taken = list(slugs), set()
-        for i in range(0, len(slugs), 500):
-            chunk = slugs[i:i + 500]
-            marks = ",".join("?" * len(chunk))
-            taken.update(r[0] for r in self.db.execute(
-                f"SELECT slug FROM entries WHERE slug IN ({marks})", chunk))
-        return taken
-
     def gone_pages(self) -> list[str]:
         """Slugs of removed entries whose page may still be on disk (none if re-used)."""
         return [r[0] for r in self.db.execute(

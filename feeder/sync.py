@@ -11,16 +11,14 @@ emptied folder): then the removals are held until the operator confirms (``mass_
 
 Results are recorded in explicit transactions of up to ``BATCH`` seeds, so a pass that stops
 keeps what it committed. Each change to an entry marks, in the store itself (by triggers, in
-the same transaction), the pages that publishing must write or remove. A new seed's entry
-page is written at once by the worker that read it, before the store takes the entry; the
-feeds that link to it are written later, by publishing. After a lost state, an entry
+the same transaction), the pages that publishing must write or remove: publishing writes
+every entry page, since a page links its neighbours. After a lost state, an entry
 recovered from the output (``recover.py``) gets back its ``updated`` time and archive page
 as its seed is recorded.
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import datetime as dt
 import hashlib
@@ -33,11 +31,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import output, publish, recover, render
+from . import recover, render
 from .config import Config
-from .errors import OutputError, SeedError
+from .errors import SeedError
 from .folder import Folder, Seen
-from .normalizer import Entry, Rules, normalize, slug_for
+from .normalizer import Entry, Rules, normalize
 from .pool import Pool, chunks
 from .report import BuildCancelled, BuildReport
 from .seed import parse_seed, stray_note
@@ -64,9 +62,6 @@ class ReadResult:
     encoding: str = ""  # of the bytes, when they made an entry
     repaired: tuple[int, ...] = ()  # offsets of stray bytes in otherwise UTF-8 text
     reason: str | None = None  # why they made none
-    page: str | None = None  # the entry page the worker wrote for a new seed
-    page_changed: bool = False  # ... and whether that changed its bytes
-    page_hash: str = ""  # ... and the sha256 of its bytes
 
 
 # -- reading seeds (runs in the worker processes too) --------------------------------------
@@ -122,45 +117,11 @@ class ReadContext:
     rules: Rules
     max_bytes: int
     root: str | None
-    info: render.FeedInfo  # for the entry pages written as new seeds are read
-    out: Path
-    now: float  # entries published by then get their page at once
 
 
-def read_and_write_page(ctx: ReadContext, path: Path, name: str, new: bool,
-                        batch: output.Batch | None = None) -> ReadResult | None:
-    """``read_seed``; a ``new`` seed (no seed of that name or stem in the store or in this
-    pass) that is already published also gets its entry page written here (staged in
-    ``batch`` if given), in the worker that has the entry in hand."""
-    result = read_seed(path, name, ctx.max_bytes, ctx.rules, ctx.root)
-    if not new or result is None or result.entry is None:
-        return result
-    entry = result.entry
-    if entry.published.year < MIN_YEAR or entry.published.timestamp() > ctx.now:
-        return result
-    try:
-        changed = publish.write_entry_page(ctx.info, ctx.out, entry, batch)
-    except OutputError:
-        return result  # left to publishing, which reports it
-    return dataclasses.replace(result, page=render.entry_path(entry), page_changed=changed)
-
-
-def _read_chunk(job: tuple[ReadContext, list[tuple[Path, str, bool]]]) -> list[ReadResult | None]:
-    """Read a chunk of seeds; the pages of the new ones are put in place as one batch."""
+def _read_chunk(job: tuple[ReadContext, list[tuple[Path, str]]]) -> list[ReadResult | None]:
     ctx, seeds = job
-    batch = output.Batch()
-    try:
-        results = [read_and_write_page(ctx, path, name, new, batch) for path, name, new in seeds]
-        batch.commit()
-    except OutputError:  # left to publishing, which reports it
-        return [dataclasses.replace(r, page=None, page_changed=False)
-                if r is not None and r.page else r for r in results]
-    except BaseException:
-        batch.abort()
-        raise
-    hashes = dict(publish.hashes_of(ctx.out, batch))
-    return [dataclasses.replace(r, page_hash=hashes[r.page])
-            if r is not None and r.page else r for r in results]
+    return [read_seed(path, name, ctx.max_bytes, ctx.rules, ctx.root) for path, name in seeds]
 
 
 # -- recording them ------------------------------------------------------------------------
@@ -176,10 +137,10 @@ class Sync:
         self.recovering = False  # entries recovered from the output wait for their seeds
         self.allow_mass_delete = allow_mass_delete
 
-    def run(self, report: BuildReport, names: Iterable[str] | None = None, *,
-            write_pages: bool = True) -> None:
+    def run(self, report: BuildReport, names: Iterable[str] | None = None) -> None:
         """Sync the seeds of ``names`` (the watcher's change set), or of the whole folder.
-        With ``write_pages``, new seeds get their entry page as they are read."""
+        Entry pages are left to publishing: a page links its neighbours in publishing
+        order, known only once the store has every seed of the pass."""
         full = names is None
         names = None if names is None else set(names)
         fps = self.store.fingerprints(names)  # not all 100k of them for one change
@@ -223,10 +184,8 @@ class Sync:
         for name in removed:
             report.removed.append(name)
             log.info("removed %s", name)
-        # Recovered entries get their pages when publishing, with their recovered dates.
         self.recovering = recover.pending(self.store)
-        self._read(report, to_read, fps, now, renormalize=renormalize,
-                   write_pages=write_pages and not self.recovering)
+        self._read(report, to_read, fps, now, renormalize=renormalize)
         if full:
             with self.store.transaction():
                 self.store.set_meta("rules_key", rules_key)
@@ -261,16 +220,14 @@ class Sync:
         return hold
 
     def _read(self, report: BuildReport, seeds: list[Seen], fps: dict[str, Fingerprint],
-              now: dt.datetime, *, renormalize: bool, write_pages: bool) -> None:
+              now: dt.datetime, *, renormalize: bool) -> None:
         """Read ``seeds`` (in the pool when there are many) and record the results, one
         transaction per ``BATCH``; a cancelled pass stops after the batch it committed."""
         if not seeds:
             return
         c = self.config
-        ctx = ReadContext(self.rules, c.max_seed_bytes, str(self.folder.root),
-                          render.FeedInfo.from_config(c), c.out, now.timestamp())
-        writable = self._writable_pages(seeds, fps) if write_pages else set()
-        work = ((s.path, s.name, s.name in writable) for s in seeds)
+        ctx = ReadContext(self.rules, c.max_seed_bytes, str(self.folder.root))
+        work = ((s.path, s.name) for s in seeds)
         jobs = ((ctx, chunk) for chunk in chunks(work, READ_CHUNK))
         results = itertools.chain.from_iterable(
             self.pool.map(_read_chunk, jobs, weight=len(seeds)))
@@ -294,8 +251,6 @@ class Sync:
                 now: dt.datetime, *, renormalize: bool, level: int) -> None:
         """Record one seed as read (in the caller's transaction)."""
         name = result.name
-        if result.page is not None and result.page_changed:
-            report.written.append(result.page)
         if (fp is not None and fp.hash == result.digest and fp.reason is None
                 and not renormalize):
             self.store.touch(name, result.size, result.mtime_ns)
@@ -324,9 +279,6 @@ class Sync:
         self.store.put_entry(name, result.size, result.mtime_ns, result.digest, entry, now)
         if page is not None:
             self.store.put_in_pages([(page, entry.id)])
-        if result.page is not None:  # written before this commit: nothing left to do for it
-            self.store.pages_written([name])
-            self.store.record_outputs([(result.page, result.page_hash)], now)
         if old is None:
             report.added.append(name)
             log.log(level, "added %s: %s (%s, %s)", name, entry.title,
@@ -345,17 +297,6 @@ class Sync:
         if updated is None:
             return _with_history(entry, entry, now), page
         return dataclasses.replace(entry, updated=updated), page
-
-    def _writable_pages(self, seeds: list[Seen], fps: dict[str, Fingerprint]) -> set[str]:
-        """Names of new seeds whose entry page the reading worker may write at once: not a
-        seed's twin (same stem, so same id and page) in this pass or in the store, whose page
-        it would overwrite before the store refuses it. Twins and edited seeds get their
-        page when publishing, from the store."""
-        slugs = {s.name: slug_for(Path(s.name).stem) for s in seeds}
-        seen = collections.Counter(slugs.values())  # rechecked rejected seeds included
-        taken = self.store.slugs_taken(seen) if self.store.total() else set()
-        return {name for name, slug in slugs.items()
-                if name not in fps and seen[slug] == 1 and slug not in taken}
 
     def _check(self, entry: Entry, name: str, now: dt.datetime) -> tuple[Entry, str | None]:
         """Refuse implausible dates and id clashes; give the entry its stored id."""
