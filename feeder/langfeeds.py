@@ -113,8 +113,8 @@ def _dirty(config: Config, store: Store, now: dt.datetime, *, force: bool,
                 " FROM entries WHERE pub_ts > ? AND pub_ts <= ?)", (low, high))
         store.set_meta(UNTIL_KEY, now.timestamp())
     where = "" if force else " WHERE dirty"
-    codes = {code for (code, dirty) in store.db.execute(
-        f"SELECT code, dirty FROM languages{where}") if CODE.fullmatch(code)}
+    codes = {code for (code,) in store.db.execute(f"SELECT code FROM languages{where}")
+             if CODE.fullmatch(code)}
     if full and not force:
         recorded = store.output_hashes("lang/")
         codes |= {code for (code,) in store.db.execute("SELECT code FROM languages")
