@@ -7,8 +7,8 @@ copied into this repository) and give its folder; run this script with a Python 
 lxml, html5lib and rdflib (the validator's requirements). The script builds ``--seeds``
 (default: the bundled seeds/) into a temporary folder with ``feeder build``, serves it with
 ``feeder serve`` on a free loopback port, with ``base_url`` set to that address so that
-``rel="self"`` matches where each feed is fetched, and validates ``atom.xml``, ``rss.xml``
-and (with ``--archive``: small ``max_entries`` and ``archive_size``, so archives exist) every
+``rel="self"`` matches where each feed is fetched, and validates ``atom.xml``, ``rss.xml``,
+each language's ``lang/<code>/atom.xml`` and ``rss.xml`` and (with ``--archive``: small ``max_entries`` and ``archive_size``, so archives exist) every
 RFC 5005 archive document over HTTP, as the online service does. Prints each document's
 errors and warnings at the service's level ("AA") and exits 1 if any has an error.
 """
@@ -71,6 +71,8 @@ def main() -> int:
                         raise
                     time.sleep(0.05)  # poll-with-timeout: the server gives no ready signal
             docs = ["atom.xml", "rss.xml"]
+            docs += sorted(f"lang/{p.name}/{kind}" for p in Path(tmp, "out", "lang").iterdir()
+                           for kind in ("atom.xml", "rss.xml"))
             docs += sorted(f"archive/{p.name}" for p in Path(tmp, "out", "archive").glob("*.xml"))
             failed = 0
             for doc in docs:

@@ -254,10 +254,11 @@ def serve(config_path: Path | None, seeds: Path | None, out: Path | None, state:
 @handle_errors
 def ping(config_path: Path | None, seeds: Path | None, out: Path | None, state: Path | None,
          base_url: str | None, verbose: bool, hubs: tuple[str, ...]) -> None:
-    """Ping every hub for every feed now; exit 1 if any hub refused."""
+    """Ping every hub for every feed now (the language feeds too); exit 1 if any hub
+    refused."""
     import httpx  # noqa: F401 - fail early if missing
 
-    from . import websub
+    from . import langfeeds, websub
     from .errors import PublishError
 
     _setup_logging(verbose)
@@ -268,7 +269,7 @@ def ping(config_path: Path | None, seeds: Path | None, out: Path | None, state: 
     failed = 0
     with websub.make_client(cfg.ping_timeout) as client:
         for hub in cfg.hubs:
-            for feed in ("atom.xml", "rss.xml", "feed.json"):
+            for feed in ("atom.xml", "rss.xml", "feed.json", *langfeeds.feeds_in(cfg.out)):
                 topic = cfg.base_url + feed
                 try:
                     websub.ping(client, hub, topic)

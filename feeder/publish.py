@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from . import __version__, output, render, site
+from . import __version__, langfeeds, output, render, site
 from .config import Config
 from .errors import OutputError
 from .normalizer import Entry
@@ -188,7 +188,8 @@ class Publisher:
         pages = self._assign_pages(newest, now, force=force, full=full)
         info = render.FeedInfo.from_config(c, archive_count=pages)
         names = self._entry_pages(report, info, now, force=force, full=full)
-        self._feeds(report, info, newest, pages)
+        languages = langfeeds.publish(c, self.store, report, info, now, force=force, full=full)
+        self._feeds(report, info, newest, pages, languages)
         # archive pages (RFC 5005) whose entries or links changed
         dirty = self.store.dirty_pages()
         todo = [n for n in dirty if n <= pages]
@@ -251,7 +252,7 @@ class Publisher:
         return entry, before, after
 
     def _feeds(self, report: BuildReport, info: render.FeedInfo, newest: list[Entry],
-               pages: int) -> None:
+               pages: int, languages: list[str]) -> None:
         """The current feeds and the index; queues a ping for each feed that changed."""
         c, out = self.config, self.config.out
         archive = render.Archive(prev=render.archive_path("atom", pages) if pages else None)
@@ -298,7 +299,8 @@ class Publisher:
         # a pass that stopped between recording and renaming).
         report.pings_released = self.store.release_pings()
         older = render.archive_page_path(pages) if pages else None
-        if output.write(out / "index.html", render.render_index(info, newest, next_page=older)):
+        if output.write(out / "index.html", render.render_index(info, newest, next_page=older,
+                                                               languages=languages)):
             report.written.append("index.html")
 
     def _remove(self, report: BuildReport, path: str) -> None:

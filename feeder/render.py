@@ -88,6 +88,11 @@ class FeedInfo:
     hubs: tuple[str, ...] = ()
     archive_count: int = 0
     max_bytes: int = 1024 * 1024  # each feed document's limit, for fit()
+    home: str = ""  # the feed's HTML page (its alternate link), when not base_url
+
+    @property
+    def home_url(self) -> str:
+        return self.home or self.base_url
 
     @classmethod
     def from_config(cls, config, archive_count: int = 0) -> FeedInfo:  # noqa: ANN001
@@ -249,7 +254,7 @@ def _generator(info: FeedInfo, kind: str, self_path: str, entries: Sequence[Entr
     if kind == "atom":
         for rel, href in ext._rels():
             fg.link(href=href, rel=rel, type=None if rel == "hub" else mime)
-    fg.link(href=info.base_url, rel="alternate", type="text/html")  # last: RSS <link>
+    fg.link(href=info.home_url, rel="alternate", type="text/html")  # last: RSS <link>
     newest = max((e.updated for e in entries), default=None)
     fg.updated(newest or dt.datetime(1970, 1, 1, tzinfo=dt.UTC))
     for entry in entries:
@@ -299,7 +304,7 @@ def render_json(info: FeedInfo, entries: Sequence[Entry], self_path: str = "feed
     feed: dict = {
         "version": JSONFEED_VERSION,
         "title": info.title,
-        "home_page_url": info.base_url,
+        "home_page_url": info.home_url,
         "feed_url": info.url(self_path),
         "description": info.subtitle,
         "language": info.language,
@@ -382,12 +387,15 @@ _templates.filters["dir"] = text_direction
 
 
 def render_index(info: FeedInfo, entries: Sequence[Entry], prev_page: str | None = None,
-                 next_page: str | None = None, number: int | None = None) -> bytes:
+                 next_page: str | None = None, number: int | None = None,
+                 languages: Sequence[str] = ()) -> bytes:
     """The index page, or archive page ``number``; ``prev_page``/``next_page`` (paths under
     the base URL, "" for the base URL itself) link its newer and older neighbours in the
-    paginated index with ``rel="prev"``/``rel="next"``."""
+    paginated index with ``rel="prev"``/``rel="next"``. ``languages`` are the codes whose
+    feeds (``lang/<code>/``) the index links, with autodiscovery links."""
     page = _templates.get_template("index.html").render(
         info=info, entries=entries, prev_page=prev_page, next_page=next_page, number=number,
+        languages=languages,
     )
     return page.encode("utf-8")
 
@@ -416,4 +424,13 @@ def render_entry_page(info: FeedInfo, entry: Entry, prev: Neighbour | None = Non
         locale=og_locale(entry.language), jsonld=markup(script_json(article)),
         prev=prev, next=next,
     )
+    return page.encode("utf-8")
+
+
+def render_language_page(info: FeedInfo, site: FeedInfo, folder: str,
+                         entries: Sequence[Entry]) -> bytes:
+    """The index page of one language's feeds (``info``, in ``folder`` under the base URL):
+    its newest entries, its feeds, and a link back to the ``site``."""
+    page = _templates.get_template("language.html").render(
+        info=info, site=site, folder=folder, entries=entries)
     return page.encode("utf-8")

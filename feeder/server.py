@@ -6,7 +6,8 @@ hand-written ASGI callable (no framework) that
 
 * serves only a whitelist of paths (``/``, the three feeds, ``entries/<slug>.html``,
   ``archive/{atom,rss}-<n>.xml``, ``archive/page-<n>.html``, ``sitemap.xml``,
-  ``sitemap-<n>.xml``, ``robots.txt``, ``/healthz``), so traversal tricks never reach the disk;
+  ``sitemap-<n>.xml``, ``robots.txt``, ``/healthz``, and per language ``lang/<code>/`` with
+  its three feeds), so traversal tricks never reach the disk;
 * keeps an LRU cache (bounded by total bytes) of each file version: the bytes, the strong
   ETag, the Last-Modified date and the prepared response headers, keyed by
   ``(st_dev, st_ino, st_mtime_ns, st_size)``, and serves a version for ``revalidate``
@@ -99,6 +100,11 @@ _ENTRY = re.compile(r"/entries/[A-Za-z0-9_-][A-Za-z0-9._-]*\.html")
 _ARCHIVE = re.compile(r"/archive/(atom|rss)-[1-9][0-9]{0,8}\.xml")
 _ARCHIVE_PAGE = re.compile(r"/archive/page-[1-9][0-9]{0,8}\.html")
 _SITEMAP = re.compile(r"/sitemap-[1-9][0-9]{0,8}\.xml")
+# a language's folder (langfeeds.CODE) and one of its files; "" is its index page
+_LANG = re.compile(r"/lang/[a-z]{2,3}(?:-[A-Za-z0-9]{1,8})*/(atom\.xml|rss\.xml|feed\.json|"
+                   r"index\.html|)")
+_LANG_FILES = {"atom.xml": (ATOM, True), "rss.xml": (RSS, True), "feed.json": (JSON_FEED, True),
+               "index.html": (HTML, False), "": (HTML, False)}
 
 _ALLOW = b"GET, HEAD"
 # WebSub hubs forward the topic's response headers to subscribers. Flask-WebSub fetches with
@@ -393,6 +399,10 @@ def create_app(out_dir: Path, *, base_url: str, hubs: Sequence[str] = (), max_ag
         m = _ARCHIVE.fullmatch(path)
         if m:
             return path[1:], ATOM if m.group(1) == "atom" else RSS, True
+        m = _LANG.fullmatch(path)
+        if m:
+            ctype, is_feed = _LANG_FILES[m.group(1)]
+            return path[1:] + ("" if m.group(1) else "index.html"), ctype, is_feed
         return None
 
     def health_response() -> tuple[int, bytes]:

@@ -211,6 +211,36 @@ CREATE TRIGGER entries_neighbours_moved AFTER UPDATE OF pub_ts, name, title, slu
     END;
 """
 
+# Version 5: feeds per language (langfeeds.py). Each language an entry ever had, marked
+# ``dirty`` by triggers in the same transaction as the change, so a new seed renders only its
+# own language's feeds again (and a crash before they are written loses nothing). A language
+# stays known when its last entry goes: its feeds stay, empty. The index keeps each
+# language's newest entries a cheap query.
+_LANGUAGES = """
+CREATE INDEX entries_language ON entries (language, pub_ts, name);
+CREATE TABLE languages (
+    code TEXT PRIMARY KEY,
+    dirty INTEGER NOT NULL
+);
+INSERT INTO languages (code, dirty) SELECT DISTINCT language, 1 FROM entries;
+CREATE TRIGGER entries_language_new AFTER INSERT ON entries
+    BEGIN
+        UPDATE languages SET dirty = 1 WHERE code = new.language;
+        INSERT INTO languages SELECT new.language, 1
+            WHERE NOT EXISTS (SELECT 1 FROM languages WHERE code = new.language);
+    END;
+CREATE TRIGGER entries_language_gone AFTER DELETE ON entries
+    BEGIN UPDATE languages SET dirty = 1 WHERE code = old.language; END;
+CREATE TRIGGER entries_language_edited
+    AFTER UPDATE OF id, title, summary, content_html, published, updated, language, slug, pub_ts,
+        name ON entries
+    BEGIN
+        UPDATE languages SET dirty = 1 WHERE code IN (old.language, new.language);
+        INSERT INTO languages SELECT new.language, 1
+            WHERE NOT EXISTS (SELECT 1 FROM languages WHERE code = new.language);
+    END;
+"""
+
 _ENTRY_COLUMNS = "id, stem, slug, title, summary, content_html, published, updated, language"
 
 
@@ -643,6 +673,7 @@ _MIGRATIONS: list[tuple[int, list[str | Callable[[sqlite3.Connection], None]]]] 
     (2, [_add_archive_page, _V2]),
     (3, [_V3]),
     (4, [_NEIGHBOURS]),
+    (5, [_LANGUAGES]),
 ]
 SCHEMA_VERSION = _MIGRATIONS[-1][0]
 

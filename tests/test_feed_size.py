@@ -101,7 +101,13 @@ def test_a_4_mb_seed_keeps_every_feed_and_its_archive_page_under_the_limit(
     check_document(site, "archive/atom-1.xml", None, ["001_s"])
     # the whole article stays on its own page
     assert len(site.read("entries/003_big.html")) > 4_000_000
+    # its language's feeds (Lorem ipsum is Latin) are kept under the limit the same way
+    for rel in ("lang/la/atom.xml", "lang/la/rss.xml", "lang/la/feed.json"):
+        check_document(site, rel, "003_big", [])
     assert shortened_lines(caplog) == [
+        "lang/la/atom.xml, lang/la/rss.xml, lang/la/feed.json: 1 largest entry carries a "
+        "summary and link instead of the content, to stay under max_feed_bytes (1048576): "
+        "003_big",
         "atom.xml, rss.xml, feed.json: 1 largest entry carries a summary and link instead of "
         "the content, to stay under max_feed_bytes (1048576): 003_big"]
 
@@ -139,7 +145,9 @@ def test_a_document_too_big_even_brief_is_written_whole_with_a_warning(
     assert len(json.loads(site.read("feed.json"))["items"]) == 12
     warnings = [r.getMessage() for r in caplog.records
                 if r.levelno == logging.WARNING and "max_feed_bytes" in r.getMessage()]
-    assert sorted(w.split(" ", 1)[0] for w in warnings) == ["atom.xml", "feed.json", "rss.xml"]
+    assert sorted(w.split(" ", 1)[0] for w in warnings) == [  # and the feeds of the Latin
+        "atom.xml", "feed.json", "lang/la/atom.xml", "lang/la/feed.json", "lang/la/rss.xml",
+        "rss.xml"]
     assert "over max_feed_bytes (65536) even with 12 entries as summary and link" in warnings[0]
 
 

@@ -210,14 +210,14 @@ def test_one_new_seed_rewrites_a_few_pages_and_the_last_sitemap_chunks(
     report = s.build()
     html = sorted(p for p in report.written if p.endswith(".html"))
     assert html == ["archive/page-4.html", "archive/page-5.html", "entries/00249.html",
-                    "entries/00250.html", "index.html"]
+                    "entries/00250.html", "index.html", "lang/en/index.html"]
     assert sorted(p for p in report.written if p.startswith(("sitemap", "robots"))) == [
         "sitemap-4.xml", "sitemap-5.xml", "sitemap.xml"]
     fill(s, 1, start=251)  # page 5 has room: its chunk is now the last
     report = s.build()
     assert sorted(p for p in report.written if p.startswith("sitemap")) == [
         "sitemap-5.xml", "sitemap.xml"]
-    assert len([p for p in report.written if p.endswith(".html")]) == 4
+    assert len([p for p in report.written if p.endswith(".html")]) == 5  # + lang/en/
 
 
 def test_the_server_serves_the_site_files_with_their_types(site: Site) -> None:

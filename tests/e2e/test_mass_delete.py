@@ -107,6 +107,7 @@ def test_an_emptied_seeds_folder_is_held_until_the_setting_is_raised(daemon_fact
               held_deletions=0, entries=0)
         assert d.feed().entries == []
         assert d.get("entries/000_a.html").status_code == 404
-        d.wait_until(lambda: hub.pings == announced + 3, timeout=TIMEOUT,
+        # the three main feeds and the three of the seeds' language (en), all emptied
+        d.wait_until(lambda: hub.pings == announced + 6, timeout=TIMEOUT,
                      what="the emptied feeds announced")
         d.stop()

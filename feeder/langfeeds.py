@@ -1,0 +1,195 @@
+"""Store -> one set of feeds per detected language, under ``lang/<code>/``.
+
+For each language code an entry has (the one ``normalizer.detect_language`` stored), the
+newest ``max_entries`` published entries of that language go to ``lang/<code>/atom.xml``,
+``rss.xml`` and ``feed.json`` (with ``.gz`` siblings, hub and self links, kept under
+``max_feed_bytes`` like the main feeds) and to an HTML page ``lang/<code>/index.html``.
+Each feed's id is ``tag:<pinned authority>,<pinned date>:feed/lang/<code>``: distinct per
+language and as stable as the main feed's. Language feeds have no RFC 5005 archives: older
+entries are in the main feed's archives.
+
+Incremental: triggers mark a language dirty in the store (table ``languages``) whenever one
+of its entries is added, edited or removed, and a pass also marks the languages of entries
+that came due since the last one; only dirty languages are rendered. A new version of a
+language feed goes through the same outbox as the main feeds (hash and pings recorded before
+the rename, released by the publisher after), so its hubs are pinged once per version, and
+only for the languages that changed.
+
+A language whose last entry goes away stays known: its feeds are rewritten empty (and its
+hubs pinged), and keep being served, so subscribers get a valid empty feed, not a 404; the
+main index no longer lists it. A full pass also adopts the language folders it finds on
+disk, so a state recovered from the output keeps serving them the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import os
+import re
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from . import output, render
+from .config import Config
+from .normalizer import Entry
+from .report import BuildReport
+from .store import _ENTRY_COLUMNS, Store, _entry
+
+log = logging.getLogger("feeder")
+
+# What a detected (py3langid) or configured language code can be, and nothing else: it is a
+# folder name and part of URLs.
+CODE = re.compile(r"[a-z]{2,3}(?:-[A-Za-z0-9]{1,8})*", re.ASCII)
+FEEDS = (("atom.xml", "atom"), ("rss.xml", "rss"), ("feed.json", "json"))
+INDEX = "index.html"
+UNTIL_KEY = "languages_until"  # meta: the time of the last pass that published languages
+
+
+def folder(code: str) -> str:
+    """``lang/<code>/``, relative to the output folder and the base URL."""
+    return f"lang/{code}/"
+
+
+def feed_info(site: render.FeedInfo, code: str) -> render.FeedInfo:
+    """The main feed's facts, for the feeds of language ``code``."""
+    return dataclasses.replace(site, title=f"{site.title} ({code})", language=code,
+                               feed_id=f"{site.feed_id}/lang/{code}",
+                               home=site.url(folder(code)), archive_count=0)
+
+
+def feeds_in(out: Path) -> list[str]:
+    """The language feeds in the output folder ``out`` (for ``feeder ping``)."""
+    return [folder(code) + name for code in sorted(_listdir(out / "lang"))
+            if CODE.fullmatch(code) for name, _kind in FEEDS
+            if os.path.isfile(os.path.join(out, folder(code), name))]
+
+
+def listed(store: Store, now: dt.datetime) -> list[str]:
+    """The codes of the languages with a published entry, for the main index."""
+    rows = store.db.execute(
+        "SELECT code FROM languages l WHERE EXISTS (SELECT 1 FROM entries"
+        " WHERE language = l.code AND pub_ts <= ?) ORDER BY code", (now.timestamp(),))
+    return [code for (code,) in rows if CODE.fullmatch(code)]
+
+
+def newest(store: Store, code: str, limit: int, now: dt.datetime) -> list[Entry]:
+    """The newest ``limit`` entries in language ``code`` published by ``now``."""
+    rows = store.db.execute(
+        f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE language = ? AND pub_ts <= ?"
+        " ORDER BY pub_ts DESC, name DESC LIMIT ?", (code, now.timestamp(), limit))
+    return [_entry(r) for r in rows]
+
+
+def publish(config: Config, store: Store, report: BuildReport, site: render.FeedInfo,
+            now: dt.datetime, *, force: bool, full: bool) -> list[str]:
+    """Write the feeds and page of each language that changed (every language when
+    ``force``; on a ``full`` pass also those whose files are missing or not as written) and
+    queue their pings, held; return :func:`listed`. The caller releases the pings."""
+    todo = _dirty(config, store, now, force=force, full=full)
+    for code in sorted(todo):
+        _write_language(config, store, report, site, code, now)
+    if todo:
+        with store.transaction():
+            store.db.executemany("UPDATE languages SET dirty = 0 WHERE code = ?",
+                                 [(code,) for code in todo])
+    return listed(store, now)
+
+
+def _dirty(config: Config, store: Store, now: dt.datetime, *, force: bool,
+           full: bool) -> set[str]:
+    """The codes to render this pass, after marking those whose entries came due."""
+    with store.transaction():
+        if full:  # folders of languages this state does not know (a recovered state)
+            _adopt(store, _listdir(config.out / "lang"))
+        last = store.get_meta(UNTIL_KEY)
+        if isinstance(last, (int, float)):
+            # entries published (or, with a clock set back, unpublished) since the last pass
+            low, high = sorted((last, now.timestamp()))
+            store.db.execute(
+                "UPDATE languages SET dirty = 1 WHERE code IN (SELECT DISTINCT language"
+                " FROM entries WHERE pub_ts > ? AND pub_ts <= ?)", (low, high))
+        store.set_meta(UNTIL_KEY, now.timestamp())
+    where = "" if force else " WHERE dirty"
+    codes = {code for (code,) in store.db.execute(f"SELECT code FROM languages{where}")
+             if CODE.fullmatch(code)}
+    if full and not force:
+        recorded = store.output_hashes("lang/")
+        codes |= {code for (code,) in store.db.execute("SELECT code FROM languages")
+                  if CODE.fullmatch(code) and not _intact(config, recorded, code)}
+    return codes
+
+
+def _adopt(store: Store, codes: Iterable[str]) -> None:
+    store.db.executemany(
+        "INSERT INTO languages (code, dirty) SELECT ?, 1"
+        " WHERE NOT EXISTS (SELECT 1 FROM languages WHERE code = ?)",
+        [(code, code) for code in codes if CODE.fullmatch(code)])
+
+
+def _intact(config: Config, recorded: dict[str, str], code: str) -> bool:
+    """Do the language's files hold what the store recorded of them?"""
+    from .publish import _holds  # publish imports this module
+
+    return all(_holds(os.path.join(config.out, path), recorded.get(path))
+               for path in _paths(code))
+
+
+def _paths(code: str) -> list[str]:
+    return [folder(code) + name for name, _kind in FEEDS] + [folder(code) + INDEX]
+
+
+def _write_language(config: Config, store: Store, report: BuildReport,
+                    site: render.FeedInfo, code: str, now: dt.datetime) -> None:
+    """Render one language's feeds and page; write those whose bytes changed, recording
+    their hashes and queueing (held) pings for the new feed versions before any rename."""
+    out, info = config.out, feed_info(site, code)
+    entries = newest(store, code, config.max_entries, now)
+    recorded = store.output_hashes(folder(code))
+    todo, fits = [], {}
+    for name, kind in FEEDS:
+        path = folder(code) + name
+        fitted = render.fit(kind, info, entries, self_path=path)
+        fits[path] = fitted
+        todo.append((path, fitted.data, True))
+    page = render.render_language_page(info, site, folder(code), entries)
+    todo.append((folder(code) + INDEX, page, False))
+    changed = []
+    for path, data, is_feed in todo:
+        digest, known = output.digest(data), recorded.get(path)
+        in_place = output.unchanged(out / path, data)
+        if in_place and known == digest:
+            continue
+        # as for the main feeds: a version recorded already (or found in place with none
+        # recorded) was announced already
+        new = is_feed and known != digest and not (known is None and in_place)
+        changed.append((path, data, digest, new, in_place))
+    if not changed:
+        return
+    with store.transaction():  # the outbox, as publish.Publisher._feeds keeps it
+        store.record_outputs([(c[0], c[2]) for c in changed], now)
+        store.queue_pings(config.hubs, [config.base_url + c[0] for c in changed if c[3]],
+                          time.time())
+    written = {}
+    with output.Batch() as batch:  # one flush and one folder sync for the language's files
+        for path, data, _digest, new, in_place in changed:
+            if not in_place:
+                batch.write(out / path, data, check=False)
+                report.written.append(path)
+                if path in fits:
+                    written[path] = fits[path]
+            if new:
+                report.changed_feeds.append(path)
+    from .publish import fit_notes  # publish imports this module
+
+    for level, message in fit_notes(written, info.max_bytes):  # only when written: no repeats
+        log.log(level, message)
+
+
+def _listdir(path: os.PathLike[str]) -> list[str]:
+    try:
+        return os.listdir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
