@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from . import __version__, output
+from . import __version__, output, search
 from . import config as config_mod
 from .builder import Builder, utcnow
 from .errors import FeederError
@@ -121,7 +121,10 @@ def build(config_path: Path | None, seeds: Path | None, out: Path | None, state:
         output.sweep_temp_files(cfg.out)
         report = Builder(cfg, store, allow_mass_delete=allow_mass_delete).build(force=force)
         left = _announce(cfg) if cfg.hubs and not no_ping else 0
+        indexed = search.update(cfg, report, force=force)
     click.echo(report.summary())
+    if indexed:
+        click.echo(indexed)
     if left:
         click.echo(f"{left} pings not delivered yet: the next `feeder run` sends them")
     for name, when in report.scheduled:

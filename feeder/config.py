@@ -38,6 +38,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "websub": ("hubs", "ping_timeout", "ping_max_attempts", "ping_backoff"),
     "daemon": ("debounce", "settle", "rescan_interval", "max_future_days",
                "max_delete_fraction"),
+    "site": ("search", "search_interval"),
 }
 
 
@@ -81,6 +82,9 @@ class Config:
     rescan_interval: float = 300.0
     max_future_days: int = 366
     max_delete_fraction: float = 0.5  # a pass removing more of the entries is held
+    # [site]
+    search: bool = False  # a Pagefind index of the entry pages (search.py)
+    search_interval: float = 60.0  # the daemon rebuilds it at most this often
 
     def __post_init__(self) -> None:
         if not self.base_url:
@@ -158,6 +162,7 @@ RANGES: dict[str, Range] = {
     "rescan_interval": Range(1.0, 86400.0, "seconds"),
     "max_future_days": Range(0, 3660, "days"),
     "max_delete_fraction": Range(0.0, 1.0, "of the entries"),
+    "search_interval": Range(1.0, 86400.0, "seconds"),
 }
 assert set(RANGES) == {k for k, f in _FIELDS.items() if type(f.default) in (int, float)}
 
@@ -167,11 +172,21 @@ _LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*")  # BCP 47, loos
 _DNS_NAME = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*"
 _TAG_AUTHORITY = re.compile(rf"([A-Za-z0-9._-]+@)?{_DNS_NAME}")  # RFC 4151 authorityName
 _TAG_DATE = re.compile(r"\d{4}(-\d\d){0,2}", re.ASCII)
+# as the environment spells a boolean (TOML has its own true and false)
+_BOOLEAN = {"true": True, "1": True, "yes": True, "on": True,
+            "false": False, "0": False, "no": False, "off": False}
 
 
 def _coerce(key: str, value: Any) -> Any:
     """Turn a TOML or environment value into the field's type, or raise ConfigError."""
     default = _FIELDS[key].default
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        word = value.strip().lower() if isinstance(value, str) else None
+        if word in _BOOLEAN:
+            return _BOOLEAN[word]
+        raise ConfigError(key, value, "not true or false")
     if isinstance(default, int):
         try:
             if isinstance(value, (float, bool)):
@@ -210,6 +225,8 @@ def _validate(c: Config) -> None:
             raise ConfigError(key, value, "must not be empty")
         if _NOT_XML.search(value):
             raise ConfigError(key, value, "must not hold control characters")
+    if not isinstance(c.search, bool):
+        raise ConfigError("search", c.search, "not true or false")
     if not c.host.strip():
         raise ConfigError("host", c.host, "must not be empty")
     parts = urlsplit(c.base_url)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from . import config as config_mod
-from . import language, output, systemd, websub
+from . import language, output, search, systemd, websub
 from .builder import BuildCancelled, Builder, BuildReport, utcnow
 from .config import Config
 from .follow import Outputs, Poller, identity
@@ -81,6 +81,7 @@ class Daemon:
         self.watcher = Watcher(c.seeds, c.extensions, self._on_seeds, settle=c.settle,
                                on_replaced=self._on_seeds_replaced)
         self.builder = self._make_builder(c)
+        self.indexer = search.Indexer()
         self.client = websub.make_client(c.ping_timeout)
         self.pinger = websub.Pinger(self.ping_store, self.client,
                                     max_attempts=c.ping_max_attempts, backoff=c.ping_backoff)
@@ -180,6 +181,7 @@ class Daemon:
             self.app.refresh()  # what the pass wrote is served from now on, before any ping
         self.last_error = None
         self._published(report)
+        self.indexer.poke(c, report)  # the search index, rebuilt in the background
         if report.deferred:
             self.scheduler.notify(report.deferred, delay=c.settle)
         with self._health_lock:
@@ -344,6 +346,7 @@ class Daemon:
         self.builder.cancel.set()
         self.pinger.stopping.set()  # a ping in flight is left behind (still pending)
         self.scheduler.shutdown()
+        self.indexer.stop()  # after the last pass: none pokes it again
         if self.server is not None:
             self.server.should_exit = True
         if self._server_thread is not None:

@@ -10,6 +10,7 @@
     │   └── StoreBusyError     another process holds SQLite's write lock right now
     ├── OutputError    an output file could not be written
     ├── ServeError     the HTTP server cannot listen on its address (names it and the reason)
+    ├── SearchError    Pagefind did not build the search index (names its exit and last line)
     └── PublishError   a WebSub hub did not accept a publish ping
 
 Library code raises these; only ``feeder.cli`` turns them into exit codes.
@@ -75,3 +76,7 @@ class PublishError(FeederError):
     def __init__(self, hub: str, reason: str) -> None:
         self.hub, self.reason = hub, reason
         super().__init__(f"hub {hub}: {reason}")
+
+
+class SearchError(FeederError):
+    """Pagefind failed; the index it was building is dropped and the old one stays."""

@@ -62,7 +62,7 @@ _RTL = frozenset({"ar", "ary", "arz", "ckb", "dv", "fa", "hbo", "he", "ps", "sd"
                   "uzs", "yi"})
 # Changes with the shape of the HTML pages (links between them), so that a site built before
 # is rendered again in full (publish.render_key).
-LAYOUT = 2
+LAYOUT = 3
 # Inside <script>, "</script>" or "<!--" in a string would end or derail the element.
 _SCRIPT_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
 
@@ -89,6 +89,7 @@ class FeedInfo:
     archive_count: int = 0
     max_bytes: int = 1024 * 1024  # each feed document's limit, for fit()
     home: str = ""  # the feed's HTML page (its alternate link), when not base_url
+    search: bool = False  # the index page has a search box (search.py)
 
     @property
     def home_url(self) -> str:
@@ -96,11 +97,14 @@ class FeedInfo:
 
     @classmethod
     def from_config(cls, config, archive_count: int = 0) -> FeedInfo:  # noqa: ANN001
+        from .search import enabled
+
         return cls(
             title=config.title, subtitle=config.subtitle, author=config.author,
             base_url=config.base_url, language=config.language,
             feed_id=f"tag:{config.authority},{config.tag_date}:feed", hubs=config.hubs,
             archive_count=archive_count, max_bytes=config.max_feed_bytes,
+            search=enabled(config),
         )
 
     def url(self, path: str) -> str:
@@ -434,3 +438,9 @@ def render_language_page(info: FeedInfo, site: FeedInfo, folder: str,
     page = _templates.get_template("language.html").render(
         info=info, site=site, folder=folder, entries=entries)
     return page.encode("utf-8")
+
+
+def render_search_page(info: FeedInfo) -> bytes:
+    """``search.html``: Pagefind's search UI over the index of every language, running the
+    query in its URL (``search.html?q=word``)."""
+    return _templates.get_template("search.html").render(info=info).encode("utf-8")

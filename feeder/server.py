@@ -6,8 +6,9 @@ hand-written ASGI callable (no framework) that
 
 * serves only a whitelist of paths (``/``, the three feeds, ``entries/<slug>.html``,
   ``archive/{atom,rss}-<n>.xml``, ``archive/page-<n>.html``, ``sitemap.xml``,
-  ``sitemap-<n>.xml``, ``robots.txt``, ``/healthz``, and per language ``lang/<code>/`` with
-  its three feeds), so traversal tricks never reach the disk;
+  ``sitemap-<n>.xml``, ``robots.txt``, ``/healthz``, per language ``lang/<code>/`` with
+  its three feeds, and with search ``search.html`` and Pagefind's files, ``search.route``),
+  so traversal tricks never reach the disk;
 * keeps an LRU cache (bounded by total bytes) of each file version: the bytes, the strong
   ETag, the Last-Modified date and the prepared response headers, keyed by
   ``(st_dev, st_ino, st_mtime_ns, st_size)``, and serves a version for ``revalidate``
@@ -66,6 +67,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from . import search
 from .errors import ServeError
 
 __all__ = ["create_app", "listen", "make_server"]
@@ -403,7 +405,8 @@ def create_app(out_dir: Path, *, base_url: str, hubs: Sequence[str] = (), max_ag
         if m:
             ctype, is_feed = _LANG_FILES[m.group(1)]
             return path[1:] + ("" if m.group(1) else "index.html"), ctype, is_feed
-        return None
+        found = search.route(path)
+        return (*found, False) if found is not None else None
 
     def health_response() -> tuple[int, bytes]:
         ok, info = health() if health is not None else (True, {"status": "ok"})
@@ -449,7 +452,7 @@ def create_app(out_dir: Path, *, base_url: str, hubs: Sequence[str] = (), max_ag
                 ae = value
             elif name == b"user-agent":
                 ua = value
-        use_gz = ae is not None and _accepts_gzip(ae)
+        use_gz = ae is not None and _accepts_gzip(ae) and ctype != search.OCTET
         if use_gz and is_feed and ua is not None and ua.startswith(IDENTITY_AGENTS):
             use_gz = False
         if inm is not None:
