@@ -81,6 +81,17 @@ def test_seeds_folder_deleted_and_made_again(daemon_factory):
 ARCHIVED = {"feed": {"max_entries": 2, "archive_size": 2}}  # 5 seeds: 2 archive pages
 
 
+def remove_output(d: FeederDaemon) -> None:
+    """``rm -rf`` of the output folder while the daemon may still be writing into it (the
+    archive pages and the sitemap follow the feeds): files that vanish or appear meanwhile
+    are tried again until a try meets no file it could not remove."""
+    def gone() -> bool:
+        missed: list[BaseException] = []
+        shutil.rmtree(d.out, onerror=lambda *err: missed.append(err[2][1]))
+        return not [e for e in missed if not isinstance(e, FileNotFoundError)]
+    d.wait_until(gone, what="the output folder removed")
+
+
 def site_with_archives(daemon_factory) -> tuple[FeederDaemon, list[str]]:
     """A started daemon whose output has feeds, entry pages and archive pages."""
     d = daemon_factory(config=ARCHIVED)
@@ -99,7 +110,7 @@ def all_served(d: FeederDaemon, paths: list[str]) -> bool:
 
 def test_output_folder_deleted_is_written_again(daemon_factory):
     d, paths = site_with_archives(daemon_factory)
-    shutil.rmtree(d.out)
+    remove_output(d)
     d.wait_until(lambda: all_served(d, paths), timeout=TIMEOUT,
                  what="feeds, entry pages and archives written again")
     d.wait_until(lambda: d.health()["status"] == "ok", what="/healthz ok again")
@@ -110,7 +121,7 @@ def test_output_folder_deleted_is_written_again(daemon_factory):
 def test_healthz_tells_while_the_output_folder_cannot_be_made(daemon_factory):
     """A file where the output folder was: no folder can be made, and /healthz says so."""
     d, paths = site_with_archives(daemon_factory)
-    shutil.rmtree(d.out)
+    remove_output(d)
     d.out.write_bytes(b"in the way")
     assert d.health()["status"] != "ok"
     assert str(d.out) in d.health()["error"]
