@@ -114,7 +114,7 @@ def build(config_path: Path | None, seeds: Path | None, out: Path | None, state:
     _setup_logging(verbose)
     cfg = load_config(config_path, seeds=seeds, out=out, state=state, base_url=base_url)
     _prepare_folders(cfg)
-    with Store.open_locked(cfg.state) as store:
+    with Store.open_locked(cfg.state, output=cfg.out) as store:
         if base_url is None and not config_mod.sets(config_path, "base_url"):
             cfg = _stored_base_url(cfg, store)
         _make_folder("output folder", cfg.out)

@@ -56,6 +56,7 @@ class Daemon:
         self.last_build: dict[str, Any] = {}
         self.last_error: str | None = None
         self._seeds_missing = False
+        self._state_gone = False  # deleted under us: restored before the next pass
         self._warm = False
         self._stopping = False
         self._passing = threading.Lock()  # held by a pass; idle clean-up waits for none
@@ -71,7 +72,7 @@ class Daemon:
         c = self.config
         self._sockets = listen(c.host, c.port)  # first: a port in use stops nothing half-started
         self._prepare_following(c)
-        self.store = Store.open_locked(c.state)
+        self.store = Store.open_locked(c.state, output=c.out)
         self._state_identity = identity(c.state)
         self.ping_store = PingStore(c.state)  # the ping thread's; the builder queues in self.store
         self.read_store = Store(c.state)
@@ -204,7 +205,7 @@ class Daemon:
         self.progress = systemd.Progress(STALL_AFTER + c.debounce + c.settle)
         self._cancel = systemd.BeatingEvent(self.progress.beat)  # every builder's
         self.outputs = Outputs(c.out, self._on_outputs_lost)
-        self._outputs_poller = Poller("feeder-outputs", self.outputs.look)
+        self._outputs_poller = Poller("feeder-outputs", self._look)
         self.notifier = systemd.Notifier(self._alive)
 
     def _start_following(self) -> None:
@@ -225,6 +226,8 @@ class Daemon:
         self.progress.began()
         try:
             with self._passing:
+                if self._state_gone:
+                    self._restore_state()
                 self._rebuild(names)
         finally:
             self.progress.ended()
@@ -258,6 +261,25 @@ class Daemon:
         if os.path.isdir(self.config.seeds):
             self._seeds_missing = False
         self._request_pass(None, delay=0)
+
+    def _look(self) -> None:
+        """The output folder's look, and the state file's: one deleted under this daemon
+        (which writes on in the file it opened) is written again by the next pass."""
+        self.outputs.look()
+        if not self._state_gone and identity(self.config.state) is None:
+            self._state_gone = True
+            self._request_pass(set(), delay=0)
+
+    def _restore_state(self) -> None:
+        """Write the deleted state file again from the open connections: the lock, the
+        entries, the ids and the pending pings are all back at the path."""
+        with self._health_lock, self.read_pings.held() as reads, \
+                self.ping_store.held() as pings:
+            self.store.restore_file([self.read_store, reads, pings])
+        self._state_identity = identity(self.config.state)
+        self._state_gone = False
+        log.warning("state file %s was deleted while running: written again from the open"
+                    " database", self.config.state)
 
     def _on_outputs_lost(self) -> None:
         self._request_pass(None, delay=0)
@@ -303,12 +325,15 @@ class Daemon:
     def _state_problem(self) -> str | None:
         """Why the state file at the path is not the one this daemon holds, if it is not.
 
-        The lock and every write go to the file opened at start: deleted or replaced, what
-        this daemon learns is lost at its next start, and another daemon may take the path.
+        The lock and every write go to the file opened at start. A deleted one is written
+        again within a moment (_restore_state); a replaced one is left to the operator.
         """
-        if identity(self.config.state) == self._state_identity:
+        now = identity(self.config.state)
+        if now == self._state_identity:
             return None
-        return (f"state file {self.config.state} was deleted or replaced while running; "
+        if now is None:
+            return f"state file {self.config.state} was deleted while running; restoring it"
+        return (f"state file {self.config.state} was replaced while running; "
                 "restart feeder")
 
     # lifecycle ----------------------------------------------------------------------------------

@@ -8,19 +8,29 @@ newest N or any archive page is a cheap query at any archive size.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import errno
 import fcntl
+import hashlib
 import json
 import logging
 import os
+import socket
 import sqlite3
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import StoreBusyError, StoreCorruptError, StoreError, StoreInUseError
+from .errors import (
+    OutputError,
+    StoreBusyError,
+    StoreCorruptError,
+    StoreError,
+    StoreInUseError,
+)
 from .normalizer import Entry
 
 log = logging.getLogger("feeder")
@@ -264,6 +274,7 @@ class Store:
         """
         self.path = Path(path)
         self._lock_fd: int | None = None
+        self._claims: list[socket.socket | None] = []
         self.db = self._open(check)
         self._file = _FILES.opened(self.path)
 
@@ -310,13 +321,33 @@ class Store:
 
     # -- locking ---------------------------------------------------------------------------
     @classmethod
-    def open_locked(cls, path: Path | str) -> Store:
+    def open_locked(cls, path: Path | str, *, output: Path | str | None = None) -> Store:
         """Take the single-writer lock, then open the state file, checked (see __init__).
 
         A corrupt file (StoreCorruptError) is moved aside, with its -wal and -shm, and a
         fresh one started; any other StoreError is raised, and the file left untouched.
+        The state path, and the ``output`` folder if given, are also claimed for as long as
+        the store is open (see _claim): no other writer can take them, even if the state
+        file is deleted.
         """
         path = Path(path)
+        claims = [_claim(path, lambda holder: StoreInUseError(path, holder))]
+        try:
+            if output is not None:
+                claims.append(_claim(Path(output), lambda holder: OutputError(
+                    f"output folder {output}", f"in use by another feeder process ({holder});"
+                    " stop it first or use another output folder")))
+            store = cls._lock_and_open(path)
+        except BaseException:
+            for claim in claims:
+                if claim is not None:
+                    claim.close()
+            raise
+        store._claims = claims
+        return store
+
+    @classmethod
+    def _lock_and_open(cls, path: Path) -> Store:
         fd = _acquire_lock(path)
         try:
             store = cls(path, check=True)
@@ -341,6 +372,34 @@ class Store:
         if self._lock_fd is not None:
             _release(self._lock_fd)
             self._lock_fd = None
+        for claim in self._claims:
+            if claim is not None:
+                claim.close()
+        self._claims = []
+
+    def restore_file(self, others: Iterable[Store] = ()) -> None:
+        """Write the state file again at its path from this writer's open connection, after
+        it was deleted under the running writer, and move the lock, this connection and
+        ``others`` (to the same file) to the new file. Nothing may use them meanwhile."""
+        stores, path = [self, *others], self.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".restoring")
+        tmp.unlink(missing_ok=True)
+        self.db.execute("VACUUM INTO ?", (str(tmp),))  # a consistent copy, WAL included
+        _fsync(tmp)
+        for store in stores:
+            store.db.close()
+            _FILES.closed(store._file)
+        if self._lock_fd is not None:
+            _release(self._lock_fd)
+        for suffix in ("-wal", "-shm"):  # the deleted file's: SQLite leaves them behind
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        tmp.rename(path)
+        _fsync(path.parent)
+        self._lock_fd = _acquire_lock(path)
+        for store in stores:
+            store.db = store._open(False)
+            store._file = _FILES.opened(path)
 
     def __enter__(self) -> Store:
         return self
@@ -658,8 +717,18 @@ class PingStore:
 
     def __init__(self, path: Path | str) -> None:
         self._store = Store(path)  # the same opening, checks and migrations as the writer's
-        self.path, self.db = self._store.path, self._store.db
+        self.path = self._store.path
         self._lock = threading.Lock()
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        return self._store.db  # a new one after Store.restore_file
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[Store]:
+        """Its connection's Store, with no call using it until the block ends."""
+        with self._lock:
+            yield self._store
 
     def close(self) -> None:
         with self._lock:
@@ -794,6 +863,14 @@ def _write_refused(path: Path) -> str | None:
     return None
 
 
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _move_aside(path: Path, reason: str) -> None:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
     for suffix in ("", "-wal", "-shm"):
@@ -905,6 +982,49 @@ def _holder(fd: int) -> str:
                     return f"pid {fields[4]}"
     except OSError:
         pass
+    return "pid unknown"
+
+
+# The flock above lives on the file: deleted, it locks nothing that the next process can
+# see. So the writer also claims its paths with a name no deletion can remove: a Unix
+# socket in Linux's abstract namespace, named after the path, bound until the holder closes
+# the store or dies (kill -9 included). Elsewhere the flock alone guards the state.
+_CLAIM_PREFIX = "feeder-claim:"
+
+
+def _claim(path: Path, refusal: Callable[[str], Exception]) -> socket.socket | None:
+    """Bind the claim on ``path`` (resolved), or raise ``refusal(holder)`` if a process
+    holds it already; None where there are no abstract sockets."""
+    if not sys.platform.startswith("linux"):
+        return None
+    name = _CLAIM_PREFIX + hashlib.sha256(os.fsencode(os.path.realpath(path))).hexdigest()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        sock.bind("\0" + name)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise refusal(_claimant(name)) from None
+        return None  # no abstract namespace here (a sandbox): the flock remains
+    return sock
+
+
+def _claimant(name: str) -> str:
+    """"pid N" of the process that has the abstract socket ``name`` bound, from /proc
+    (Linux; its own processes, or all for root), else "pid unknown"."""
+    inodes = set()
+    with contextlib.suppress(OSError):
+        with open("/proc/net/unix") as table:
+            for line in table:
+                fields = line.split()
+                if len(fields) >= 8 and fields[7] == "@" + name:
+                    inodes.add(f"socket:[{fields[6]}]")
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()) if inodes else ():
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                        return f"pid {pid}"
     return "pid unknown"
 
 
