@@ -147,7 +147,7 @@ def _held_deletions(cfg: config_mod.Config) -> str | None:
 
     if not cfg.state.is_file():
         return None
-    with Store(cfg.state) as store:
+    with Store(cfg.state, read_only=True) as store:  # beside a running daemon, too
         missing, total = missing_entries(store, cfg.seeds), store.total()
     if not mass_deletion(missing, total, cfg.max_delete_fraction):
         return None

@@ -263,7 +263,7 @@ def _entry(row: tuple) -> Entry:
 class Store:
     """A connection to the state file. Not thread-safe: use it from one thread at a time."""
 
-    def __init__(self, path: Path | str, *, check: bool = False) -> None:
+    def __init__(self, path: Path | str, *, check: bool = False, read_only: bool = False) -> None:
         """Open the state file and bring it to this feeder's schema (a new file gets it all).
 
         ``check`` (for the writer) first runs SQLite's quick_check, so that damage anywhere in
@@ -271,11 +271,15 @@ class Store:
         written. Raises StoreCorruptError for a file that is not a database or fails the
         check, and StoreError, having written nothing, for any other file it cannot use: a
         newer schema, permissions, I/O errors, a read-only file system.
+
+        ``read_only`` (for `feeder check`, beside a running writer or not): opened read-only,
+        so nothing is written, migrated or locked; a schema other than this feeder's is
+        refused with StoreError.
         """
         self.path = Path(path)
         self._lock_fd: int | None = None
         self._claims: list[socket.socket | None] = []
-        self.db = self._open(check)
+        self.db = self._open_read_only() if read_only else self._open(check)
         self._file = _FILES.opened(self.path)
 
     def _open(self, check: bool) -> sqlite3.Connection:
@@ -317,6 +321,23 @@ class Store:
             if isinstance(exc, sqlite3.Error):
                 raise _refusal(self.path, exc) from exc
             raise
+        return db
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        try:
+            db = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=ro", uri=True,
+                                 isolation_level=None, check_same_thread=False)
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise _refusal(self.path, exc) from exc
+        if version != SCHEMA_VERSION:
+            db.close()
+            raise StoreError(self.path, (
+                f"schema version {version} was written by a newer feeder (this one knows up to"
+                f" {SCHEMA_VERSION})" if version > SCHEMA_VERSION else
+                f"schema version {version} is older than this feeder's ({SCHEMA_VERSION}); the"
+                " next `feeder build` or `feeder run` upgrades it (opened read-only, it is"
+                " not upgraded here)"))
         return db
 
     # -- locking ---------------------------------------------------------------------------

@@ -6,13 +6,14 @@ ends the command with one line on stderr naming what is wrong, no traceback, and
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from ._daemon import feeder_env, free_port
+from ._daemon import REPO, feeder_env, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -124,3 +125,19 @@ def test_check_and_build_with_most_seeds_gone(site: Path) -> None:
     assert confirmed.returncode == 0, confirmed.stderr
     assert "0 entries, 12 removed" in confirmed.stdout, confirmed.stdout
     assert run_feeder(site, "check").returncode == 0
+
+
+def test_check_reads_the_state_file_without_upgrading_it(site: Path) -> None:
+    """`feeder check` only reads the state file (a daemon may hold it): an older schema is
+    reported, and the file keeps its bytes."""
+    state = site / "feeder.sqlite3"
+    db = sqlite3.connect(state)
+    db.executescript((REPO / "tests" / "data" / "state" / "v1-first.sql").read_text())
+    db.close()
+    before = state.read_bytes()
+    check = run_feeder(site, "check")
+    assert_one_error_line(check, "state file feeder.sqlite3", "schema version 1 is older",
+                          "upgrades it")
+    assert "1 seeds ok, 0 rejected" in check.stdout
+    assert state.read_bytes() == before
+    assert sorted(p.name for p in site.iterdir()) == ["feeder.sqlite3", "seeds"]

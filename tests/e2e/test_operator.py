@@ -65,3 +65,27 @@ def test_a_deleted_state_file_is_written_again_and_still_locks(
     d.start()
     assert stored_names(d.state) == {"before.txt", "after.txt"}
     assert "state was empty" not in d.log_text()
+
+
+def test_feeder_check_beside_a_running_daemon(
+        daemon_factory: Callable[..., FeederDaemon], tmp_path: Path) -> None:
+    """`feeder check` reads the state a daemon holds (read-only: no lock, no write) and
+    reports the mass deletion the daemon is holding."""
+    d = daemon_factory()
+    for i in range(12):
+        d.write_seed(f"2026-01-{i + 1:02d}", f"Article {i}. Text.", name=f"{i:02d}.txt")
+    d.start()
+    aside = tmp_path / "aside"
+    d.seeds.rename(aside)
+    d.seeds.mkdir()
+    d.wait_until(lambda: d.health()["held_deletions"] == 12, what="the deletion held")
+    check = feeder("check", "--seeds", d.seeds, "--out", d.out, "--state", d.state,
+                   cwd=tmp_path)
+    assert check.returncode == 1, check.stderr
+    assert "12 of 12 entries have no seed" in check.stdout, check.stdout
+    assert check.stderr == ""
+    d.seeds.rmdir()
+    aside.rename(d.seeds)
+    d.wait_until(lambda: d.health()["status"] == "ok", what="the seeds back, /healthz ok")
+    d.write_seed("2026-02-01", "After the check. Served.", name="later.txt")
+    d.wait_for_entry("After the check")
