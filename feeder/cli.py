@@ -265,6 +265,9 @@ def ping(config_path: Path | None, seeds: Path | None, out: Path | None, state: 
                       hubs=list(hubs) or None)
     if not cfg.hubs:
         raise click.ClickException("no hubs configured: set [websub] hubs or pass --hub")
+    if base_url is None and not config_mod.sets(config_path, "base_url") and cfg.state.is_file():
+        with Store(cfg.state, read_only=True) as store:  # the topics the output names
+            cfg = _stored_base_url(cfg, store)
     failed = 0
     with websub.make_client(cfg.ping_timeout) as client:
         for hub in cfg.hubs:

@@ -141,3 +141,38 @@ def test_check_reads_the_state_file_without_upgrading_it(site: Path) -> None:
     assert "1 seeds ok, 0 rejected" in check.stdout
     assert state.read_bytes() == before
     assert sorted(p.name for p in site.iterdir()) == ["feeder.sqlite3", "seeds"]
+
+
+def test_ping_announces_the_feeds_at_the_base_url_the_output_was_built_with(
+        site: Path) -> None:
+    """The topics are the feeds' own URLs: the stored base URL, not the default one
+    (http://127.0.0.1:8080/), unless a base URL is given."""
+    from ._servers import serve_in_thread
+
+    forms: list[bytes] = []
+
+    async def hub(scope, receive, send) -> None:  # noqa: ANN001
+        if scope["type"] != "http":
+            return
+        body = b""
+        while (message := await receive())["type"] == "http.request":
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        forms.append(body)
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    built = run_feeder(site, "build", "--base-url", "https://news.example.org/")
+    assert built.returncode == 0, built.stderr
+    with serve_in_thread(hub) as url:
+        forms.clear()
+        stored = run_feeder(site, "ping", "--hub", url)
+        assert stored.returncode == 0, stored.stderr
+        given = run_feeder(site, "ping", "--hub", url, "--base-url", "https://other.example/")
+        assert given.returncode == 0, given.stderr
+    assert stored.stdout.splitlines() == [
+        f"pinged {url} for https://news.example.org/{feed}"
+        for feed in ("atom.xml", "rss.xml", "feed.json")]
+    assert "https%3A%2F%2Fnews.example.org%2Fatom.xml" in forms[0].decode()
+    assert all("other.example/" in line for line in given.stdout.splitlines())
