@@ -374,6 +374,12 @@ class Daemon:
         if self._server_thread is not None:
             self._server_thread.join(timeout=5)
         self.client.close()
+        if identity(self.config.state) is None:  # deleted just before the stop
+            try:
+                self._restore_state()
+            except Exception as exc:  # noqa: BLE001 - the stop goes on; the output remains
+                log.error("state file %s was deleted and cannot be written again: %s",
+                          self.config.state, exc)
         for store in (self.ping_store, self.read_pings, self.read_store, self.store):
             store.close()
         log.info("stopped")
