@@ -218,7 +218,7 @@ def test_kill_9_mid_pass_then_restart_loses_no_ping(
             d.write_seed(f"2025-{i % 12 + 1:02d}-{i % 28 + 1:02d}",
                          f"Article {i:03d}. " + "Body text. " * 40, name=f"a{i:03d}.txt")
         entries = d.out / "entries"
-        d.wait_until(lambda: len(os.listdir(entries)) > 20, timeout=60,
+        d.wait_until(lambda: entries.is_dir() and len(os.listdir(entries)) > 20, timeout=60,
                      what="the pass to write entry pages")
         d.proc.send_signal(signal.SIGKILL)
         d.proc.wait(10)
