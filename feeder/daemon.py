@@ -265,17 +265,23 @@ class Daemon:
     def _look(self) -> None:
         """The output folder's look, and the state file's: one deleted under this daemon
         (which writes on in the file it opened) is written again by the next pass."""
-        self.outputs.look()
         if not self._state_gone and identity(self.config.state) is None:
             self._state_gone = True
             self._request_pass(set(), delay=0)
+        self.outputs.look()
 
     def _restore_state(self) -> None:
         """Write the deleted state file again from the open connections: the lock, the
-        entries, the ids and the pending pings are all back at the path."""
-        with self._health_lock, self.read_pings.held() as reads, \
-                self.ping_store.held() as pings:
-            self.store.restore_file([self.read_store, reads, pings])
+        entries, the ids and the pending pings are all back at the path. A failure (a full
+        disk) is logged, and the next pass tries again; passes go on meanwhile."""
+        try:
+            with self._health_lock, self.read_pings.held() as reads, \
+                    self.ping_store.held() as pings:
+                self.store.restore_file([self.read_store, reads, pings])
+        except Exception as exc:  # noqa: BLE001 - publishing goes on in the deleted file
+            log.error("state file %s was deleted while running and cannot be written again:"
+                      " %s; trying again at the next pass", self.config.state, exc)
+            return
         self._state_identity = identity(self.config.state)
         self._state_gone = False
         log.warning("state file %s was deleted while running: written again from the open"
@@ -375,11 +381,7 @@ class Daemon:
             self._server_thread.join(timeout=5)
         self.client.close()
         if identity(self.config.state) is None:  # deleted just before the stop
-            try:
-                self._restore_state()
-            except Exception as exc:  # noqa: BLE001 - the stop goes on; the output remains
-                log.error("state file %s was deleted and cannot be written again: %s",
-                          self.config.state, exc)
+            self._restore_state()
         for store in (self.ping_store, self.read_pings, self.read_store, self.store):
             store.close()
         log.info("stopped")

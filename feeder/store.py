@@ -32,6 +32,7 @@ from .errors import (
     StoreInUseError,
 )
 from .normalizer import Entry
+from .output import fsync
 
 log = logging.getLogger("feeder")
 
@@ -405,7 +406,7 @@ class Store:
         tmp = path.with_name(path.name + ".restoring")
         tmp.unlink(missing_ok=True)
         self.db.execute("VACUUM INTO ?", (str(tmp),))  # a consistent copy, WAL included
-        _fsync(tmp)
+        fsync(tmp)
         for store in stores:
             store.db.close()
             _FILES.closed(store._file)
@@ -414,7 +415,7 @@ class Store:
         for suffix in ("-wal", "-shm"):  # the deleted file's: SQLite leaves them behind
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         tmp.rename(path)
-        _fsync(path.parent)
+        fsync(path.parent)
         self._lock_fd = _acquire_lock(path)
         for store in stores:
             store.db = store._open(False)
@@ -905,14 +906,6 @@ def _write_refused(path: Path) -> str | None:
     except OSError as exc:
         return exc.strerror or str(exc)
     return None
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _move_aside(path: Path, reason: str) -> None:

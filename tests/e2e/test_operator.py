@@ -30,6 +30,15 @@ def feeder(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
                           stdin=subprocess.DEVNULL, timeout=120, check=False)
 
 
+def started(d: FeederDaemon, entries: int) -> FeederDaemon:
+    """``d`` started, once the seeds written before have all become entries (one that had
+    not settled at the first pass comes in a later one)."""
+    d.start()
+    d.wait_until(lambda: d.health()["last_build"].get("entries") == entries,
+                 what=f"a pass that published {entries} entries")
+    return d
+
+
 def delete_state(state: Path) -> None:
     for suffix in ("", "-wal", "-shm"):
         Path(f"{state}{suffix}").unlink(missing_ok=True)
@@ -46,7 +55,7 @@ def test_a_deleted_state_file_is_written_again_and_still_locks(
     the daemon learns afterwards; no second daemon or build can take the paths meanwhile."""
     d = daemon_factory()
     d.write_seed("2026-01-04", "Before. The first article.", name="before.txt")
-    d.start()
+    started(d, 1)
     delete_state(d.state)
     d.write_seed("2026-01-05", "After the state went. Still served.", name="after.txt")
     d.wait_for_entry("After the state went")
@@ -79,10 +88,30 @@ def test_a_state_file_deleted_just_before_a_stop_is_written_again(
         daemon_factory: Callable[..., FeederDaemon]) -> None:
     d = daemon_factory()
     d.write_seed("2026-01-04", "Before. The first article.", name="before.txt")
-    d.start()
+    started(d, 1)
     delete_state(d.state)
     d.stop()
     assert stored_names(d.state) == {"before.txt"}
+
+
+def test_a_state_file_that_cannot_be_written_again_stops_no_publishing(
+        daemon_factory: Callable[..., FeederDaemon]) -> None:
+    """The restore fails (here a folder sits where its temp file goes): seeds are still
+    published, and the next pass after the obstacle goes restores the file."""
+    d = daemon_factory().start()
+    blocker = Path(f"{d.state}.restoring")
+    blocker.mkdir()
+    delete_state(d.state)
+    d.write_seed("2026-01-05", "Meanwhile. Still served.", name="meanwhile.txt")
+    d.wait_for_entry("Meanwhile")
+    d.wait_for_log("cannot be written again")
+    assert d.get("healthz").status_code == 503
+    blocker.rmdir()
+    d.write_seed("2026-01-06", "Afterwards. Served too.", name="afterwards.txt")
+    d.wait_for_entry("Afterwards")
+    d.wait_until(lambda: d.state.exists() and d.health()["status"] == "ok",
+                 what="the state file written again")
+    assert stored_names(d.state) == {"meanwhile.txt", "afterwards.txt"}
 
 
 def test_feeder_check_beside_a_running_daemon(
@@ -92,7 +121,7 @@ def test_feeder_check_beside_a_running_daemon(
     d = daemon_factory()
     for i in range(12):
         d.write_seed(f"2026-01-{i + 1:02d}", f"Article {i}. Text.", name=f"{i:02d}.txt")
-    d.start()
+    started(d, 12)
     aside = tmp_path / "aside"
     d.seeds.rename(aside)
     d.seeds.mkdir()
@@ -151,7 +180,7 @@ def test_seeds_folder_moved_away_and_back(
     d = daemon_factory()
     for i in range(5):
         d.write_seed(f"2026-01-{i + 1:02d}", f"Article {i}. Text.", name=f"{i:02d}.txt")
-    d.start()
+    started(d, 5)
     before = {p: d.get(p).content for p in ("atom.xml", "feed.json", "entries/00.html")}
     aside = tmp_path / "aside"
     d.seeds.rename(aside)
@@ -245,7 +274,7 @@ def test_a_state_file_set_to_a_newer_schema_is_refused_and_kept(
     next start is refused in one line, and the file keeps its bytes."""
     d = daemon_factory()
     d.write_seed("2026-01-04", "Kept. The first article.", name="kept.txt")
-    d.start()
+    started(d, 1)
     db = sqlite3.connect(d.state)  # as `sqlite3 STATE "PRAGMA user_version = 99"` does
     db.execute("PRAGMA user_version = 99")
     db.close()
@@ -272,7 +301,7 @@ def test_a_state_file_made_read_only_under_a_running_daemon(
     nothing is missing."""
     d = daemon_factory()
     d.write_seed("2026-01-04", "First. The first article.", name="a.txt")
-    d.start()
+    started(d, 1)
     mounted = subprocess.run(["mount", "--bind", "-o", "ro", str(d.state), str(d.state)],
                              capture_output=True, text=True, check=False)
     if mounted.returncode != 0:
@@ -299,7 +328,7 @@ def test_output_and_state_deleted_together(
     d = daemon_factory()
     for i in range(5):
         d.write_seed(f"2026-01-{i + 1:02d}", f"Article {i}. Text.", name=f"{i:02d}.txt")
-    d.start()
+    started(d, 5)
     ids = sorted(e["id"] for e in json.loads(d.get("feed.json").content)["items"])
     files = sorted(str(p.relative_to(d.out)) for p in d.out.rglob("*") if p.is_file())
     shutil.rmtree(d.out)
