@@ -278,12 +278,12 @@ class Daemon:
             with self._health_lock, self.read_pings.held() as reads, \
                     self.ping_store.held() as pings:
                 self.store.restore_file([self.read_store, reads, pings])
+                self._state_identity = identity(self.config.state)
+                self._state_gone = False
         except Exception as exc:  # noqa: BLE001 - publishing goes on in the deleted file
             log.error("state file %s was deleted while running and cannot be written again:"
                       " %s; trying again at the next pass", self.config.state, exc)
             return
-        self._state_identity = identity(self.config.state)
-        self._state_gone = False
         log.warning("state file %s was deleted while running: written again from the open"
                     " database", self.config.state)
 
@@ -313,7 +313,8 @@ class Daemon:
             hubs = self.read_pings.hub_results()
             entries = store.count(utcnow())
             held = store.get_meta("held_deletions", 0)
-        error = self.last_error or self.outputs.problem() or self._state_problem()
+            state = self._state_problem()  # not halfway through _restore_state
+        error = self.last_error or self.outputs.problem() or state
         ok = build.get("ok", True) and error is None
         body = {
             "status": _status(ok, bool(build), held),
@@ -337,7 +338,7 @@ class Daemon:
         now = identity(self.config.state)
         if now == self._state_identity:
             return None
-        if now is None:
+        if now is None or self._state_gone:
             return f"state file {self.config.state} was deleted while running; restoring it"
         return (f"state file {self.config.state} was replaced while running; "
                 "restart feeder")

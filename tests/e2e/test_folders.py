@@ -142,5 +142,6 @@ def test_healthz_tells_when_the_state_file_is_deleted(daemon_factory):
         return response.status_code == 200 and d.state.exists()
 
     d.wait_until(restored, interval=0.005, what="the state file written again")
-    assert all(str(d.state) in error and "deleted" in error for error in errors), errors
+    assert all(str(d.state) in error and "deleted" in error for error in errors), \
+        [e for e in errors if str(d.state) not in e or "deleted" not in e]
     assert d.running
