@@ -114,7 +114,7 @@ def build(config_path: Path | None, seeds: Path | None, out: Path | None, state:
     _setup_logging(verbose)
     cfg = load_config(config_path, seeds=seeds, out=out, state=state, base_url=base_url)
     _prepare_folders(cfg)
-    with Store.open_locked(cfg.state) as store:
+    with Store.open_locked(cfg.state, output=cfg.out) as store:
         if base_url is None and not config_mod.sets(config_path, "base_url"):
             cfg = _stored_base_url(cfg, store)
         _make_folder("output folder", cfg.out)
@@ -150,7 +150,7 @@ def _held_deletions(cfg: config_mod.Config) -> str | None:
 
     if not cfg.state.is_file():
         return None
-    with Store(cfg.state) as store:
+    with Store(cfg.state, read_only=True) as store:  # beside a running daemon, too
         missing, total = missing_entries(store, cfg.seeds), store.total()
     if not mass_deletion(missing, total, cfg.max_delete_fraction):
         return None
@@ -269,6 +269,9 @@ def ping(config_path: Path | None, seeds: Path | None, out: Path | None, state: 
                       hubs=list(hubs) or None)
     if not cfg.hubs:
         raise click.ClickException("no hubs configured: set [websub] hubs or pass --hub")
+    if base_url is None and not config_mod.sets(config_path, "base_url") and cfg.state.is_file():
+        with Store(cfg.state, read_only=True) as store:  # the topics the output names
+            cfg = _stored_base_url(cfg, store)
     failed = 0
     with websub.make_client(cfg.ping_timeout) as client:
         for hub in cfg.hubs:

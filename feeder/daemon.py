@@ -56,6 +56,7 @@ class Daemon:
         self.last_build: dict[str, Any] = {}
         self.last_error: str | None = None
         self._seeds_missing = False
+        self._state_gone = False  # deleted under us: restored before the next pass
         self._warm = False
         self._stopping = False
         self._passing = threading.Lock()  # held by a pass; idle clean-up waits for none
@@ -71,7 +72,7 @@ class Daemon:
         c = self.config
         self._sockets = listen(c.host, c.port)  # first: a port in use stops nothing half-started
         self._prepare_following(c)
-        self.store = Store.open_locked(c.state)
+        self.store = Store.open_locked(c.state, output=c.out)
         self._state_identity = identity(c.state)
         self.ping_store = PingStore(c.state)  # the ping thread's; the builder queues in self.store
         self.read_store = Store(c.state)
@@ -206,7 +207,7 @@ class Daemon:
         self.progress = systemd.Progress(STALL_AFTER + c.debounce + c.settle)
         self._cancel = systemd.BeatingEvent(self.progress.beat)  # every builder's
         self.outputs = Outputs(c.out, self._on_outputs_lost)
-        self._outputs_poller = Poller("feeder-outputs", self.outputs.look)
+        self._outputs_poller = Poller("feeder-outputs", self._look)
         self.notifier = systemd.Notifier(self._alive)
 
     def _start_following(self) -> None:
@@ -227,6 +228,8 @@ class Daemon:
         self.progress.began()
         try:
             with self._passing:
+                if self._state_gone:
+                    self._restore_state()
                 self._rebuild(names)
         finally:
             self.progress.ended()
@@ -261,6 +264,31 @@ class Daemon:
             self._seeds_missing = False
         self._request_pass(None, delay=0)
 
+    def _look(self) -> None:
+        """The output folder's look, and the state file's: one deleted under this daemon
+        (which writes on in the file it opened) is written again by the next pass."""
+        if not self._state_gone and identity(self.config.state) is None:
+            self._state_gone = True
+            self._request_pass(set(), delay=0)
+        self.outputs.look()
+
+    def _restore_state(self) -> None:
+        """Write the deleted state file again from the open connections: the lock, the
+        entries, the ids and the pending pings are all back at the path. A failure (a full
+        disk) is logged, and the next pass tries again; passes go on meanwhile."""
+        try:
+            with self._health_lock, self.read_pings.held() as reads, \
+                    self.ping_store.held() as pings:
+                self.store.restore_file([self.read_store, reads, pings])
+                self._state_identity = identity(self.config.state)
+                self._state_gone = False
+        except Exception as exc:  # noqa: BLE001 - publishing goes on in the deleted file
+            log.error("state file %s was deleted while running and cannot be written again:"
+                      " %s; trying again at the next pass", self.config.state, exc)
+            return
+        log.warning("state file %s was deleted while running: written again from the open"
+                    " database", self.config.state)
+
     def _on_outputs_lost(self) -> None:
         self._request_pass(None, delay=0)
 
@@ -287,7 +315,8 @@ class Daemon:
             hubs = self.read_pings.hub_results()
             entries = store.count(utcnow())
             held = store.get_meta("held_deletions", 0)
-        error = self.last_error or self.outputs.problem() or self._state_problem()
+            state = self._state_problem()  # not halfway through _restore_state
+        error = self.last_error or self.outputs.problem() or state
         ok = build.get("ok", True) and error is None
         body = {
             "status": _status(ok, bool(build), held),
@@ -305,12 +334,15 @@ class Daemon:
     def _state_problem(self) -> str | None:
         """Why the state file at the path is not the one this daemon holds, if it is not.
 
-        The lock and every write go to the file opened at start: deleted or replaced, what
-        this daemon learns is lost at its next start, and another daemon may take the path.
+        The lock and every write go to the file opened at start. A deleted one is written
+        again within a moment (_restore_state); a replaced one is left to the operator.
         """
-        if identity(self.config.state) == self._state_identity:
+        now = identity(self.config.state)
+        if now == self._state_identity:
             return None
-        return (f"state file {self.config.state} was deleted or replaced while running; "
+        if now is None or self._state_gone:
+            return f"state file {self.config.state} was deleted while running; restoring it"
+        return (f"state file {self.config.state} was replaced while running; "
                 "restart feeder")
 
     # lifecycle ----------------------------------------------------------------------------------
@@ -352,6 +384,8 @@ class Daemon:
         if self._server_thread is not None:
             self._server_thread.join(timeout=5)
         self.client.close()
+        if identity(self.config.state) is None:  # deleted just before the stop
+            self._restore_state()
         for store in (self.ping_store, self.read_pings, self.read_store, self.store):
             store.close()
         log.info("stopped")

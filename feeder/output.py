@@ -91,8 +91,9 @@ def _syncfs(folder: Path) -> None:
         os.close(fd)
 
 
-def _fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_CLOEXEC)
+def fsync(path: Path) -> None:
+    """Flush a file, or a folder's entries, to disk."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
     finally:
@@ -167,7 +168,7 @@ class Batch:
                 folders[path.parent] = None
             if self.durable:
                 for path in folders:
-                    _fsync_folder(path)
+                    fsync(path)
         except BaseException as exc:
             self._staged = staged
             self.abort()

@@ -6,13 +6,14 @@ ends the command with one line on stderr naming what is wrong, no traceback, and
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from ._daemon import feeder_env, free_port
+from ._daemon import REPO, feeder_env, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -124,3 +125,55 @@ def test_check_and_build_with_most_seeds_gone(site: Path) -> None:
     assert confirmed.returncode == 0, confirmed.stderr
     assert "0 entries, 12 removed" in confirmed.stdout, confirmed.stdout
     assert run_feeder(site, "check").returncode == 0
+
+
+def test_check_reads_the_state_file_without_upgrading_it(site: Path) -> None:
+    """`feeder check` only reads the state file (a daemon may hold it): an older schema is
+    reported, and the file keeps its bytes."""
+    state = site / "feeder.sqlite3"
+    db = sqlite3.connect(state)
+    db.executescript((REPO / "tests" / "data" / "state" / "v1-first.sql").read_text())
+    db.close()
+    before = state.read_bytes()
+    check = run_feeder(site, "check")
+    assert_one_error_line(check, "state file feeder.sqlite3", "schema version 1 is older",
+                          "upgrades it")
+    assert "1 seeds ok, 0 rejected" in check.stdout
+    assert state.read_bytes() == before
+    assert sorted(p.name for p in site.iterdir()) == ["feeder.sqlite3", "seeds"]
+
+
+def test_ping_announces_the_feeds_at_the_base_url_the_output_was_built_with(
+        site: Path) -> None:
+    """The topics are the feeds' own URLs: the stored base URL, not the default one
+    (http://127.0.0.1:8080/), unless a base URL is given."""
+    from ._servers import serve_in_thread
+
+    forms: list[bytes] = []
+
+    async def hub(scope, receive, send) -> None:  # noqa: ANN001
+        if scope["type"] != "http":
+            return
+        body = b""
+        while (message := await receive())["type"] == "http.request":
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        forms.append(body)
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    built = run_feeder(site, "build", "--base-url", "https://news.example.org/")
+    assert built.returncode == 0, built.stderr
+    with serve_in_thread(hub) as url:
+        forms.clear()
+        stored = run_feeder(site, "ping", "--hub", url)
+        assert stored.returncode == 0, stored.stderr
+        given = run_feeder(site, "ping", "--hub", url, "--base-url", "https://other.example/")
+        assert given.returncode == 0, given.stderr
+    feeds = ("atom.xml", "rss.xml", "feed.json")
+    assert stored.stdout.splitlines() == [
+        f"pinged {url} for https://news.example.org/{folder}{feed}"
+        for folder in ("", "lang/en/") for feed in feeds]
+    assert "https%3A%2F%2Fnews.example.org%2Fatom.xml" in forms[0].decode()
+    assert all("other.example/" in line for line in given.stdout.splitlines())
