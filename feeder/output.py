@@ -177,11 +177,13 @@ class Batch:
     each: syncfs also flushes other processes' writes), renames them into place in order,
     then fsyncs each folder it renamed into once. Leaving the ``with`` block commits, or on
     an error removes the temp files. ``hashes`` maps each path passed to ``write`` (changed
-    or not) to the sha256 of its bytes.
+    or not) to the sha256 of its bytes. ``syncfs=False`` flushes with an fdatasync per file
+    (a few at once) whatever their number, so the batch never waits on other processes'
+    writes.
     """
 
-    def __init__(self, *, durable: bool = True) -> None:
-        self.durable = durable
+    def __init__(self, *, durable: bool = True, syncfs: bool = True) -> None:
+        self.durable, self.syncfs = durable, syncfs
         self.hashes: dict[Path, str] = {}
         self._staged: list[tuple[str, Path]] = []
 
@@ -227,7 +229,7 @@ class Batch:
         path = None
         try:
             if self.durable:
-                self._flush(staged)
+                self._flush(staged, self.syncfs)
             folders = {}
             for i, (tmp, path) in enumerate(staged):
                 before_rename(path)
@@ -245,8 +247,8 @@ class Batch:
             raise
 
     @staticmethod
-    def _flush(staged: list[tuple[str, Path]]) -> None:
-        if len(staged) >= SYNCFS_FROM:
+    def _flush(staged: list[tuple[str, Path]], syncfs: bool = True) -> None:
+        if syncfs and len(staged) >= SYNCFS_FROM:
             _syncfs(staged[0][1].parent)
             return
         _flush_all([tmp for tmp, _path in staged])

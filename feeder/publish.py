@@ -14,7 +14,6 @@ no entry owns. Each feed and archive document is kept under ``max_feed_bytes``
 
 from __future__ import annotations
 
-import concurrent.futures
 import datetime as dt
 import hashlib
 import logging
@@ -263,43 +262,48 @@ class Publisher:
         )
         versions = {path: self.store.output_hashes(path).get(path)
                     for path, _kind, _links in renders}
-        # zlib lets go of the GIL: each changed feed's .gz sibling is compressed in a thread
-        # while the next feed renders (a third of a one-seed rebuild, done on the other core)
-        with concurrent.futures.ThreadPoolExecutor(len(renders)) as compressor:
-            todo, fits = [], {}
-            for path, kind, links in renders:
-                fitted = render.fit(kind, info, newest, **links)
-                data = fitted.data
-                digest, known = output.digest(data), versions[path]
-                in_place = output.unchanged(out / path, data)
-                if in_place and known == digest:
-                    continue
-                # a version recorded already was announced already, whatever became of the
-                # file; one found in place with none recorded (a file from before the
-                # outbox) was too
-                new = known != digest and not (known is None and in_place)
-                gz = None if in_place else compressor.submit(output.gzip_bytes, data)
-                todo.append((path, data, digest, new, gz))
-                fits[path] = fitted
-            if todo:  # the outbox: recorded before any rename, so a crash loses no ping
-                with self.store.transaction():
-                    self.store.record_outputs([(t[0], t[2]) for t in todo], self.clock())
-                    self.store.queue_pings(c.hubs, [c.base_url + t[0] for t in todo if t[3]],
-                                           time.time())
+        # zlib lets go of the GIL: each changed feed's .gz sibling is compressed on a helper
+        # thread while the next feed renders (a third of a one-seed rebuild, done on the
+        # other core)
+        todo, fits = [], {}
+        for path, kind, links in renders:
+            fitted = render.fit(kind, info, newest, **links)
+            data = fitted.data
+            digest, known = output.digest(data), versions[path]
+            in_place = output.unchanged(out / path, data)
+            if in_place and known == digest:
+                continue
+            # a version recorded already was announced already, whatever became of the
+            # file; one found in place with none recorded (a file from before the
+            # outbox) was too
+            new = known != digest and not (known is None and in_place)
+            gz = None if in_place else output.HELPERS.submit(output.gzip_bytes, data)
+            todo.append((path, data, digest, new, gz))
+            fits[path] = fitted
+        older = render.archive_page_path(pages) if pages else None
+        index = render.render_index(info, newest, next_page=older)
+        if todo:  # the outbox: recorded before any rename, so a crash loses no ping
+            with self.store.transaction():
+                self.store.record_outputs([(t[0], t[2]) for t in todo], self.clock())
+                self.store.queue_pings(c.hubs, [c.base_url + t[0] for t in todo if t[3]],
+                                       time.time())
+        # One batch: the feeds and the index are flushed together, then renamed in order,
+        # and their folder synced once. Not by syncfs, which would also wait for whatever
+        # other processes have written.
+        with output.Batch(syncfs=False) as batch:
             for path, data, _digest, new, gz in todo:
                 if gz is not None:
-                    output.write(out / path, data, check=False, gz=gz.result())
+                    batch.write(out / path, data, check=False, gz=gz.result())
                     report.written.append(path)
                 if new:
                     report.changed_feeds.append(path)
+            if batch.write(out / "index.html", index):
+                report.written.append("index.html")
         for level, message in fit_notes(fits, info.max_bytes):  # only when written: no repeats
             log.log(level, message)
         # Every feed holds its recorded version now: its pings may go (also those held by
         # a pass that stopped between recording and renaming).
         report.pings_released = self.store.release_pings()
-        older = render.archive_page_path(pages) if pages else None
-        if output.write(out / "index.html", render.render_index(info, newest, next_page=older)):
-            report.written.append("index.html")
 
     def _remove(self, report: BuildReport, path: str) -> None:
         self.removed.append(path)
