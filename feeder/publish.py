@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from . import __version__, output, render, site
 from .config import Config
@@ -164,6 +165,27 @@ def _render_job(job: tuple) -> tuple[int, list[str], Hashes, list[tuple[int, str
 
 # -- publishing ----------------------------------------------------------------------------
 
+_last_render: dict[str, tuple[tuple, object]] = {}  # path -> (inputs, rendered)
+
+
+def _keys(entries: list[Entry]) -> Iterator[tuple]:
+    """What a render depends on of each entry: equal datetimes may be written with other
+    offsets."""
+    return ((e, e.published.isoformat(), e.updated.isoformat()) for e in entries)
+
+
+def _rendered(path: str, inputs: tuple, make: Callable[[], object]) -> Any:
+    """``make()``, or what it returned last time for ``path`` if ``inputs`` are equal (the
+    renderers are pure): a pass that leaves the newest entries alone, such as an edit of an
+    old seed, renders no feed. Only the latest render of each path is kept (~1 MB)."""
+    last = _last_render.get(path)
+    if last is not None and last[0] == inputs:
+        return last[1]
+    made = make()
+    _last_render[path] = (inputs, made)
+    return made
+
+
 class Publisher:
     """Writes what the store says changed, one ``run`` per pass, and keeps each output's
     content hash in the store. With hubs configured, each new version of a feed gets its
@@ -267,7 +289,8 @@ class Publisher:
         # other core)
         todo, fits = [], {}
         for path, kind, links in renders:
-            fitted = render.fit(kind, info, newest, **links)
+            fitted = _rendered(path, (kind, info, *_keys(newest), *links.values()),
+                               lambda k=kind, l=links: render.fit(k, info, newest, **l))
             data = fitted.data
             digest, known = output.digest(data), versions[path]
             in_place = output.unchanged(out / path, data)
@@ -281,7 +304,8 @@ class Publisher:
             todo.append((path, data, digest, new, gz))
             fits[path] = fitted
         older = render.archive_page_path(pages) if pages else None
-        index = render.render_index(info, newest, next_page=older)
+        index = _rendered("index.html", (info, *_keys(newest), older),
+                          lambda: render.render_index(info, newest, next_page=older))
         if todo:  # the outbox: recorded before any rename, so a crash loses no ping
             with self.store.transaction():
                 self.store.record_outputs([(t[0], t[2]) for t in todo], self.clock())
