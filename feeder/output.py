@@ -236,9 +236,8 @@ class Batch:
                 os.replace(tmp, path)
                 staged[i] = ("", path)
                 folders[path.parent] = None
-            if self.durable:
-                for path in folders:
-                    _fsync_folder(path)
+            if self.durable:  # at once, like the files
+                HELPERS.map(_fsync_folder, list(folders))
         except BaseException as exc:
             self._staged = staged
             self.abort()

@@ -139,9 +139,13 @@ def render_index(base_url: str, chunks: list[tuple[int, str | None]]) -> bytes:
 
 
 def write(config: Config, store: Store, newest: list[Entry], pages: int,
-          dirty: Iterable[int], *, force: bool) -> list[str]:
+          dirty: Iterable[int], *, force: bool, batch: output.Batch | None = None) -> list[str]:
     """Write the chunks that changed (all when ``force``; any that are missing), then
-    sitemap.xml and robots.txt if their bytes change; return the paths written."""
+    sitemap.xml and robots.txt if their bytes change, in one batch (or staged in ``batch``,
+    which its owner commits); return the paths written."""
+    if batch is None:
+        with output.Batch() as own:
+            return write(config, store, newest, pages, dirty, force=force, batch=own)
     out, base = config.out, config.base_url
     per = pages_per_chunk(config.archive_size)
     last = max(1, -(-pages // per))
@@ -150,16 +154,17 @@ def write(config: Config, store: Store, newest: list[Entry], pages: int,
     todo = {last} | {(n - 1) // per + 1 for n in dirty if 1 <= n <= pages}
     todo |= {k for k in range(1, last + 1)
              if force or k > len(known) or not (out / chunk_path(k)).is_file()}
-    written = []
+    written, made = [], {}
     chunks = (known + [[0, None]] * last)[:last]
     for k in sorted(todo):
         first, final = (k - 1) * per + 1, min(k * per, pages)
         current = newest if k == last else None
-        made = None if force or k > len(known) else _spliced(
+        spliced = None if force or k > len(known) else _spliced(
             store, out / chunk_path(k), base, range(first, final + 1), dirty, current)
-        data, count, mod = made or render_chunk(base, store.sitemap_rows(first, final), current)
+        data, count, mod = spliced or render_chunk(base, store.sitemap_rows(first, final), current)
         chunks[k - 1] = [count, mod]
-        if output.write(out / chunk_path(k), data, compress=False):
+        made[k] = data
+        if batch.write(out / chunk_path(k), data, compress=False):
             written.append(chunk_path(k))
     for k in range(last + 1, len(known) + 1):  # chunks left empty at the end
         output.remove(out / chunk_path(k))
@@ -167,12 +172,12 @@ def write(config: Config, store: Store, newest: list[Entry], pages: int,
         if sum(c for c, _m in chunks) > MAX_URLS:
             data = render_index(base, [(c, m) for c, m in chunks])
         else:
-            body = b"".join(_body((out / chunk_path(k)).read_bytes())
+            body = b"".join(_body(made.get(k) or (out / chunk_path(k)).read_bytes())
                             for k in range(1, last + 1))
             data = _HEAD.encode() + body + _TAIL.encode()
-        if output.write(out / "sitemap.xml", data, compress=False):
+        if batch.write(out / "sitemap.xml", data, compress=False):
             written.append("sitemap.xml")
-    if output.write(out / "robots.txt", robots_txt(base), compress=False):
+    if batch.write(out / "robots.txt", robots_txt(base), compress=False):
         written.append("robots.txt")
     with store.transaction():
         store.set_meta("sitemap_chunks", chunks)
