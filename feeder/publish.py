@@ -196,9 +196,11 @@ class Publisher:
     WebSub pings queued in the store (the outbox), sent by ``websub.Pinger``."""
 
     def __init__(self, config: Config, store: Store, *, clock: Callable[[], dt.datetime],
-                 pool: Pool, cancel: threading.Event) -> None:
+                 pool: Pool, cancel: threading.Event,
+                 on_feeds: Callable[[], None] | None = None) -> None:
         self.config, self.store, self.clock = config, store, clock
         self.pool, self.cancel = pool, cancel
+        self.on_feeds = on_feeds  # called once the feeds are in place, before the archives
         self.hashes: Hashes = []  # of the pages written or checked this pass
         self.removed: list[str] = []
         self._head: output.Batch | None = None  # the entry pages', staged for the feeds'
@@ -348,6 +350,8 @@ class Publisher:
                     report.changed_feeds.append(path)
             if batch.write(out / "index.html", index):
                 report.written.append("index.html")
+        if self.on_feeds is not None and (todo or report.written):
+            self.on_feeds()
         for level, message in fit_notes(fits, info.max_bytes):  # only when written: no repeats
             log.log(level, message)
         # Every feed holds its recorded version now: its pings may go (also those held by
