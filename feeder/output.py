@@ -142,11 +142,7 @@ HELPERS = Helpers(4)
 
 
 def _fdatasync(path: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.fdatasync(fd)
-    finally:
-        os.close(fd)
+    _sync(path, os.O_WRONLY, os.fdatasync)
 
 
 def _flush_all(paths: list[str]) -> None:
@@ -161,9 +157,13 @@ def _flush_all(paths: list[str]) -> None:
 
 
 def _fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_CLOEXEC)
+    _sync(folder, os.O_RDONLY, os.fsync)
+
+
+def _sync(path: str | Path, mode: int, sync: Callable[[int], None]) -> None:
+    fd = os.open(path, mode | os.O_CLOEXEC)
     try:
-        os.fsync(fd)
+        sync(fd)
     finally:
         os.close(fd)
 
