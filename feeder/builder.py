@@ -55,6 +55,7 @@ class Builder:
         self.folder = Folder(config.seeds, config.extensions, settle=settle, busy=busy)
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.pinned: Config | None = None  # config with the pinned tag authority and date
+        self.on_feeds: Callable[[], None] | None = None  # each pass's new feeds are in place
 
     def build(self, names: Iterable[str] | None = None, force: bool = False) -> BuildReport:
         """Sync ``names`` (or the whole folder) into the store, then publish what changed;
@@ -112,4 +113,4 @@ class Builder:
 
     def _publisher(self, pool: Pool) -> Publisher:
         return Publisher(self.pinned or self.config, self.store, clock=self.clock, pool=pool,
-                         cancel=self.cancel)
+                         cancel=self.cancel, on_feeds=self.on_feeds)

@@ -113,7 +113,13 @@ class Daemon:
         builder = Builder(c, self.store, busy=self.watcher.busy, settle=c.settle,
                           progress=False)
         builder.cancel = self._cancel  # its checks between batches are the watchdog's beat
+        builder.on_feeds = self._feeds_out
         return builder
+
+    def _feeds_out(self) -> None:
+        """A pass has put its feeds in place: serve them now, not once its archive pages
+        and sitemap are written too."""
+        self.app.refresh()
 
     def _make_app(self, c: Config):  # noqa: ANN202
         from .server import create_app

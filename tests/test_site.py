@@ -234,3 +234,50 @@ def test_the_server_serves_the_site_files_with_their_types(site: Site) -> None:
         for path in ("sitemap-0.xml", "sitemap-x.xml", "archive/page-0.html",
                      "archive/page-1.htm"):
             assert client.get(url + path).status_code == 404
+
+
+def test_a_named_pass_splices_its_sitemap_chunks_as_a_full_render_would_write_them(
+        make_site, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """Adds, edits and deletions (old and newest, across chunk boundaries): after each
+    one-seed pass every chunk holds the bytes rendered from all its rows, though the pass
+    read from the store only the rows of the archive pages it changed."""
+    monkeypatch.setattr(site_mod, "CHUNK_URLS", 9)  # 3 archive pages of 2 (+1) a chunk
+    s = make_site(max_entries=2, archive_size=2)
+    fill(s, 30)
+    s.build()
+    asked: list[tuple[int, int]] = []
+    rows = s.store.sitemap_rows
+
+    def spy(first: int, last: int) -> list:
+        asked.append((first, last))
+        return rows(first, last)
+
+    monkeypatch.setattr(s.store, "sitemap_rows", spy)
+    steps = [("add", 30), ("add", 31), ("edit", 4), ("edit", 17), ("delete", 9),
+             ("delete", 31), ("delete", 30), ("delete", 29), ("delete", 28), ("delete", 27),
+             ("add", 40), ("add", 41), ("add", 42), ("add", 43), ("edit", 0), ("delete", 0)]
+    for what, n in steps:
+        name = f"{n:05d}.txt"
+        if what == "delete":
+            (s.seeds / name).unlink()
+        elif what == "edit":
+            s.write(name, (FIRST + dt.timedelta(days=n)).isoformat(), f"Edited {n}. Text.")
+        else:
+            fill(s, 1, start=n)
+        asked.clear()
+        s.build({name})
+        assert all(first == last for first, last in asked), (what, n, asked)
+        c = s.config
+        per = site_mod.pages_per_chunk(c.archive_size)
+        pages = int(s.store.get_meta("archive_pages"))
+        last = max(1, -(-pages // per))
+        newest = s.store.newest(c.max_entries, s.now)
+        chunks = []
+        for k in range(1, last + 1):
+            data, count, mod = site_mod.render_chunk(
+                c.base_url, rows((k - 1) * per + 1, min(k * per, pages)),
+                newest if k == last else None)
+            assert s.read(site_mod.chunk_path(k)) == data, (what, n, k)
+            chunks.append([count, mod])
+        assert s.store.get_meta("sitemap_chunks") == chunks
+        assert not (s.out / site_mod.chunk_path(last + 1)).exists()
