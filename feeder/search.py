@@ -160,7 +160,7 @@ def _swap(out: Path, folder: Path) -> None:
     # Pagefind does not flush its files: they go to disk before the link names them
     output._syncfs(out)
     os.replace(staged, link)
-    output._fsync_folder(out)
+    output.fsync(out)
     keep = {folder.name, before}
     for old in out.glob(f"{_GENERATION}*"):
         if old.name not in keep:
