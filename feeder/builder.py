@@ -70,8 +70,12 @@ class Builder:
                 self.store.set_meta("render_key", render_key(pinned))
         self._note_base_url()
         with Pool(progress=self.progress) as pool:
+            t1 = time.perf_counter()
             self._sync(pool).run(report, names)
+            t2 = time.perf_counter()
             self._publisher(pool).run(report, full=names is None, force=force)
+            log.debug("pass: %.3f s to start, %.3f s reading seeds into the store, %.3f s "
+                      "publishing", t1 - t0, t2 - t1, time.perf_counter() - t2)
         if self.store.get_meta("base_url") != self.config.base_url:
             with self.store.transaction():
                 self.store.set_meta("base_url", self.config.base_url)
