@@ -10,11 +10,11 @@ minted), unless so many are gone at once that it looks like a mistake (an unmoun
 emptied folder): then the removals are held until the operator confirms (``mass_deletion``).
 
 Results are recorded in explicit transactions of up to ``BATCH`` seeds (``BULK_BATCH`` in a
-big pass), so a pass that stops keeps what it committed. Each change to an entry marks, in the store itself (by triggers, in
-the same transaction), the pages that publishing must write or remove: publishing writes
-every entry page, since a page links its neighbours. After a lost state, an entry
-recovered from the output (``recover.py``) gets back its ``updated`` time and archive page
-as its seed is recorded.
+big pass), so a pass that stops keeps what it committed. Each change to an entry marks, in
+the store itself (by triggers, in the same transaction), the pages that publishing must
+write or remove: publishing writes every entry page, since a page links its neighbours.
+After a lost state, an entry recovered from the output (``recover.py``) gets back its
+``updated`` time and archive page as its seed is recorded.
 """
 
 from __future__ import annotations

@@ -145,7 +145,8 @@ def test_an_edit_that_keeps_size_and_mtime_is_found_by_a_named_pass(site):
     assert again.changed == [] and again.unchanged == 1 and again.written == []
 
 
-def test_a_big_pass_records_in_bulk_as_a_small_one_would(make_site, monkeypatch) -> None:  # noqa: ANN001
+def test_a_big_pass_records_in_bulk_as_a_small_one_would(make_site,  # noqa: ANN001
+                                                          monkeypatch) -> None:  # noqa: ANN001
     """A pass of at least 2 * BULK_BATCH seeds is recorded in transactions of BULK_BATCH,
     with a bigger SQLite cache: the store and the outputs are those of small batches, and
     the cache is back to its size after."""
