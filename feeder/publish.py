@@ -35,7 +35,7 @@ from .store import Store
 log = logging.getLogger("feeder")
 
 PAGE_CHUNK = 200  # entry pages sent to a worker at a time
-ARCHIVE_CHUNK = 8  # archive pages (3 files each) sent to a worker at a time
+ARCHIVE_CHUNK = 4  # archive pages (3 files each, one flush) sent to a worker at a time
 STREAM_FROM = 400  # pages to write from which all entries are streamed, not looked up each
 
 

@@ -47,9 +47,10 @@ MIN_YEAR = 1900
 BATCH = 500  # seeds recorded per transaction
 # A big pass (a first build) records in bigger transactions, with a bigger SQLite cache: each
 # commit writes every index page it touched, and at 100,000 seeds 500 random inserts touch
-# ~500 leaves of each index, so commits of 500 cost 3x their inserts' own time.
-BULK_BATCH = 5000
-BULK_CACHE_MB = 12  # at 100,000 seeds: 2 MB 21 s of CPU, 12 MB 18 s, 64 MB 16 s (+55 MB)
+# ~500 leaves of each index. Recording 100,000 seeds (bench, CPU): batches of 500 and a 2 MB
+# cache 27 s; 2,000 and 12 MB 19 s; 5,000 and 64 MB 16 s, but +55 MB for the batch and cache.
+BULK_BATCH = 2000  # results held in memory at once: ~8 KB each
+BULK_CACHE_MB = 12
 READ_CHUNK = 32  # seeds sent to a worker at a time
 QUIET_ABOVE = 1000  # seeds read in one pass beyond which "added" lines go to debug
 MASS_DELETION = 10  # entries removed in one go below which the mass-deletion guard keeps out
