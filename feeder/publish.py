@@ -132,7 +132,8 @@ def write_archive_pages(info: render.FeedInfo, out: Path,
                         items: list[tuple[int, int, list[Entry]]],
                         ) -> tuple[list[str], Hashes, list[tuple[int, str]]]:
     """Archive pages (page number, page count, entries oldest first), written as one batch
-    (one flush to disk for all, not one per file) -> as ``write_archive_page``."""
+    (one flush to disk for all, not one per file); return the paths written, the hashes of
+    all documents and the log lines of ``fit_notes`` (for the parent process to log)."""
     written, fits = [], {}
     with output.Batch() as batch:
         for n, pages, entries in items:
