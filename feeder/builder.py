@@ -12,7 +12,9 @@ authority and date, recovering a lost state from the output first (``recover.py`
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
+import os
 import sys
 import threading
 import time
@@ -22,7 +24,7 @@ from . import recover
 from .config import Config
 from .folder import Folder
 from .normalizer import Rules
-from .pool import Pool
+from .pool import POOL_THRESHOLD, Pool
 from .publish import Publisher, render_key
 from .report import BuildCancelled, BuildReport, utcnow
 from .store import Store
@@ -63,16 +65,22 @@ class Builder:
         t0 = time.perf_counter()
         report = BuildReport(started=self.clock())
         self.config.out.mkdir(parents=True, exist_ok=True)
-        pinned = self._pin()
-        if self.store.get_meta("render_key") is None and self.store.total() == 0:
-            # A first build: pages written from now on follow the current settings, so
-            # publishing need not render all of them again.
-            with self.store.transaction():
-                self.store.set_meta("render_key", render_key(pinned))
-        self._note_base_url()
         with Pool(progress=self.progress) as pool:
+            if names is None and self._first_big_pass():
+                pool.warm()  # every seed will be read in the workers
+            pinned = self._pin()
+            if self.store.get_meta("render_key") is None and self.store.total() == 0:
+                # A first build: pages written from now on follow the current settings, so
+                # publishing need not render all of them again.
+                with self.store.transaction():
+                    self.store.set_meta("render_key", render_key(pinned))
+            self._note_base_url()
+            t1 = time.perf_counter()
             self._sync(pool).run(report, names)
+            t2 = time.perf_counter()
             self._publisher(pool).run(report, full=names is None, force=force)
+            log.debug("pass: %.3f s to start, %.3f s reading seeds into the store, %.3f s "
+                      "publishing", t1 - t0, t2 - t1, time.perf_counter() - t2)
         if self.store.get_meta("base_url") != self.config.base_url:
             with self.store.transaction():
                 self.store.set_meta("base_url", self.config.base_url)
@@ -95,6 +103,16 @@ class Builder:
             self.pinned = recover.pin(self.config, self.store)
             recover.warn_loopback(self.pinned)
         return self.pinned
+
+    def _first_big_pass(self) -> bool:
+        """An empty store and a seeds folder of at least ``POOL_THRESHOLD`` files?"""
+        if self.store.total():
+            return False
+        try:
+            with os.scandir(self.config.seeds) as it:
+                return sum(1 for _ in itertools.islice(it, POOL_THRESHOLD)) >= POOL_THRESHOLD
+        except OSError:
+            return False
 
     def _note_base_url(self) -> None:
         """Say so, in one line, when the output was built with another base URL: every

@@ -134,7 +134,9 @@ def _mapped(folder: Path) -> Any:  # noqa: ANN401
         return np.load(folder / name, mmap_mode="r", allow_pickle=False)
 
     classes = json.loads((folder / "classes.json").read_text())
-    ident = LanguageIdentifier(load("ptc.npy"), np.array(load("pc.npy")), classes,
+    # ptc as a plain ndarray over the same mapping: np.memmap wraps each row lookup's result
+    # in a new memmap (~10 % of a classification under cProfile)
+    ident = LanguageIdentifier(np.asarray(load("ptc.npy")), np.array(load("pc.npy")), classes,
                                memoryview(load("nextmove.npy")),
                                memoryview(load("output.npy")), tk_row=[])
     ident._rowbase = memoryview(load("rowbase.npy"))  # what tk_row is for

@@ -1,6 +1,7 @@
 """The worker processes that read seeds and write pages when a pass has many of them.
 
-A pool is started on first need (``POOL_THRESHOLD`` seeds or pages) and stopped with the pass:
+A pool is started on first need (``POOL_THRESHOLD`` seeds or pages), or its fork server ahead
+of a first build (``warm``), and stopped with the pass:
 its fork server holds the preloaded libraries and language model (``feeder.preload``), which
 a long-running daemon should not keep between big passes. Jobs are handed out lazily, a few
 per worker at a time, so results stream back in order and are never all held.
@@ -41,6 +42,7 @@ class Pool:
         self.show_progress = progress
         self.workers = min(os.cpu_count() or 1, 8)
         self._executor: concurrent.futures.ProcessPoolExecutor | None = None
+        self._warmed = False  # the fork server started ahead of the first job
 
     def __enter__(self) -> Pool:
         return self
@@ -71,20 +73,37 @@ class Pool:
             self._executor.shutdown(cancel_futures=True)
             self._executor = None
             _stop_fork_server()
+        elif self._warmed:
+            _stop_fork_server()
+        self._warmed = False
+
+    def warm(self) -> None:
+        """Start the fork server now, for a pass that will surely need the workers (a first
+        build): it loads the libraries and the language model (~1 s) while this process
+        looks at the folder, instead of after."""
+        if self.workers >= 2 and self._executor is None and not self._warmed:
+            from multiprocessing import forkserver
+
+            self._context()
+            forkserver.ensure_running()
+            self._warmed = True
+
+    def _context(self):  # noqa: ANN202 - a multiprocessing context
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["feeder.preload"])  # before the fork server starts
+        if os.environ.get(_PARENT_ENV) != str(os.getpid()):
+            os.environ[_PARENT_ENV] = str(os.getpid())  # inherited by the fork server
+        return ctx
 
     def _start(self) -> concurrent.futures.ProcessPoolExecutor | None:
         """The process pool, started on first need; None on a single core."""
         if self._executor is None:
             if self.workers < 2:
                 return None
-            import multiprocessing
-
-            ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["feeder.preload"])  # before the fork server starts
-            if os.environ.get(_PARENT_ENV) != str(os.getpid()):
-                os.environ[_PARENT_ENV] = str(os.getpid())  # inherited by the fork server
             self._executor = concurrent.futures.ProcessPoolExecutor(
-                self.workers, mp_context=ctx, initializer=_start_worker)
+                self.workers, mp_context=self._context(), initializer=_start_worker)
         return self._executor
 
 

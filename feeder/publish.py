@@ -36,6 +36,7 @@ from .store import Store
 log = logging.getLogger("feeder")
 
 PAGE_CHUNK = 200  # entry pages sent to a worker at a time
+ARCHIVE_CHUNK = 4  # archive pages (3 files each, one flush) sent to a worker at a time
 STREAM_FROM = 400  # pages to write from which all entries are streamed, not looked up each
 
 
@@ -70,6 +71,14 @@ def write_entry_page(info: render.FeedInfo, out: Path, entry: Entry,
 def _batch(batch: output.Batch | None) -> contextlib.AbstractContextManager[output.Batch]:
     """``batch`` to stage in (its owner commits it), or a batch of one's own."""
     return output.Batch() if batch is None else contextlib.nullcontext(batch)
+
+
+def hashes_of(out: Path, batch: output.Batch, only: set[Path] | None = None) -> Hashes:
+    """``batch``'s hashes (of the paths in ``only``, when given), by path relative to
+    ``out``."""
+    cut = len(str(out)) + 1
+    return [(str(path)[cut:], digest) for path, digest in batch.hashes.items()
+            if only is None or path in only]
 
 
 def write_entry_pages(info: render.FeedInfo, out: Path, items: list[Paged],
@@ -128,35 +137,45 @@ def with_neighbours(rows: Iterable[tuple[str, Entry]], now: dt.datetime,
     yield from paged(None)
 
 
-def write_archive_page(info: render.FeedInfo, out: Path, n: int, pages: int,
-                       entries: list[Entry], batch: output.Batch | None = None,
-                       ) -> tuple[list[str], Hashes, list[tuple[int, str]]]:
-    """Render archive page ``n`` of ``pages`` (entries oldest first) as Atom and RSS, and
-    write them as one batch (or stage them in ``batch``); return the paths written, the
-    hashes of the documents and the log lines of ``fit_notes`` (for the parent process to
-    log: this may run in a worker)."""
-    entries = entries[::-1]  # newest first within the page, like the current feed
+def write_archive_pages(info: render.FeedInfo, out: Path,
+                        items: list[tuple[int, int, list[Entry]]],
+                        ) -> tuple[list[str], Hashes, list[tuple[int, str]]]:
+    """Archive pages (page number, page count, entries oldest first), written as one batch
+    (one flush to disk for all, not one per file); return the paths written, the hashes of
+    all documents and the log lines of ``fit_notes`` (for the parent process to log)."""
     written, fits = [], {}
-    with _batch(batch) as batch:
-        page = render.archive_page_path(n)
-        if batch.write(out / page, render.render_archive_page(info, n, pages, entries),
-                       compress=False):
-            written.append(page)
-        for kind in ("atom", "rss"):
-            current = "atom.xml" if kind == "atom" else "rss.xml"
-            links = render.Archive(
-                prev=render.archive_path(kind, n - 1) if n > 1 else None,
-                next=render.archive_path(kind, n + 1) if n < pages else None,
-                current=current, is_archive=True,
-            )
-            path = render.archive_path(kind, n)
-            fitted = render.fit(kind, info, entries, self_path=path, archive=links)
-            # No .gz sibling: archive pages change rarely and are fetched rarely.
-            if batch.write(out / path, fitted.data, compress=False):
-                written.append(path)
-                fits[path] = fitted
-    paths = (page, render.archive_path("atom", n), render.archive_path("rss", n))
-    return written, [(p, batch.hashes[out / p]) for p in paths], fit_notes(fits, info.max_bytes)
+    with output.Batch() as batch:
+        for n, pages, entries in items:
+            written += write_archive_page(info, out, n, pages, entries, batch, fits)
+    return written, hashes_of(out, batch), fit_notes(fits, info.max_bytes)
+
+
+def write_archive_page(info: render.FeedInfo, out: Path, n: int, pages: int,
+                       entries: list[Entry], batch: output.Batch,
+                       fits: dict[str, render.Fitted]) -> list[str]:
+    """Render archive page ``n`` of ``pages`` (entries oldest first) as HTML, Atom and RSS
+    into ``batch``; return the paths whose bytes changed, and add the written feeds'
+    ``render.fit`` results to ``fits`` (for ``fit_notes``: this may run in a worker)."""
+    entries = entries[::-1]  # newest first within the page, like the current feed
+    written = []
+    page = render.archive_page_path(n)
+    if batch.write(out / page, render.render_archive_page(info, n, pages, entries),
+                   compress=False):
+        written.append(page)
+    for kind in ("atom", "rss"):
+        current = "atom.xml" if kind == "atom" else "rss.xml"
+        links = render.Archive(
+            prev=render.archive_path(kind, n - 1) if n > 1 else None,
+            next=render.archive_path(kind, n + 1) if n < pages else None,
+            current=current, is_archive=True,
+        )
+        path = render.archive_path(kind, n)
+        fitted = render.fit(kind, info, entries, self_path=path, archive=links)
+        # No .gz sibling: archive pages change rarely and are fetched rarely.
+        if batch.write(out / path, fitted.data, compress=False):
+            written.append(path)
+            fits[path] = fitted
+    return written
 
 
 def _render_job(job: tuple) -> tuple[int, list[str], Hashes, list[tuple[int, str]]]:
@@ -164,7 +183,7 @@ def _render_job(job: tuple) -> tuple[int, list[str], Hashes, list[tuple[int, str
     kind, info, out, payload = job
     if kind == "pages":
         return len(payload), *write_entry_pages(info, out, payload), []
-    return 1, *write_archive_page(info, out, *payload)
+    return len(payload), *write_archive_pages(info, out, payload)
 
 
 # -- publishing ----------------------------------------------------------------------------
@@ -230,17 +249,25 @@ class Publisher:
         # archive pages (RFC 5005) whose entries or links changed
         dirty = self.store.dirty_pages()
         todo = [n for n in dirty if n <= pages]
-        jobs = (("archive", info, out, (n, pages, self.store.page_entries(n))) for n in todo)
-        weight = len(todo) * c.archive_size
-        if small and weight < POOL_THRESHOLD:
+        if small and len(todo) * c.archive_size < POOL_THRESHOLD:
+            fits: dict[str, render.Fitted] = {}
+            written: list[str] = []
             with output.Batch(syncfs=False) as tail:
                 for n in todo:
-                    self._rendered(report, write_archive_page(
-                        info, out, n, pages, self.store.page_entries(n), tail))
+                    written += write_archive_page(info, out, n, pages,
+                                                  self.store.page_entries(n), tail, fits)
                 report.written.extend(site.write(c, self.store, newest, pages, todo,
                                                  force=force, batch=tail))
+            paths = {out / p for n in todo for p in (render.archive_page_path(n),
+                                                     render.archive_path("atom", n),
+                                                     render.archive_path("rss", n))}
+            self._rendered(report, (written, hashes_of(out, tail, paths),
+                                    fit_notes(fits, info.max_bytes)))
         else:
-            self._render_all(report, jobs, len(todo), weight, "archive", "writing archives")
+            jobs = (("archive", info, out, chunk) for chunk in chunks(
+                ((n, pages, self.store.page_entries(n)) for n in todo), ARCHIVE_CHUNK))
+            self._render_all(report, jobs, len(todo), len(todo) * c.archive_size,
+                             "archive", "writing archives")
             report.written.extend(site.write(c, self.store, newest, pages, todo, force=force))
         with self.store.transaction():
             self.store.clear_pages(dirty)

@@ -460,6 +460,21 @@ class Store:
     def transaction(self) -> _Transaction:
         return _Transaction(self.db)
 
+    @contextlib.contextmanager
+    def cache(self, mb: int | None) -> Iterator[None]:
+        """SQLite's page cache at ``mb`` megabytes for a bulk load (None: unchanged), back
+        to what it was after, with the memory handed back."""
+        if mb is None:
+            yield
+            return
+        before = self.db.execute("PRAGMA cache_size").fetchone()[0]
+        self.db.execute(f"PRAGMA cache_size = {-1024 * int(mb)}")
+        try:
+            yield
+        finally:
+            self.db.execute(f"PRAGMA cache_size = {int(before)}")
+            self.db.execute("PRAGMA shrink_memory")
+
     # -- seeds -----------------------------------------------------------------------------
     def fingerprints(self, names: Iterable[str] | None = None) -> dict[str, Fingerprint]:
         """Every seed's fingerprint, or only those of ``names`` (the ones that exist)."""

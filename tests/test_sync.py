@@ -143,3 +143,37 @@ def test_an_edit_that_keeps_size_and_mtime_is_found_by_a_named_pass(site):
     assert b"Fixed text" in site.read("atom.xml")
     again = site.build({"a.txt"})  # read again, same bytes: nothing to do
     assert again.changed == [] and again.unchanged == 1 and again.written == []
+
+
+def test_a_big_pass_records_in_bulk_as_a_small_one_would(make_site,  # noqa: ANN001
+                                                          monkeypatch) -> None:  # noqa: ANN001
+    """A pass of at least 2 * BULK_BATCH seeds is recorded in transactions of BULK_BATCH,
+    with a bigger SQLite cache: the store and the outputs are those of small batches, and
+    the cache is back to its size after."""
+    from feeder import sync
+
+    sites = [make_site(), make_site()]
+    for s in sites:
+        for i in range(30):
+            s.write(f"{i:03d}_b.txt", f"2025-03-{i % 28 + 1:02d}", f"Article {i}. Body text.")
+        s.write("000_B.txt", "2025-03-01", "Same date as 000_b. Body.")  # order by name
+        s.write("030_b.txt", "1800-01-01", "Too old. Body.")
+    commits = []
+    real = sites[1].store.transaction
+
+    def counted():  # noqa: ANN202
+        commits.append(1)
+        return real()
+
+    sites[0].build()
+    monkeypatch.setattr(sync, "BULK_BATCH", 5)
+    monkeypatch.setattr(sites[1].store, "transaction", counted)
+    cache = sites[1].store.db.execute("PRAGMA cache_size").fetchone()[0]
+    report = sites[1].build()
+    assert len(report.added) == 31 and len(report.rejected) == 1
+    assert sites[1].store.db.execute("PRAGMA cache_size").fetchone()[0] == cache
+    assert 7 <= len(commits) < 32  # 32 seeds in batches of 5, plus publishing's own
+    assert outputs(sites[0]) == outputs(sites[1])
+    rows = "SELECT name, id, slug, archive_page, pub_ts FROM entries ORDER BY name"
+    assert (sites[0].store.db.execute(rows).fetchall()
+            == sites[1].store.db.execute(rows).fetchall())

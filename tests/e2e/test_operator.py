@@ -253,8 +253,9 @@ def test_kill_9_mid_pass_then_restart_loses_no_ping(
         d.proc.wait(10)
         assert all(t.endswith(".tmp") for t in _check_outputs_complete(d.out))
         d.start()
-        d.wait_until(lambda: d.health()["entries"] == 400 and not d.health()["pending_pings"],
-                     timeout=120, what="all entries in, no ping pending")
+        d.wait_until(lambda: (h := d.health())["last_build"].get("entries") == 400
+                     and not h["pending_pings"],
+                     timeout=120, what="a pass that published all entries, no ping pending")
         assert _check_outputs_complete(d.out) == []
         for feed in ("atom.xml", "rss.xml", "feed.json"):
             written = (d.out / feed).stat().st_mtime
