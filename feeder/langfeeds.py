@@ -23,6 +23,7 @@ disk, so a state recovered from the output keeps serving them the same way.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -84,13 +85,15 @@ def newest(store: Store, code: str, limit: int, now: dt.datetime) -> list[Entry]
 
 
 def publish(config: Config, store: Store, report: BuildReport, site: render.FeedInfo,
-            now: dt.datetime, *, force: bool, full: bool) -> list[str]:
+            now: dt.datetime, *, force: bool, full: bool,
+            batch: output.Batch | None = None) -> list[str]:
     """Write the feeds and page of each language that changed (every language when
     ``force``; on a ``full`` pass also those whose files are missing or not as written) and
-    queue their pings, held; return :func:`listed`. The caller releases the pings."""
+    queue their pings, held; return :func:`listed`. The caller releases the pings. With a
+    ``batch``, the files are staged in it (its owner commits it, after this returns)."""
     todo = _dirty(config, store, now, force=force, full=full)
     for code in sorted(todo):
-        _write_language(config, store, report, site, code, now)
+        _write_language(config, store, report, site, code, now, batch)
     if todo:
         with store.transaction():
             store.db.executemany("UPDATE languages SET dirty = 0 WHERE code = ?",
@@ -142,7 +145,8 @@ def _paths(code: str) -> list[str]:
 
 
 def _write_language(config: Config, store: Store, report: BuildReport,
-                    site: render.FeedInfo, code: str, now: dt.datetime) -> None:
+                    site: render.FeedInfo, code: str, now: dt.datetime,
+                    batch: output.Batch | None = None) -> None:
     """Render one language's feeds and page; write those whose bytes changed, recording
     their hashes and queueing (held) pings for the new feed versions before any rename."""
     out, info = config.out, feed_info(site, code)
@@ -168,15 +172,22 @@ def _write_language(config: Config, store: Store, report: BuildReport,
         changed.append((path, data, digest, new, in_place))
     if not changed:
         return
+    # compressed on the helper threads while the outbox is recorded
+    gzs = {path: output.HELPERS.submit(output.gzip_bytes, data)
+           for path, data, _digest, _new, in_place in changed
+           if not in_place and len(data) >= output.GZIP_MIN_BYTES}
     with store.transaction():  # the outbox, as publish.Publisher._feeds keeps it
         store.record_outputs([(c[0], c[2]) for c in changed], now)
         store.queue_pings(config.hubs, [config.base_url + c[0] for c in changed if c[3]],
                           time.time())
     written = {}
-    with output.Batch() as batch:  # one flush and one folder sync for the language's files
+    # one flush and one folder sync for the language's files, or with the caller's batch
+    with output.Batch() if batch is None else contextlib.nullcontext(batch) as staged:
         for path, data, _digest, new, in_place in changed:
             if not in_place:
-                batch.write(out / path, data, check=False)
+                gz = gzs.get(path)
+                staged.write(out / path, data, check=False,
+                             gz=None if gz is None else gz.result())
                 report.written.append(path)
                 if path in fits:
                     written[path] = fits[path]

@@ -241,7 +241,7 @@ class Publisher:
         try:
             names = self._entry_pages(report, info, now, force=force, full=full)
             languages = langfeeds.publish(c, self.store, report, info, now, force=force,
-                                          full=full)
+                                          full=full, batch=self._head)
             self._feeds(report, info, newest, pages, languages)
         finally:
             if self._head is not None:
