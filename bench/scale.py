@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import socket
 import statistics
@@ -367,12 +368,23 @@ def main() -> None:
     text = table(results)
     print(text)
     load = os.getloadavg()
-    args.results.write_text(
+    section = (
         f"# Scale results\n\n{dt.date.today().isoformat()}, {machine()}.\n"
         f"Load average at the end: {load[0]:.1f} (the benchmark's own processes count in "
         "it). Wall times on this kind of shared VM move by about ±20 % between runs.\n"
         f"Run: `python bench/scale.py --sizes {args.sizes} --reps {args.reps}`\n\n"
-        f"{text}\n", encoding="utf-8")
+        f"{text}\n")
+    args.results.write_text(replace_section(args.results, section), encoding="utf-8")
+
+
+def replace_section(path: Path, section: str) -> str:
+    """``path``'s text with its "# Scale results" section (up to the next top-level
+    heading) replaced by ``section``, put first if it had none: the other benchmarks'
+    sections in the same file stay."""
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    parts = re.split(r"(?m)^(?=# )", old)
+    kept = [p for p in parts if p.strip() and not p.startswith("# Scale results")]
+    return "\n".join([section, *(p.rstrip("\n") + "\n" for p in kept)])
 
 
 if __name__ == "__main__":

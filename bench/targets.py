@@ -1,0 +1,119 @@
+"""Issue 13's five performance targets, each printed beside its reference from the same run.
+
+Runs the three benchmarks that measure them and prints one table:
+
+1. cold ``feeder build`` against the naive script, and the peak PSS (``scale.py``);
+2. drop -> served through ``feeder run``, p50 and p99 (``daemon.py``);
+3. one new seed, in-process median (``scale.py``);
+4. idle ``feeder run`` PSS after its first build (``daemon.py``);
+5. gzip GETs of ``/atom.xml`` against nginx (``load.py``; skipped without nginx).
+
+Usage: ``python bench/targets.py [--sizes 10000,100000] [--probes 40] [--repeat 3]``.
+A full run at 10k and 100k takes about 15 minutes on 2 cores; ``--sizes 10000`` about 4.
+Each benchmark's own output is shown as it runs, and the table comes last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+
+
+def run(args: list[str]) -> str:
+    """Run a benchmark script, echo its output, and return it."""
+    proc = subprocess.run([sys.executable, str(BENCH / args[0]), *args[1:]],
+                          capture_output=True, text=True, check=False)
+    sys.stdout.write(proc.stdout)
+    if proc.returncode:
+        sys.stdout.write(proc.stderr)
+        raise SystemExit(f"{args[0]} exited with {proc.returncode}")
+    return proc.stdout
+
+
+def scale_rows(text: str) -> dict[str, list[str]]:
+    """scale.py's table: row label -> one cell per size."""
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) > 1 and not set(cells[0]) <= {"-"}:
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def number(pattern: str, text: str) -> float | None:
+    m = re.search(pattern, text)
+    return float(m.group(1).replace(",", "")) if m else None
+
+
+def verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("met" if ok else "MISSED")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--reps", type=int, default=20, help="one-change repetitions")
+    parser.add_argument("--probes", type=int, default=40, help="seeds timed through the daemon")
+    parser.add_argument("--repeat", type=int, default=3, help="load.py runs per case")
+    args = parser.parse_args()
+    sizes = [int(n) for n in args.sizes.split(",")]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        results = Path(tmp) / "scale.md"
+        scale = scale_rows(run(["scale.py", "--sizes", args.sizes, "--reps", str(args.reps),
+                                "--no-daemon", "--results", str(results)]))
+    daemon = {n: run(["daemon.py", "--sizes", str(n), "--probes", str(args.probes)])
+              for n in sizes}
+    load = run(["load.py", "--repeat", str(args.repeat)]) if shutil.which("nginx") else ""
+
+    lines = []
+    for i, n in enumerate(sizes):
+        naive = scale["naive: cold build, wall / peak RSS"][i].split(" / ")[0]
+        cold = scale["feeder: cold build, wall (ratio to naive)"][i]
+        ratio = number(r"\(([\d.]+)×", cold)
+        pss = number(r"/ ([\d.]+) MB",
+                     scale["feeder: cold build, peak RSS of largest process / peak PSS of all "
+                           "processes"][i])
+        new = number(r"^([\d.]+)", scale["one new seed, in-process: median / p99 (n)"][i])
+        out = daemon[n]
+        p50 = number(r"drop -> served p50 \(\d+ seeds\)\s+(\d+) ms", out)
+        p99 = number(r"drop -> served p99\s+(\d+) ms", out)
+        first = number(r"first after start\s+(\d+) ms", out)
+        idle = number(r"idle PSS after the first build\s+([\d.]+) MB", out)
+        lines += [
+            (f"1  cold build, {n:,} seeds", f"naive {naive}", cold,
+             verdict(ratio is not None and ratio <= 1.5)),
+            (f"1  peak PSS of the cold build, {n:,}", "<= 250 MB", f"{pss:.0f} MB",
+             verdict(pss <= 250) if n >= 100_000 else "n/a (target at 100k)"),
+            (f"2  drop -> served, {n:,}", "p50 <= 60 ms, p99 <= 200 ms",
+             f"p50 {p50:.0f} ms, p99 {p99:.0f} ms, first {first:.0f} ms",
+             verdict(p50 <= 60 and p99 <= 200)),
+            (f"3  one new seed, {n:,}", "median <= 30 ms", f"{new:.1f} ms",
+             verdict(new <= 30) if n >= 100_000 else "n/a (target at 100k)"),
+            (f"4  idle feeder run PSS, {n:,}", "<= 80 MB", f"{idle:.1f} MB",
+             verdict(idle <= 80) if n == 10_000 else "n/a (target at 10k)"),
+        ]
+    m = re.search(r"200 GET gzip\s+(\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)x", load)
+    if m:
+        lines.append(("5  gzip GETs of /atom.xml", f"nginx {m.group(3)} req/s",
+                      f"feeder {m.group(1)} req/s: nginx {m.group(4)}x",
+                      verdict(float(m.group(4)) <= 2)))
+    else:
+        lines.append(("5  gzip GETs of /atom.xml", "nginx not installed", "-", "n/a"))
+
+    print(f"\nIssue 13's targets (load average now {os.getloadavg()[0]:.1f})")
+    widths = [max(len(row[k]) for row in lines) for k in range(4)]
+    for row in [("target", "reference, same run", "measured", "verdict"), *lines]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+
+
+if __name__ == "__main__":
+    main()
