@@ -8,6 +8,11 @@ A feed document is kept under a size limit by :func:`fit`: feed readers refuse b
 (Miniflux above 15 MiB, CommaFeed above 5 MiB), and one huge article would otherwise silence
 the whole feed. The largest entries are rendered *brief*: their summary and a link to their
 page instead of their content.
+
+A feed document is spliced: a header, each entry's fragment, a tail. Fragments are cut out of
+documents feedgen (or ``json.dumps``) renders, and kept in a bounded in-process cache, so a
+pass renders only its new entries; the bytes are those of the whole document rendered at
+once (``render_*_reference``, which the property tests compare them with).
 """
 
 from __future__ import annotations
@@ -384,10 +389,11 @@ class _LRU:
             self._held = 0
 
 
-# Entry fragments: the 6 feeds of a pass (3 main, 3 of a language) share most of theirs with the
-# pass before; a few thousand cover them and the newest archive pages. Headers change with
+# Entry fragments: the 6 feeds of a pass (3 main, 3 of a language) and the newest archive page
+# share most of theirs with the pass before: a few hundred keys. The keys hold their entries,
+# so the bound on the fragments' bytes roughly halves the memory held. Headers change with
 # every new entry (their <updated>) but are few.
-_fragments = _LRU(items=4096, size=48 * 1024 * 1024)
+_fragments = _LRU(items=1024, size=8 * 1024 * 1024)
 _heads = _LRU(items=256, size=4 * 1024 * 1024)
 # Where each entry starts in a pretty-printed document, and how the document ends: an entry's
 # text is escaped, so "<" starts an element, and only entries sit at this depth.
