@@ -126,8 +126,12 @@ def start_fork_server() -> None:
 
 
 def _start_worker() -> None:
-    """In each worker, before its first job: die with the fork server that forked it."""
+    """In each worker, before its first job: die with the fork server that forked it, and
+    keep no feed fragments (only the publishing process reuses them)."""
+    from . import render
+
     die_with_parent(_workers_parent if _workers_parent is not None else os.getppid())
+    render.keep_no_fragments()
 
 
 def _stop_fork_server() -> None:

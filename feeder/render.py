@@ -8,6 +8,11 @@ A feed document is kept under a size limit by :func:`fit`: feed readers refuse b
 (Miniflux above 15 MiB, CommaFeed above 5 MiB), and one huge article would otherwise silence
 the whole feed. The largest entries are rendered *brief*: their summary and a link to their
 page instead of their content.
+
+A feed document is spliced: a header, each entry's fragment, a tail. Fragments are cut out of
+documents feedgen (or ``json.dumps``) renders, and kept in a bounded in-process cache, so a
+pass renders only its new entries; the bytes are those of the whole document rendered at
+once (``render_*_reference``, which the property tests compare them with).
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import functools
 import html
 import json
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
@@ -241,8 +248,9 @@ class _EntryLang(BaseEntryExtension):
         return entry
 
 
-def _generator(info: FeedInfo, kind: str, self_path: str, entries: Sequence[Entry],
-               archive: Archive, brief: Collection[str]) -> FeedGenerator:
+def _feed(info: FeedInfo, kind: str, self_path: str, archive: Archive,
+          newest: dt.datetime | None) -> FeedGenerator:
+    """The feed-level part of a document: everything but its entries."""
     mime = "application/atom+xml" if kind == "atom" else "application/rss+xml"
     fg = FeedGenerator()
     fg.register_extension("feederlinks", _Links, _EntryLang, atom=True, rss=True)
@@ -260,8 +268,14 @@ def _generator(info: FeedInfo, kind: str, self_path: str, entries: Sequence[Entr
         for rel, href in ext._rels():
             fg.link(href=href, rel=rel, type=None if rel == "hub" else mime)
     fg.link(href=info.home_url, rel="alternate", type="text/html")  # last: RSS <link>
-    newest = max((e.updated for e in entries), default=None)
     fg.updated(newest or dt.datetime(1970, 1, 1, tzinfo=dt.UTC))
+    return fg
+
+
+def _generator(info: FeedInfo, kind: str, self_path: str, entries: Sequence[Entry],
+               archive: Archive, brief: Collection[str]) -> FeedGenerator:
+    newest = max((e.updated for e in entries), default=None)
+    fg = _feed(info, kind, self_path, archive, newest)
     for entry in entries:
         fe: FeedEntry = fg.add_entry(order="append")
         fe.id(entry.id)
@@ -288,24 +302,33 @@ def brief_html(info: FeedInfo, entry: Entry) -> str:
     return f'<p>{html.escape(entry.summary, quote=False)}</p>\n<p><a href="{url}">{url}</a></p>'
 
 
-def render_atom(info: FeedInfo, entries: Sequence[Entry], self_path: str = "atom.xml",
-                archive: Archive = Archive(), brief: Collection[str] = ()) -> bytes:
-    """Atom 1.0; the entries whose ids are in ``brief`` get no content, only their summary
-    and alternate link."""
+def render_atom_reference(info: FeedInfo, entries: Sequence[Entry],
+                          self_path: str = "atom.xml", archive: Archive = Archive(),
+                          brief: Collection[str] = ()) -> bytes:
+    """Atom 1.0 through feedgen, whole (the reference for :func:`render_atom`); the entries
+    whose ids are in ``brief`` get no content, only their summary and alternate link."""
     return _generator(info, "atom", self_path, entries, archive, brief).atom_str(pretty=True)
 
 
-def render_rss(info: FeedInfo, entries: Sequence[Entry], self_path: str = "rss.xml",
-               archive: Archive = Archive(), brief: Collection[str] = ()) -> bytes:
-    """RSS 2.0; the entries whose ids are in ``brief`` get :func:`brief_html` as their
-    description and no ``content:encoded``."""
+def render_rss_reference(info: FeedInfo, entries: Sequence[Entry], self_path: str = "rss.xml",
+                         archive: Archive = Archive(), brief: Collection[str] = ()) -> bytes:
+    """RSS 2.0 through feedgen, whole (the reference for :func:`render_rss`); the entries
+    whose ids are in ``brief`` get :func:`brief_html` as their description and no
+    ``content:encoded``."""
     return _generator(info, "rss", self_path, entries, archive, brief).rss_str(pretty=True)
 
 
-def render_json(info: FeedInfo, entries: Sequence[Entry], self_path: str = "feed.json",
-                brief: Collection[str] = ()) -> bytes:
-    """JSON Feed 1.1; the entries whose ids are in ``brief`` get :func:`brief_html` as their
-    ``content_html`` (the spec asks every item for content_html or content_text)."""
+def render_json_reference(info: FeedInfo, entries: Sequence[Entry],
+                          self_path: str = "feed.json", brief: Collection[str] = ()) -> bytes:
+    """JSON Feed 1.1 in one ``json.dumps`` (the reference for :func:`render_json`); the
+    entries whose ids are in ``brief`` get :func:`brief_html` as their ``content_html`` (the
+    spec asks every item for content_html or content_text)."""
+    feed = _json_head(info, self_path)
+    feed["items"] = [_json_item(info, entry, entry.id in brief) for entry in entries]
+    return (json.dumps(feed, ensure_ascii=False, indent=1) + "\n").encode("utf-8")
+
+
+def _json_head(info: FeedInfo, self_path: str) -> dict:
     feed: dict = {
         "version": JSONFEED_VERSION,
         "title": info.title,
@@ -317,23 +340,196 @@ def render_json(info: FeedInfo, entries: Sequence[Entry], self_path: str = "feed
     }
     if info.hubs:
         feed["hubs"] = [{"type": "WebSub", "url": hub} for hub in info.hubs]
-    feed["items"] = [
-        {
-            "id": entry.id,
-            "url": info.url(entry_path(entry)),
-            "title": entry.title,
-            "summary": entry.summary,
-            "content_html": brief_html(info, entry) if entry.id in brief else entry.content_html,
-            "date_published": entry.published.isoformat(),
-            "date_modified": entry.updated.isoformat(),
-            "language": entry.language,
-        }
-        for entry in entries
-    ]
-    return (json.dumps(feed, ensure_ascii=False, indent=1) + "\n").encode("utf-8")
+    return feed
+
+
+def _json_item(info: FeedInfo, entry: Entry, brief: bool) -> dict:
+    return {
+        "id": entry.id,
+        "url": info.url(entry_path(entry)),
+        "title": entry.title,
+        "summary": entry.summary,
+        "content_html": brief_html(info, entry) if brief else entry.content_html,
+        "date_published": entry.published.isoformat(),
+        "date_modified": entry.updated.isoformat(),
+        "language": entry.language,
+    }
+
+
+class _LRU:
+    """A bounded least-recently-used map of rendered bytes, by item count and total size.
+
+    Only a cache: every caller renders on a miss, so what it holds never changes an output.
+    Locked, as documents are rendered on helper threads too.
+    """
+
+    def __init__(self, items: int, size: int) -> None:
+        self._data: OrderedDict[object, bytes] = OrderedDict()
+        self._items, self._size, self._held = items, size, 0
+        self._lock = threading.Lock()
+
+    def get(self, key: object) -> bytes | None:
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+            return value
+
+    def put(self, key: object, value: bytes) -> None:
+        with self._lock:
+            old = self._data.pop(key, None)
+            self._held += len(value) - (len(old) if old is not None else 0)
+            self._data[key] = value
+            while len(self._data) > self._items or self._held > self._size:
+                self._held -= len(self._data.popitem(last=False)[1])
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+            self._held = 0
+
+
+# Entry fragments: the 6 feeds of a pass (3 main, 3 of a language) and the newest archive page
+# share most of theirs with the pass before: a few hundred keys. The keys hold their entries,
+# so the bound on the fragments' bytes roughly halves the memory held. Headers change with
+# every new entry (their <updated>) but are few.
+_fragments = _LRU(items=1024, size=8 * 1024 * 1024)
+_heads = _LRU(items=256, size=4 * 1024 * 1024)
+# Where each entry starts in a pretty-printed document, and how the document ends: an entry's
+# text is escaped, so "<" starts an element, and only entries sit at this depth.
+_ENTRY_START = {"atom": b"\n  <entry", "rss": b"\n    <item>"}
+_TAIL = {"atom": b"</feed>\n", "rss": b"  </channel>\n</rss>\n"}
+_XML = {"atom": FeedGenerator.atom_str, "rss": FeedGenerator.rss_str}
+_REFERENCE = {"atom": render_atom_reference, "rss": render_rss_reference}
+
+
+def clear_fragments() -> None:
+    """Forget every cached fragment and header (tests, and after a change of renderer)."""
+    _fragments.clear()
+    _heads.clear()
+
+
+def keep_no_fragments() -> None:
+    """Cache nothing from now on: for the pool's workers, which render archive pages whose
+    entries no later document shares (a cold build's workers held ~10 MB each for nothing)."""
+    global _fragments, _heads
+    _fragments, _heads = _LRU(items=0, size=0), _LRU(items=0, size=0)
+
+
+def _moment(when: dt.datetime | None) -> str | None:
+    """A date as written: equal datetimes in other time zones are written differently."""
+    return when and when.isoformat()
+
+
+def _fragment_key(kind: str, info: FeedInfo, entry: Entry, brief: bool) -> tuple:
+    """Everything that shapes an entry's bytes: the whole entry (its content and dates among
+    its fields), brief or not, the base URL of its links and, in Atom, whether it is in
+    another language than its feed (its ``xml:lang``)."""
+    foreign = kind == "atom" and entry.language != info.language
+    return (kind, info.base_url, foreign, brief, entry, _moment(entry.published),
+            _moment(entry.updated))
+
+
+def _xml_head(kind: str, info: FeedInfo, self_path: str, archive: Archive,
+              newest: dt.datetime | None) -> bytes | None:
+    key = (kind, info, self_path, archive, _moment(newest))
+    head = _heads.get(key)
+    if head is None:
+        doc = _XML[kind](_feed(info, kind, self_path, archive, newest), pretty=True)
+        if not doc.endswith(_TAIL[kind]):
+            return None
+        head = doc[:-len(_TAIL[kind])]
+        _heads.put(key, head)
+    return head
+
+
+def _xml_fragments(kind: str, info: FeedInfo, entries: Sequence[Entry],
+                   brief: Collection[str]) -> list[bytes] | None:
+    """Each entry's bytes as feedgen writes them inside a document: one feedgen document of
+    all of them, cut at each entry's start; None if the cut does not find them all."""
+    doc = _XML[kind](_generator(info, kind, "", entries, Archive(), brief), pretty=True)
+    tail, start = _TAIL[kind], _ENTRY_START[kind]
+    if not doc.endswith(tail):
+        return None
+    starts, at = [], doc.find(start)
+    while at >= 0:
+        starts.append(at + 1)
+        at = doc.find(start, at + len(start))
+    if len(starts) != len(entries):
+        return None
+    starts.append(len(doc) - len(tail))
+    return [doc[a:b] for a, b in zip(starts, starts[1:], strict=False)]
+
+
+def _render_xml(kind: str, info: FeedInfo, entries: Sequence[Entry], self_path: str,
+                archive: Archive, brief: Collection[str]) -> bytes:
+    """The bytes feedgen writes for these inputs, as a header, the entries' cached fragments
+    and a tail; entries missing from the cache are rendered together in one feedgen document."""
+    newest = max((e.updated for e in entries), default=None)
+    head = _xml_head(kind, info, self_path, archive, newest)
+    keys = [_fragment_key(kind, info, e, e.id in brief) for e in entries]
+    parts = [_fragments.get(key) for key in keys]
+    missing = [i for i, part in enumerate(parts) if part is None]
+    if missing:
+        cut = _xml_fragments(kind, info, [entries[i] for i in missing], brief)
+        if cut is None or head is None:
+            return _REFERENCE[kind](info, entries, self_path, archive, brief)
+        for i, part in zip(missing, cut, strict=True):
+            parts[i] = part
+            _fragments.put(keys[i], part)
+    elif head is None:
+        return _REFERENCE[kind](info, entries, self_path, archive, brief)
+    return head + b"".join(parts) + _TAIL[kind]  # type: ignore[arg-type]
+
+
+def render_atom(info: FeedInfo, entries: Sequence[Entry], self_path: str = "atom.xml",
+                archive: Archive = Archive(), brief: Collection[str] = ()) -> bytes:
+    """Atom 1.0, byte for byte what :func:`render_atom_reference` gives, from cached entry
+    fragments; the entries whose ids are in ``brief`` get no content, only their summary
+    and alternate link."""
+    return _render_xml("atom", info, entries, self_path, archive, brief)
+
+
+def render_rss(info: FeedInfo, entries: Sequence[Entry], self_path: str = "rss.xml",
+               archive: Archive = Archive(), brief: Collection[str] = ()) -> bytes:
+    """RSS 2.0, byte for byte what :func:`render_rss_reference` gives, from cached entry
+    fragments; the entries whose ids are in ``brief`` get :func:`brief_html` as their
+    description and no ``content:encoded``."""
+    return _render_xml("rss", info, entries, self_path, archive, brief)
+
+
+def render_json(info: FeedInfo, entries: Sequence[Entry], self_path: str = "feed.json",
+                brief: Collection[str] = ()) -> bytes:
+    """JSON Feed 1.1, byte for byte what :func:`render_json_reference` gives, from cached
+    item fragments; the entries whose ids are in ``brief`` get :func:`brief_html` as their
+    ``content_html`` (the spec asks every item for content_html or content_text)."""
+    key = ("json", info, self_path)
+    head = _heads.get(key)
+    if head is None:
+        feed = _json_head(info, self_path)
+        feed["items"] = []
+        text = json.dumps(feed, ensure_ascii=False, indent=1)
+        head = text[:-len("[]\n}")].encode("utf-8")  # up to and with '"items": '
+        _heads.put(key, head)
+    if not entries:
+        return head + b"[]\n}\n"
+    parts = []
+    for entry in entries:
+        short = entry.id in brief
+        key = _fragment_key("json", info, entry, short)
+        part = _fragments.get(key)
+        if part is None:
+            # an item sits two levels deep; json.dumps escapes every newline inside a string
+            text = json.dumps(_json_item(info, entry, short), ensure_ascii=False, indent=1)
+            part = text.replace("\n", "\n  ").encode("utf-8")
+            _fragments.put(key, part)
+        parts.append(part)
+    return head + b"[\n  " + b",\n  ".join(parts) + b"\n ]\n}\n"
 
 
 _RENDERERS = {"atom": render_atom, "rss": render_rss, "json": render_json}
+_REFERENCE_RENDERERS = {"atom": render_atom_reference, "rss": render_rss_reference,
+                        "json": render_json_reference}
 
 
 def _saving(kind: str, info: FeedInfo, entry: Entry) -> int:
@@ -360,7 +556,17 @@ def fit(kind: str, info: FeedInfo, entries: Sequence[Entry], **links: object) ->
     fit even so, it is returned anyway with ``over`` set. ``links`` go to the renderer
     (``self_path``, ``archive``).
     """
-    render_fn, limit = _RENDERERS[kind], info.max_bytes
+    return _fit(_RENDERERS[kind], kind, info, entries, **links)
+
+
+def fit_reference(kind: str, info: FeedInfo, entries: Sequence[Entry], **links: object) -> Fitted:
+    """:func:`fit` through the reference renderers (feedgen and one ``json.dumps``)."""
+    return _fit(_REFERENCE_RENDERERS[kind], kind, info, entries, **links)
+
+
+def _fit(render_fn, kind: str, info: FeedInfo, entries: Sequence[Entry],  # noqa: ANN001
+         **links: object) -> Fitted:
+    limit = info.max_bytes
     data = render_fn(info, entries, **links)
     if len(data) <= limit:
         return Fitted(data)

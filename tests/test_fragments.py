@@ -1,0 +1,135 @@
+"""Feeds spliced from cached entry fragments are byte for byte what feedgen renders whole."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from feeder import render
+from feeder.normalizer import Entry
+
+SETTINGS = settings(max_examples=150, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+ZONES = [dt.UTC, dt.timezone(dt.timedelta(hours=5, minutes=30)),
+         dt.timezone(-dt.timedelta(hours=8))]
+# text XML can carry (no controls, surrogates or non-characters), with markup and spacing mixed in
+CHARACTERS = st.characters(exclude_categories=("Cs", "Cc", "Cn")) | st.sampled_from("\n\t<>&\"' ")
+TEXT = st.text(CHARACTERS, max_size=40)
+WORDS = TEXT.filter(str.strip)  # what feedgen requires (and RSS the feed's description)
+LANGUAGES = st.sampled_from(["en", "it", "ar", "pt-BR", "zh"])
+DATES = st.datetimes(min_value=dt.datetime(1990, 1, 1), max_value=dt.datetime(2040, 1, 1),
+                     timezones=st.sampled_from(ZONES))
+PATHS = st.none() | st.sampled_from(["archive/atom-1.xml", "archive/rss-2.xml", "atom.xml"])
+
+
+@st.composite
+def entries(draw: st.DrawFn) -> Entry:
+    # ids from a small set, so that the cache meets one id with other content across examples
+    number = draw(st.integers(0, 6))
+    return Entry(
+        id=f"tag:127.0.0.1,2025:e{number}", stem=f"e{number}", slug=draw(st.sampled_from(
+            [f"e{number}", "caffè", "a&b", "x y"])),
+        title=draw(WORDS), summary=draw(TEXT), content_html=draw(TEXT),
+        published=draw(DATES), updated=draw(DATES), language=draw(LANGUAGES),
+    )
+
+
+@st.composite
+def infos(draw: st.DrawFn) -> render.FeedInfo:
+    return render.FeedInfo(
+        title=draw(WORDS), subtitle=draw(WORDS), author=draw(WORDS),
+        base_url=draw(st.sampled_from(["http://127.0.0.1:8080/", "https://example.org/ü/"])),
+        language=draw(LANGUAGES), feed_id="tag:127.0.0.1,2025:feed",
+        hubs=tuple(draw(st.lists(st.sampled_from(["http://127.0.0.1:9/hub", "https://h.io/?a&b"]),
+                                 max_size=2, unique=True))),
+        home=draw(st.sampled_from(["", "https://example.org/lang/it/"])),
+        max_bytes=draw(st.integers(200, 6000)),
+    )
+
+
+ARCHIVES = st.builds(render.Archive, prev=PATHS, next=PATHS, current=PATHS,
+                     is_archive=st.booleans())
+DOCUMENTS = st.tuples(infos(), st.lists(entries(), max_size=8), ARCHIVES, st.data())
+
+
+def _twins(info: render.FeedInfo) -> tuple[render.FeedInfo, render.FeedInfo]:
+    """The feed, and one with another base URL and language: the same entries render
+    differently in the two, and the cache must tell them apart."""
+    return info, dataclasses.replace(
+        info, base_url=info.base_url.replace("/ü/", "/"), language=info.language[::-1])
+
+
+def _brief(data: st.DataObject, items: list[Entry]) -> set[str]:
+    return data.draw(st.sets(st.sampled_from([e.id for e in items]))) if items else set()
+
+
+@SETTINGS
+@given(DOCUMENTS)
+@pytest.mark.parametrize("kind", ["atom", "rss"])
+def test_spliced_xml_is_what_feedgen_writes(kind: str, document: tuple) -> None:
+    info, items, archive, data = document
+    brief = _brief(data, items)
+    fast = getattr(render, f"render_{kind}")
+    for one in _twins(info):
+        links = {"self_path": "x/feed.xml", "archive": archive, "brief": brief}
+        reference = getattr(render, f"render_{kind}_reference")(one, items, **links)
+        for _ in range(2):  # a cache miss, then every fragment from the cache
+            assert fast(one, items, **links) == reference
+
+
+@SETTINGS
+@given(DOCUMENTS)
+def test_spliced_json_is_what_json_dumps_writes(document: tuple) -> None:
+    info, items, _, data = document
+    brief = _brief(data, items)
+    for one in _twins(info):
+        reference = render.render_json_reference(one, items, self_path="x/f.json", brief=brief)
+        for _ in range(2):
+            assert render.render_json(one, items, self_path="x/f.json", brief=brief) == reference
+
+
+@SETTINGS
+@given(DOCUMENTS)
+@pytest.mark.parametrize("kind", ["atom", "rss", "json"])
+def test_fit_spliced_is_fit_by_reference(kind: str, document: tuple) -> None:
+    info, items, archive, _ = document
+    links = {} if kind == "json" else {"archive": archive}
+    for one in _twins(info):
+        expected = render.fit_reference(kind, one, items, **links)
+        assert render.fit(kind, one, items, **links) == expected
+
+
+def test_one_entry_empty_and_cleared_cache() -> None:
+    when = dt.datetime(2025, 6, 1, tzinfo=dt.UTC)
+    entry = Entry(id="tag:127.0.0.1,2025:one", stem="one", slug="one", title="Ünïcode <one>",
+                  summary="s & t", content_html="<p>é</p>", published=when, updated=when,
+                  language="it")
+    info = render.FeedInfo(title="T", subtitle="S", author="A", base_url="http://127.0.0.1/",
+                           language="en", feed_id="tag:127.0.0.1,2025:feed")
+    for kind in ("atom", "rss", "json"):
+        fast = getattr(render, f"render_{kind}")
+        reference = getattr(render, f"render_{kind}_reference")
+        for items in ([], [entry], [entry, dataclasses.replace(entry, content_html="<p>2</p>")]):
+            render.clear_fragments()
+            assert fast(info, items) == reference(info, items)
+            assert fast(info, items) == reference(info, items)
+
+
+def test_one_moment_in_two_time_zones_is_two_fragments() -> None:
+    """Equal datetimes are written with their own offsets: the cache must not mix them up."""
+    utc = dt.datetime(2025, 6, 1, 12, tzinfo=dt.UTC)
+    india = utc.astimezone(ZONES[1])
+    entry = Entry(id="tag:127.0.0.1,2025:tz", stem="tz", slug="tz", title="T", summary="s",
+                  content_html="c", published=utc, updated=utc, language="en")
+    info = render.FeedInfo(title="T", subtitle="S", author="A", base_url="http://127.0.0.1/",
+                           language="en", feed_id="tag:127.0.0.1,2025:feed")
+    for kind in ("atom", "rss", "json"):
+        fast = getattr(render, f"render_{kind}")
+        reference = getattr(render, f"render_{kind}_reference")
+        for when in (utc, india):
+            items = [dataclasses.replace(entry, published=when, updated=when)]
+            assert fast(info, items) == reference(info, items)
