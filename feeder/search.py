@@ -237,14 +237,12 @@ class Indexer:
         self.waiting_until: float | None = None  # monotonic time a run waits for, if it does
 
     def poke(self, config: Config, report: BuildReport | None = None) -> None:
-        """Note a pass; the first one after start, or one that changed entry pages, asks
-        for a run (the first only if the index or search page is missing)."""
+        """Note a pass; one that changed entry pages, or that finds the index missing
+        (never built, or deleted under the daemon), asks for a run."""
         with self._lock:
-            first = self._config is None
             self._config = config
-            if first:
-                self._dirty = not (is_built(config.out) and (config.out / PAGE).is_file())
-            self._dirty = self._dirty or report is None or affects_index(report)
+            self._dirty = (self._dirty or report is None or affects_index(report)
+                           or not is_built(config.out))
             if self._thread is None and not self._stopping.is_set():
                 self._thread = threading.Thread(target=self._loop, name="feeder-search",
                                                 daemon=True)
