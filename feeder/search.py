@@ -47,6 +47,9 @@ PAGE = "search.html"
 _GENERATION = ".pagefind-"  # the real folders, one per build of the index
 _GLOB = "entries/*.html"
 STOP_TIMEOUT = 2.0  # seconds a stopping daemon waits for Pagefind after SIGTERM (then SIGKILL)
+# seconds one Pagefind run may take before it is killed as hung: far above its time on 100k
+# pages, and a bound for ``feeder build`` and the daemon's index thread, which wait for it
+RUN_TIMEOUT = 1800.0
 
 HTML = b"text/html; charset=utf-8"
 OCTET = b"application/octet-stream"
@@ -128,10 +131,19 @@ def start(out: Path) -> tuple[subprocess.Popen[bytes], Path]:
 
 
 def finish(out: Path, proc: subprocess.Popen[bytes], folder: Path) -> int:
-    """Wait for Pagefind; on success put its folder in place and return the page count,
-    else remove the folder and raise SearchError with Pagefind's last line."""
-    said, _ = proc.communicate()
+    """Wait for Pagefind (killed after ``RUN_TIMEOUT``); on success put its folder in place
+    and return the page count, else remove the folder and raise SearchError with Pagefind's
+    last line."""
     try:
+        try:
+            said, _ = proc.communicate(timeout=RUN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()  # not communicate: a child Pagefind left may hold its output open
+            if proc.stdout is not None:
+                proc.stdout.close()
+            raise SearchError(f"Pagefind did not finish within {RUN_TIMEOUT:g} s;"
+                              " stopped it") from None
         if proc.returncode != 0:
             text = said.decode("utf-8", "replace").strip().splitlines()
             raise SearchError(f"Pagefind exited with {proc.returncode}"
