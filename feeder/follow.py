@@ -23,6 +23,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from . import langfeeds
+
 log = logging.getLogger("feeder")
 
 INTERVAL = 0.1  # seconds between looks
@@ -112,8 +114,9 @@ class Outputs:
     re-write everything) and :meth:`published` when the pass has published. A loss is
     noticed by a look (ten a second), or by the pass itself when the folder changed just
     before it or while it ran: a pass that found no folder and made one must not take the
-    new, part-filled folder for complete. Files deleted from a folder that stays are only
-    reported (by :meth:`problem`); the next full pass writes them again. Reacting at once
+    new, part-filled folder for complete. Files deleted from a folder that stays (the main
+    feeds and index, and the language feeds) are only reported (by :meth:`problem`); the next
+    full pass writes them again. Reacting at once
     would race an ``rm -rf`` still emptying the folder, whose last step then fails.
     """
 
@@ -186,6 +189,7 @@ class Outputs:
             self._rewritten = self._covered
             self._folder = _swap(self._folder, folder)
             self._files = frozenset(f for f in self.FILES if os.path.exists(self.out / f))
+            self._files |= frozenset(langfeeds.feeds_in(self.out))  # their subscribers too
             if not self.rewriting:
                 self._reported = None
         if new:
