@@ -23,8 +23,6 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from . import langfeeds
-
 log = logging.getLogger("feeder")
 
 INTERVAL = 0.1  # seconds between looks
@@ -180,6 +178,8 @@ class Outputs:
 
     def published(self) -> None:
         """The pass has published: what is there now is what to keep an eye on."""
+        from . import langfeeds  # here: the watcher imports this module and stays light
+
         with self._lock:
             folder = HeldFolder(self.out)
             writing_into = self._writing_into.identity if self._writing_into else None
