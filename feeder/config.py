@@ -169,6 +169,10 @@ assert set(RANGES) == {k for k, f in _FIELDS.items() if type(f.default) in (int,
 _REQUIRED_TEXT = ("title", "subtitle", "author")  # feedgen refuses a feed without them
 _NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*")  # BCP 47, loosely
+# default_language also names entries' folder lang/<code>/ (langfeeds.CODE): lowercase, and
+# short enough for a file name (35 characters: what RFC 5646 asks every tag to fit in)
+_ENTRY_LANGUAGE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{1,8})*")
+_ENTRY_LANGUAGE_MAX = 35
 _DNS_NAME = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*"
 _TAG_AUTHORITY = re.compile(rf"([A-Za-z0-9._-]+@)?{_DNS_NAME}")  # RFC 4151 authorityName
 _TAG_DATE = re.compile(r"\d{4}(-\d\d){0,2}", re.ASCII)
@@ -240,6 +244,11 @@ def _validate(c: Config) -> None:
         if not _LANGUAGE_TAG.fullmatch(getattr(c, key)):
             raise ConfigError(key, getattr(c, key),
                               "must be a language code such as 'en' or 'pt-BR'")
+    if (not _ENTRY_LANGUAGE.fullmatch(c.default_language)
+            or len(c.default_language) > _ENTRY_LANGUAGE_MAX):
+        raise ConfigError("default_language", c.default_language,
+                          f"must be a lowercase language code of at most {_ENTRY_LANGUAGE_MAX}"
+                          " characters such as 'en' or 'pt-BR' (it names lang/<code>/)")
     for code in c.languages:
         if code not in DETECTABLE_LANGUAGES:
             raise ConfigError("languages", code, "not a code the language detector knows, "

@@ -112,8 +112,9 @@ class Outputs:
     re-write everything) and :meth:`published` when the pass has published. A loss is
     noticed by a look (ten a second), or by the pass itself when the folder changed just
     before it or while it ran: a pass that found no folder and made one must not take the
-    new, part-filled folder for complete. Files deleted from a folder that stays are only
-    reported (by :meth:`problem`); the next full pass writes them again. Reacting at once
+    new, part-filled folder for complete. Files deleted from a folder that stays (the main
+    feeds and index, and the language feeds) are only reported (by :meth:`problem`); the next
+    full pass writes them again. Reacting at once
     would race an ``rm -rf`` still emptying the folder, whose last step then fails.
     """
 
@@ -177,6 +178,8 @@ class Outputs:
 
     def published(self) -> None:
         """The pass has published: what is there now is what to keep an eye on."""
+        from . import langfeeds  # here: the watcher imports this module and stays light
+
         with self._lock:
             folder = HeldFolder(self.out)
             writing_into = self._writing_into.identity if self._writing_into else None
@@ -186,6 +189,7 @@ class Outputs:
             self._rewritten = self._covered
             self._folder = _swap(self._folder, folder)
             self._files = frozenset(f for f in self.FILES if os.path.exists(self.out / f))
+            self._files |= frozenset(langfeeds.feeds_in(self.out))  # their subscribers too
             if not self.rewriting:
                 self._reported = None
         if new:

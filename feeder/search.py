@@ -47,6 +47,9 @@ PAGE = "search.html"
 _GENERATION = ".pagefind-"  # the real folders, one per build of the index
 _GLOB = "entries/*.html"
 STOP_TIMEOUT = 2.0  # seconds a stopping daemon waits for Pagefind after SIGTERM (then SIGKILL)
+# seconds one Pagefind run may take before it is killed as hung: far above its time on 100k
+# pages, and a bound for ``feeder build`` and the daemon's index thread, which wait for it
+RUN_TIMEOUT = 1800.0
 
 HTML = b"text/html; charset=utf-8"
 OCTET = b"application/octet-stream"
@@ -128,10 +131,19 @@ def start(out: Path) -> tuple[subprocess.Popen[bytes], Path]:
 
 
 def finish(out: Path, proc: subprocess.Popen[bytes], folder: Path) -> int:
-    """Wait for Pagefind; on success put its folder in place and return the page count,
-    else remove the folder and raise SearchError with Pagefind's last line."""
-    said, _ = proc.communicate()
+    """Wait for Pagefind (killed after ``RUN_TIMEOUT``); on success put its folder in place
+    and return the page count, else remove the folder and raise SearchError with Pagefind's
+    last line."""
     try:
+        try:
+            said, _ = proc.communicate(timeout=RUN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()  # not communicate: a child Pagefind left may hold its output open
+            if proc.stdout is not None:
+                proc.stdout.close()
+            raise SearchError(f"Pagefind did not finish within {RUN_TIMEOUT:g} s;"
+                              " stopped it") from None
         if proc.returncode != 0:
             text = said.decode("utf-8", "replace").strip().splitlines()
             raise SearchError(f"Pagefind exited with {proc.returncode}"
@@ -237,14 +249,12 @@ class Indexer:
         self.waiting_until: float | None = None  # monotonic time a run waits for, if it does
 
     def poke(self, config: Config, report: BuildReport | None = None) -> None:
-        """Note a pass; the first one after start, or one that changed entry pages, asks
-        for a run (the first only if the index or search page is missing)."""
+        """Note a pass; one that changed entry pages, or that finds the index missing
+        (never built, or deleted under the daemon), asks for a run."""
         with self._lock:
-            first = self._config is None
             self._config = config
-            if first:
-                self._dirty = not (is_built(config.out) and (config.out / PAGE).is_file())
-            self._dirty = self._dirty or report is None or affects_index(report)
+            self._dirty = (self._dirty or report is None or affects_index(report)
+                           or not is_built(config.out))
             if self._thread is None and not self._stopping.is_set():
                 self._thread = threading.Thread(target=self._loop, name="feeder-search",
                                                 daemon=True)

@@ -161,6 +161,7 @@ ACCEPTED_BEFORE = [
     ("max_age", 10**20),
     ("title", ""), ("title", "   "), ("author", ""), ("language", ""), ("subtitle", ""),
     ("default_language", ""), ("language", "not a language"), ("host", ""),
+    ("default_language", "EN"), ("default_language", "en" + "-abcdefgh" * 40),
     ("title", "bell\x07"), ("languages", ["xx"]), ("tag_authority", "a b"),
     ("tag_date", "2025-13"), ("tag_date", "2025-02-30"), ("extensions", ["."]),
 ]

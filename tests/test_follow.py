@@ -155,6 +155,19 @@ def test_a_pass_notices_what_the_looks_missed(site):
     assert not site.outputs.rewriting
 
 
+def test_a_deleted_language_folder_is_reported(site):
+    (site.out / "lang" / "it").mkdir(parents=True)
+    for name in ("atom.xml", "rss.xml", "feed.json", "index.html"):
+        (site.out / "lang" / "it" / name).write_bytes(b"x")
+    site.publish(force_expected=False)
+    assert site.outputs.problem() is None
+    shutil.rmtree(site.out / "lang")
+    site.outputs.look()
+    assert site.lost == 0
+    assert site.outputs.problem() == "missing outputs: " + ", ".join(
+        str(site.out / "lang" / "it" / name) for name in ("atom.xml", "feed.json", "rss.xml"))
+
+
 def test_files_deleted_from_the_folder_are_reported_not_acted_on(site):
     site.publish(force_expected=False)
     os.unlink(site.out / "atom.xml")

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -183,6 +184,35 @@ def test_a_failed_pagefind_keeps_the_old_index(searched: Site, monkeypatch: pyte
     finally:
         search.executable.cache_clear()
     assert "Pagefind exited with 3: Error: no space left on device" in caplog.text
+    assert os.readlink(searched.out / "pagefind") == before
+    assert [p.name for p in searched.out.glob(".pagefind-*")] == [before]
+
+
+@needs_pagefind
+def test_a_pagefind_that_hangs_is_stopped_after_its_time_with_one_line(
+        searched: Site, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """``feeder build`` (and the daemon's index thread) would otherwise wait for ever."""
+    before = os.readlink(searched.out / "pagefind")
+    hanging = searched.root / "pagefind-hangs"
+    hanging.write_text("#!/bin/sh\nexec sleep 300\n")
+    hanging.chmod(0o755)
+    monkeypatch.setenv("PAGEFIND_BINARY_PATH", str(hanging))
+    monkeypatch.setattr(search, "RUN_TIMEOUT", 1.0, raising=False)
+    search.executable.cache_clear()
+    report = searched.build()
+    caplog.clear()
+    result: list[str | None] = []
+    worker = threading.Thread(target=lambda: result.append(
+        search.update(searched.config, report, force=True)), daemon=True)
+    try:
+        with caplog.at_level(logging.WARNING, logger="feeder"):
+            worker.start()
+            worker.join(60)
+    finally:
+        search.executable.cache_clear()
+    assert result == [None], "still waiting for Pagefind"
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "Pagefind did not finish within 1 s" in line
     assert os.readlink(searched.out / "pagefind") == before
     assert [p.name for p in searched.out.glob(".pagefind-*")] == [before]
 

@@ -78,15 +78,21 @@ def test_sigterm_while_pagefind_runs_ends_it(tmp_path: Path,
     assert not list(daemon.out.glob(".pagefind-*"))  # the half-built index is dropped
 
 
-def test_indexer_runs_at_most_once_per_interval(tmp_path: Path) -> None:
+def one_page(tmp_path: Path, interval: float) -> config_mod.Config:
+    """A config with search on, over an output folder of one entry page."""
     seeds, out = tmp_path / "seeds", tmp_path / "out"
     (out / "entries").mkdir(parents=True)
     seeds.mkdir()
     (out / "entries" / "a.html").write_text(
         '<!doctype html><html lang="en"><body><article data-pagefind-body><h1>Quokka</h1>'
         "<p>Counted on the island.</p></article></body></html>")
-    cfg = config_mod.load(None, env={}, seeds=seeds, out=out, search=True,
-                          search_interval=3600.0)
+    return config_mod.load(None, env={}, seeds=seeds, out=out, search=True,
+                           search_interval=interval)
+
+
+def test_indexer_runs_at_most_once_per_interval(tmp_path: Path) -> None:
+    cfg = one_page(tmp_path, 3600.0)
+    out = cfg.out
     changed = BuildReport(written=["entries/a.html"])
     indexer = search.Indexer()
     try:
@@ -100,6 +106,24 @@ def test_indexer_runs_at_most_once_per_interval(tmp_path: Path) -> None:
         t0 = time.monotonic()
         indexer.stop()
         assert time.monotonic() - t0 < 5  # the wait ends with the stop
+
+
+def test_an_index_deleted_under_the_daemon_is_rebuilt_after_the_next_pass(
+        tmp_path: Path) -> None:
+    """The pagefind link removed by hand: a pass that changed no entry page still rebuilds
+    it (search.html alone would otherwise search nothing until an entry changes)."""
+    cfg = one_page(tmp_path, 1.0)
+    out = cfg.out
+    indexer = search.Indexer()
+    try:
+        indexer.poke(cfg, BuildReport(written=["entries/a.html"]))
+        wait_until(lambda: indexer.runs == 1, timeout=30, what="the first run")
+        (out / "pagefind").unlink()
+        indexer.poke(cfg, BuildReport())  # a pass that wrote no entry page
+        wait_until(lambda: indexer.runs == 2, timeout=30, what="a run after the deletion")
+        assert search.is_built(out)
+    finally:
+        indexer.stop()
 
 
 # -- in a real browser ----------------------------------------------------------------------
