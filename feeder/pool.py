@@ -136,13 +136,17 @@ def _start_worker() -> None:
 
 def _stop_fork_server() -> None:
     """The fork server keeps the preloaded libraries and language model (~100 MB): stop it
-    with the pool. (``_stop`` is private, but has been there since Python 3.4.)"""
-    from multiprocessing import forkserver
+    with the pool, and multiprocessing's resource tracker, a process of its own (~9 MB)
+    that would outlive it; the next pool starts both again. (``_stop`` is private: where a
+    Python has none, the process is left running.)"""
+    from multiprocessing import forkserver, resource_tracker
 
-    stop = getattr(getattr(forkserver, "_forkserver", None), "_stop", None)
-    if stop is not None:
-        with contextlib.suppress(OSError):  # already reaped, or its socket cleaned away
-            stop()
+    for owner in (getattr(forkserver, "_forkserver", None),
+                  getattr(resource_tracker, "_resource_tracker", None)):
+        stop = getattr(owner, "_stop", None)
+        if stop is not None:
+            with contextlib.suppress(OSError):  # already reaped, or its socket cleaned away
+                stop()
 
 
 def _bounded(pool: concurrent.futures.Executor, fn: Callable, jobs: Iterable,
