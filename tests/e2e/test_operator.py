@@ -205,7 +205,7 @@ class Hub(http.server.BaseHTTPRequestHandler):
         self.send_response(202)
         self.end_headers()
     def log_message(self, *args):
-        pass
+        return None  # quiet: the test reads the pings from the log file, not stderr
 server = http.server.HTTPServer(("127.0.0.1", 0), Hub)
 print(server.server_address[1], flush=True)
 server.serve_forever()
