@@ -35,7 +35,7 @@ from . import recover, render
 from .config import Config
 from .errors import SeedError
 from .folder import Folder, Seen
-from .normalizer import Entry, Rules, normalize
+from .normalizer import Entry, Rules, normalize, reduce_by_fields
 from .pool import Pool, chunks
 from .report import BuildCancelled, BuildReport
 from .seed import parse_seed, stray_note
@@ -68,6 +68,8 @@ class ReadResult:
     encoding: str = ""  # of the bytes, when they made an entry
     repaired: tuple[int, ...] = ()  # offsets of stray bytes in otherwise UTF-8 text
     reason: str | None = None  # why they made none
+
+    __reduce__ = reduce_by_fields
 
 
 # -- reading seeds (runs in the worker processes too) --------------------------------------
