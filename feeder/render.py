@@ -36,7 +36,7 @@ from feedgen.feed import FeedGenerator
 from lxml import etree
 
 from . import __version__
-from .normalizer import Entry
+from .normalizer import Entry, reduce_by_fields
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 FH_NS = "http://purl.org/syndication/history/1.0"
@@ -135,6 +135,8 @@ class Neighbour:
     title: str
     slug: str
     language: str
+
+    __reduce__ = reduce_by_fields
 
 
 def entry_path(entry: Entry | Neighbour) -> str:
