@@ -2,9 +2,9 @@
 
     python bench/worker_cost.py SEEDS [--limit N] [--profile]
 
-For each seed, as the workers do it: read + hash, parse (``seed.parse_seed``), normalize
-without the language, detect the language, pickle the read result to the parent and back,
-render the entry page, pickle the page job, write the page (one ``output.Batch`` per
+For each seed, as the workers do it: read + hash (``sync.read_seed`` up to its hash), parse
+(``seed.parse_seed``), normalize (the language detection apart), detect the language,
+pickle the read result to the parent and back, render the entry page, pickle the page job, write the page (one ``output.Batch`` per
 ``publish.PAGE_CHUNK`` pages, into a temp folder). Prints the CPU microseconds per seed of
 each step (``time.process_time``), and with ``--profile`` the top functions of a cProfile
 of the whole loop. Run it before and after a change, in the same minute.
@@ -13,8 +13,8 @@ of the whole loop. Run it before and after a change, in the same minute.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import cProfile
+import dataclasses
 import pickle
 import pstats
 import shutil
@@ -22,16 +22,22 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NoReturn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from feeder import normalizer, output, publish, render, sync  # noqa: E402
+from feeder.errors import SeedError  # noqa: E402
 from feeder.normalizer import Rules  # noqa: E402
 from feeder.seed import parse_seed  # noqa: E402
 
 STEPS = ("read+hash", "parse", "normalize", "language", "pickle result",
          "render page", "pickle page job", "write page")
+
+
+def _stop(data: bytes, name: str) -> NoReturn:
+    raise SeedError(name, "stopped")
 
 
 def _default(text: str, default: str, languages: tuple[str, ...] = ()) -> str:
@@ -41,13 +47,16 @@ def _default(text: str, default: str, languages: tuple[str, ...] = ()) -> str:
 def run(seeds: list[Path], out: Path, rules: Rules, info: render.FeedInfo,
         cost: dict[str, float]) -> None:
     clock = time.process_time
+    root = str(seeds[0].parent.resolve()) if seeds else None
     entries = []
     detect = normalizer.detect_language
     for path in seeds:
         t0 = clock()
-        data = path.read_bytes()
-        sync.hashlib.blake2b(data, digest_size=16).hexdigest()
+        sync.parse_seed = _stop  # read_seed() up to its hash
+        sync.read_seed(path, path.name, 4 << 20, rules, root)
+        sync.parse_seed = parse_seed
         t1 = clock()
+        data = path.read_bytes()
         doc = parse_seed(data, path.name)
         t2 = clock()
         normalizer.detect_language = _default  # normalize() without its detection...
