@@ -4,8 +4,8 @@
 
 For each seed, as the workers do it: read + hash (``sync.read_seed`` up to its hash), parse
 (``seed.parse_seed``), normalize (the language detection apart), detect the language,
-pickle the read result to the parent and back, render the entry page, pickle the page job, write the page (one ``output.Batch`` per
-``publish.PAGE_CHUNK`` pages, into a temp folder). Prints the CPU microseconds per seed of
+pickle the read result to the parent and back, render the entry page, pickle the page job,
+write the page (one ``output.Batch`` per ``publish.PAGE_CHUNK`` pages, into a temp folder). Prints the CPU microseconds per seed of
 each step (``time.process_time``), and with ``--profile`` the top functions of a cProfile
 of the whole loop. Run it before and after a change, in the same minute.
 """
