@@ -3,11 +3,13 @@
     python bench/worker_cost.py SEEDS [--limit N] [--profile]
 
 For each seed, as the workers do it: read + hash (``sync.read_seed`` up to its hash), parse
-(``seed.parse_seed``), normalize (the language detection apart), detect the language,
-pickle the read result to the parent and back, render the entry page, pickle the page job,
-write the page (one ``output.Batch`` per ``publish.PAGE_CHUNK`` pages, into a temp folder). Prints the CPU microseconds per seed of
+(``seed.parse_seed``), normalize (the language detection apart), detect the languages (of
+each chunk of ``sync.READ_CHUNK`` seeds), pickle the chunk's read results to the parent and
+back, render the entry page, pickle the page job, write the page (one ``output.Batch`` per
+``publish.PAGE_CHUNK`` pages, into a temp folder). Prints the CPU microseconds per seed of
 each step (``time.process_time``), and with ``--profile`` the top functions of a cProfile
-of the whole loop. Run it before and after a change, in the same minute.
+of the whole loop. Run it before and after a change, in the same minute (it runs on older
+commits too: copy it there).
 """
 
 from __future__ import annotations
@@ -50,32 +52,41 @@ def run(seeds: list[Path], out: Path, rules: Rules, info: render.FeedInfo,
     root = str(seeds[0].parent.resolve()) if seeds else None
     entries = []
     detect = normalizer.detect_language
-    for path in seeds:
-        t0 = clock()
-        sync.parse_seed = _stop  # read_seed() up to its hash
-        sync.read_seed(path, path.name, 4 << 20, rules, root)
-        sync.parse_seed = parse_seed
+    together = getattr(normalizer, "detect_languages", None)  # not before 26a31f6
+    for start in range(0, len(seeds), sync.READ_CHUNK):  # a worker's job
+        results, bodies = [], []
+        for path in seeds[start:start + sync.READ_CHUNK]:
+            t0 = clock()
+            sync.parse_seed = _stop  # read_seed() up to its hash
+            sync.read_seed(path, path.name, 4 << 20, rules, root)
+            sync.parse_seed = parse_seed
+            t1 = clock()
+            data = path.read_bytes()
+            doc = parse_seed(data, path.name)
+            t2 = clock()
+            normalizer.detect_language = _default  # normalize() without its detection...
+            entry = normalizer.normalize(doc, path.stem, rules)
+            normalizer.detect_language = detect
+            t3 = clock()
+            cost["read+hash"] += t1 - t0
+            cost["parse"] += t2 - t1
+            cost["normalize"] += t3 - t2
+            bodies.append(" ".join(doc.paragraphs) or doc.blocks[0].text)
+            results.append(sync.ReadResult(path.name, len(data), 0, "x" * 32, entry, "utf-8"))
+        t0 = clock()  # ...which runs here, for the chunk
+        if together is not None:
+            languages = together(bodies, rules.default_language, rules.languages)
+        else:
+            languages = [detect(b, rules.default_language, rules.languages) for b in bodies]
         t1 = clock()
-        data = path.read_bytes()
-        doc = parse_seed(data, path.name)
+        results = [dataclasses.replace(r, entry=dataclasses.replace(r.entry, language=lang))
+                   for r, lang in zip(results, languages, strict=True)]
         t2 = clock()
-        normalizer.detect_language = _default  # normalize() without its detection...
-        entry = normalizer.normalize(doc, path.stem, rules)
-        normalizer.detect_language = detect
+        pickle.loads(pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL))
         t3 = clock()
-        body = " ".join(doc.paragraphs) or doc.blocks[0].text  # ...which runs here
-        entry = dataclasses.replace(entry, language=detect(
-            body, rules.default_language, rules.languages))
-        t4 = clock()
-        result = sync.ReadResult(path.name, len(data), 0, "x" * 32, entry, "utf-8")
-        pickle.loads(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
-        t5 = clock()
-        entries.append(entry)
-        cost["read+hash"] += t1 - t0
-        cost["parse"] += t2 - t1
-        cost["normalize"] += t3 - t2
-        cost["language"] += t4 - t3
-        cost["pickle result"] += t5 - t4
+        cost["language"] += t1 - t0
+        cost["pickle result"] += t3 - t2
+        entries += [r.entry for r in results]
     for start in range(0, len(entries), publish.PAGE_CHUNK):
         chunk = entries[start:start + publish.PAGE_CHUNK]
         items = [(e, render.Neighbour(e.title, e.slug, e.language), None) for e in chunk]
