@@ -54,7 +54,6 @@ def main() -> None:
         corpora[arg] = samples(Path(arg))
     own = LanguageIdentifier.from_model_file(MODEL_FILE)
     mapped = language.identifier(())
-    print(f"feeder's table: {mapped.nb_ptc.dtype}; py3langid's: {own.nb_ptc.dtype}")
     worst = 1.0
     for name, texts in corpora.items():
         # as a worker does it: a chunk of seeds at a time

@@ -46,21 +46,6 @@ def test_mapped_model_answers_as_py3langid_does(cache: Path):
     assert [subset.classify(t) for t in TEXTS] == [own.classify(t) for t in TEXTS]
 
 
-def test_mapped_table_is_float32_with_the_very_same_scores(cache: Path):
-    """numpy converts a float16 table one value at a time at each classification (three
-    quarters of its time): the unpacked table is widened once, exactly, so every score is
-    bit for bit py3langid's own."""
-    import numpy as np
-    from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
-    own = LanguageIdentifier.from_model_file(MODEL_FILE)
-    mapped = language.identifier(())
-    assert mapped.nb_ptc.dtype == np.float32
-    assert np.array_equal(np.asarray(mapped.nb_ptc[:1000], np.float32),
-                          np.asarray(own.nb_ptc[:1000], np.float32))
-    assert [mapped.classify(t) for t in TEXTS] == [own.classify(t) for t in TEXTS]
-
-
 def test_texts_classified_together_get_the_answers_of_one_at_a_time(cache: Path):
     """classify_many walks the automaton over all texts at once: the same features, counted
     in the same order, so the same scores (short texts, none at all and other scripts too)."""
