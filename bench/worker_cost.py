@@ -4,7 +4,7 @@
 
 For each seed, as the workers do it: read + hash (``sync.read_seed`` up to its hash), parse
 (``seed.parse_seed``), normalize (the language detection apart), detect the languages (of
-each chunk of ``sync.READ_CHUNK`` seeds), pickle the chunk's read results to the parent and
+each chunk of ``sync.READ_CHUNK`` seeds, a worker's job), pickle the chunk's read results to the parent and
 back, render the entry page, pickle the page job, write the page (one ``output.Batch`` per
 ``publish.PAGE_CHUNK`` pages, into a temp folder). Prints the CPU microseconds per seed of
 each step (``time.process_time``), and with ``--profile`` the top functions of a cProfile
@@ -52,7 +52,6 @@ def run(seeds: list[Path], out: Path, rules: Rules, info: render.FeedInfo,
     root = str(seeds[0].parent.resolve()) if seeds else None
     entries = []
     detect = normalizer.detect_language
-    together = getattr(normalizer, "detect_languages", None)  # not before 26a31f6
     for start in range(0, len(seeds), sync.READ_CHUNK):  # a worker's job
         results, bodies = [], []
         for path in seeds[start:start + sync.READ_CHUNK]:
@@ -74,10 +73,7 @@ def run(seeds: list[Path], out: Path, rules: Rules, info: render.FeedInfo,
             bodies.append(" ".join(doc.paragraphs) or doc.blocks[0].text)
             results.append(sync.ReadResult(path.name, len(data), 0, "x" * 32, entry, "utf-8"))
         t0 = clock()  # ...which runs here, for the chunk
-        if together is not None:
-            languages = together(bodies, rules.default_language, rules.languages)
-        else:
-            languages = [detect(b, rules.default_language, rules.languages) for b in bodies]
+        languages = [detect(b, rules.default_language, rules.languages) for b in bodies]
         t1 = clock()
         results = [dataclasses.replace(r, entry=dataclasses.replace(r.entry, language=lang))
                    for r, lang in zip(results, languages, strict=True)]

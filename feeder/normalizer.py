@@ -14,7 +14,6 @@ import unicodedata
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from .language import classify_many
 from .language import identifier as _identifier
 from .seed import SeedDocument
 
@@ -167,22 +166,6 @@ def detect_language(text: str, default: str, languages: tuple[str, ...] = ()) ->
     return lang
 
 
-def detect_languages(texts: list[str], default: str,
-                     languages: tuple[str, ...] = ()) -> list[str]:
-    """``detect_language`` of each text, classified together (``language.classify_many``:
-    the same answers, in ~60 % of the time for a worker's chunk of seeds)."""
-    samples = [text[:_LANG_SAMPLE] for text in texts]
-    enough = [_enough_letters(sample, _LANG_MIN_LETTERS) for sample in samples]
-    found = iter(classify_many(_identifier(languages),
-                               [s for s, ok in zip(samples, enough, strict=True) if ok]))
-    return [next(found) if ok else default for ok in enough]
-
-
-def language_text(doc: SeedDocument) -> str:
-    """The text an entry's language is detected on: its paragraphs (else its heading)."""
-    return " ".join(doc.paragraphs) or doc.blocks[0].text
-
-
 def published_at(date: dt.date | dt.datetime, timezone: str) -> dt.datetime:
     import zoneinfo
 
@@ -192,12 +175,9 @@ def published_at(date: dt.date | dt.datetime, timezone: str) -> dt.datetime:
     return dt.datetime(date.year, date.month, date.day, tzinfo=tz)
 
 
-def normalize(doc: SeedDocument, stem: str, rules: Rules, language: str | None = None) -> Entry:
-    """The entry of a seed; its ``language`` is detected unless given (``detect_languages``
-    of ``language_text(doc)``, for many seeds at once)."""
+def normalize(doc: SeedDocument, stem: str, rules: Rules) -> Entry:
     published = published_at(doc.date, rules.timezone)
-    if language is None:
-        language = detect_language(language_text(doc), rules.default_language, rules.languages)
+    body = " ".join(doc.paragraphs) or doc.blocks[0].text
     return Entry(
         id=entry_id(rules.authority, rules.tag_date, stem),
         stem=canonical_stem(stem),
@@ -207,5 +187,5 @@ def normalize(doc: SeedDocument, stem: str, rules: Rules, language: str | None =
         content_html=render_content(doc),
         published=published,
         updated=published,
-        language=language,
+        language=detect_language(body, rules.default_language, rules.languages),
     )

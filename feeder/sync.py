@@ -31,23 +31,15 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 from . import recover, render
 from .config import Config
 from .errors import SeedError
 from .folder import Folder, Seen
-from .normalizer import (
-    Entry,
-    Rules,
-    detect_languages,
-    language_text,
-    normalize,
-    reduce_by_fields,
-)
+from .normalizer import Entry, Rules, normalize, reduce_by_fields
 from .pool import Pool, chunks
 from .report import BuildCancelled, BuildReport
-from .seed import SeedDocument, parse_seed, stray_note
+from .seed import parse_seed, stray_note
 from .store import Fingerprint, Store
 
 log = logging.getLogger("feeder")
@@ -113,41 +105,6 @@ def _read_upto(fd: int, size: int, limit: int) -> bytes:
 def read_seed(path: Path, name: str, max_bytes: int, rules: Rules,
               root: str | None = None) -> ReadResult | None:
     """Read, hash, parse and normalize one seed; None if the file is gone."""
-    return read_seeds([(path, name)], max_bytes, rules, root)[0]
-
-
-def read_seeds(seeds: list[tuple[Path, str]], max_bytes: int, rules: Rules,
-               root: str | None = None) -> list[ReadResult | None]:
-    """``read_seed`` of each (path, name), their languages detected together
-    (``normalizer.detect_languages``)."""
-    read = [_parsed(path, name, max_bytes, root) for path, name in seeds]
-    docs = [r for r in read if isinstance(r, _Parsed)]
-    languages = iter(detect_languages([language_text(r.doc) for r in docs],
-                                      rules.default_language, rules.languages))
-    return [_normalized(r, rules, next(languages)) if isinstance(r, _Parsed) else r
-            for r in read]
-
-
-class _Parsed(NamedTuple):
-    name: str
-    size: int
-    mtime_ns: int
-    digest: str
-    doc: SeedDocument
-
-
-def _normalized(read: _Parsed, rules: Rules, language: str) -> ReadResult:
-    name, size, mtime_ns, digest, doc = read
-    try:
-        entry = normalize(doc, Path(name).stem, rules, language)
-    except SeedError as exc:
-        return ReadResult(name, size, mtime_ns, digest, reason=exc.reason)
-    return ReadResult(name, size, mtime_ns, digest, entry, doc.encoding, doc.repaired)
-
-
-def _parsed(path: Path, name: str, max_bytes: int,
-            root: str | None) -> _Parsed | ReadResult | None:
-    """Read, hash and parse one seed; None if the file is gone."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
@@ -175,9 +132,11 @@ def _parsed(path: Path, name: str, max_bytes: int,
     digest = hashlib.blake2b(data, digest_size=16).hexdigest()
     try:
         doc = parse_seed(data, name)
+        entry = normalize(doc, Path(name).stem, rules)
     except SeedError as exc:
         return ReadResult(name, len(data), st.st_mtime_ns, digest, reason=exc.reason)
-    return _Parsed(name, len(data), st.st_mtime_ns, digest, doc)
+    return ReadResult(name, len(data), st.st_mtime_ns, digest, entry, doc.encoding,
+                      doc.repaired)
 
 
 @dataclass(frozen=True)
@@ -191,7 +150,7 @@ class ReadContext:
 
 def _read_chunk(job: tuple[ReadContext, list[tuple[Path, str]]]) -> list[ReadResult | None]:
     ctx, seeds = job
-    return read_seeds(seeds, ctx.max_bytes, ctx.rules, ctx.root)
+    return [read_seed(path, name, ctx.max_bytes, ctx.rules, ctx.root) for path, name in seeds]
 
 
 # -- recording them ------------------------------------------------------------------------

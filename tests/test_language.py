@@ -46,24 +46,6 @@ def test_mapped_model_answers_as_py3langid_does(cache: Path):
     assert [subset.classify(t) for t in TEXTS] == [own.classify(t) for t in TEXTS]
 
 
-def test_texts_classified_together_get_the_answers_of_one_at_a_time(cache: Path):
-    """classify_many walks the automaton over all texts at once: the same features, counted
-    in the same order, so the same scores (short texts, none at all and other scripts too)."""
-    from py3langid.langid import visit_counts
-
-    texts = [*TEXTS, "", "a", "ab cd", "abcdef", "Ωμέγα", "🙂 🙂 🙂 ok", TEXTS[0] * 3, TEXTS[0]]
-    for languages in ((), ("en", "it")):
-        ident = language.identifier(languages)
-        assert ident.depth == 6
-        assert language.classify_many(ident, texts) == [ident.classify(t)[0] for t in texts]
-    counted = language._visits(ident, texts, ident.depth)
-    for text in texts:
-        raw = ident._encode(text)
-        walked = visit_counts(ident.tk_nextmove, ident._rowbase, ident.tk_output, raw)
-        assert (counted[raw] is None and walked is None) or (
-            list(counted[raw].items()) == list(walked.items()))
-
-
 def test_released_model_is_unmapped(cache: Path):
     language.identifier(()).classify(TEXTS[0])
     assert mapped_model_files()
