@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import errno
 import hashlib
 import itertools
 import logging
@@ -35,7 +36,7 @@ from . import recover, render
 from .config import Config
 from .errors import SeedError
 from .folder import Folder, Seen
-from .normalizer import Entry, Rules, normalize
+from .normalizer import Entry, Rules, normalize, reduce_by_fields
 from .pool import Pool, chunks
 from .report import BuildCancelled, BuildReport
 from .seed import parse_seed, stray_note
@@ -69,6 +70,8 @@ class ReadResult:
     repaired: tuple[int, ...] = ()  # offsets of stray bytes in otherwise UTF-8 text
     reason: str | None = None  # why they made none
 
+    __reduce__ = reduce_by_fields
+
 
 # -- reading seeds (runs in the worker processes too) --------------------------------------
 
@@ -84,13 +87,31 @@ def _opened_inside(fd: int, root: str | None) -> bool:
     return real.startswith(root.rstrip(os.sep) + os.sep)
 
 
+def _read_upto(fd: int, size: int, limit: int) -> bytes:
+    """The bytes of ``fd`` to its end, at most ``limit``; ``size`` (from fstat) is the first
+    read's length. (A buffered file object asks isatty and seeks, and reading ``limit`` bytes
+    at once allocates, maps and shrinks a buffer of that size: half the cost of a read.)"""
+    chunks, total, want = [], 0, size + 1
+    while total < limit:
+        chunk = os.read(fd, min(want, limit - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+        want = 1 << 16
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
 def read_seed(path: Path, name: str, max_bytes: int, rules: Rules,
               root: str | None = None) -> ReadResult | None:
     """Read, hash, parse and normalize one seed; None if the file is gone."""
     try:
-        with open(path, "rb") as fh:
-            st = os.fstat(fh.fileno())
-            if not _opened_inside(fh.fileno(), root):
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):  # as open() says it
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+            if not _opened_inside(fd, root):
                 return ReadResult(name, 0, 0, "", reason="symlink points outside the seeds folder")
             if not stat.S_ISREG(st.st_mode):
                 return ReadResult(name, 0, 0, "", reason="not a regular file")
@@ -98,7 +119,9 @@ def read_seed(path: Path, name: str, max_bytes: int, rules: Rules,
                 reason = f"too large: {st.st_size} bytes (limit {max_bytes})"
                 return ReadResult(name, st.st_size, st.st_mtime_ns, f"size:{st.st_size}",
                                   reason=reason)
-            data = fh.read(max_bytes + 1)
+            data = _read_upto(fd, st.st_size, max_bytes + 1)
+        finally:
+            os.close(fd)
     except FileNotFoundError:
         return None
     except OSError as exc:

@@ -1,4 +1,5 @@
-"""Feeds spliced from cached entry fragments are byte for byte what feedgen renders whole."""
+"""Feeds spliced from cached entry fragments are byte for byte what feedgen renders whole, and
+entry pages filled into template skeletons what the template renders for each."""
 
 from __future__ import annotations
 
@@ -133,3 +134,34 @@ def test_one_moment_in_two_time_zones_is_two_fragments() -> None:
         for when in (utc, india):
             items = [dataclasses.replace(entry, published=when, updated=when)]
             assert fast(info, items) == reference(info, items)
+
+
+NEIGHBOURS = st.none() | st.builds(render.Neighbour, title=WORDS,
+                                   slug=st.sampled_from(["e1", "caffè", "a&b", "x y"]),
+                                   language=LANGUAGES)
+
+
+@settings(SETTINGS, max_examples=60)
+@given(infos(), entries(), NEIGHBOURS, NEIGHBOURS, st.booleans())
+def test_entry_page_from_its_skeleton_is_what_the_template_renders(
+        info: render.FeedInfo, entry: Entry, prev: render.Neighbour | None,
+        next_: render.Neighbour | None, edited: bool) -> None:
+    if not edited:  # the same moment, maybe written with another offset
+        entry = dataclasses.replace(entry, updated=entry.published.astimezone(ZONES[1]))
+    for one in _twins(info):
+        reference = render.render_entry_page_reference(one, entry, prev, next_)
+        for _ in range(2):  # a new skeleton, then the cached one
+            assert render.render_entry_page(one, entry, prev, next_) == reference
+
+
+def test_entry_page_of_a_feed_holding_the_hole_marker_is_the_template_s() -> None:
+    info = render.FeedInfo(title="T\x00title\x00", subtitle="S", author="A",
+                           base_url="http://127.0.0.1/", language="en",
+                           feed_id="tag:127.0.0.1,2025:feed")
+    when = dt.datetime(2025, 6, 1, tzinfo=dt.UTC)
+    entry = Entry(id="tag:127.0.0.1,2025:one", stem="one", slug="one", title="<b>",
+                  summary="s", content_html="<p>c</p>", published=when, updated=when,
+                  language="ar")
+    page = render.render_entry_page(info, entry)
+    assert page == render.render_entry_page_reference(info, entry)
+    assert b"T\x00title\x00" in page

@@ -177,3 +177,39 @@ def test_a_big_pass_records_in_bulk_as_a_small_one_would(make_site,  # noqa: ANN
     rows = "SELECT name, id, slug, archive_page, pub_ts FROM entries ORDER BY name"
     assert (sites[0].store.db.execute(rows).fetchall()
             == sites[1].store.db.execute(rows).fetchall())
+
+
+def test_a_seed_is_read_whole_through_short_reads_up_to_the_limit(tmp_path: Path) -> None:
+    """read_seed reads with os.read: a read may return less than asked (a pipe here, a file
+    that grew since its fstat); it reads on to the end, or to one byte past the limit."""
+    import contextlib
+    import threading
+
+    from feeder.sync import _read_upto
+
+    data = b" date 2025-01-02 Text. " * 5000  # 115,000 bytes, in pieces
+    for limit, expected in ((1 << 20, data), (1000, data[:1000])):
+        rd, wr = os.pipe()
+
+        def feed(wr: int = wr) -> None:
+            # the reader stops at the limit and closes its end
+            with os.fdopen(wr, "wb", buffering=0) as out, contextlib.suppress(BrokenPipeError):
+                for i in range(0, len(data), 7000):
+                    out.write(data[i:i + 7000])
+
+        writer = threading.Thread(target=feed)
+        writer.start()
+        try:
+            assert _read_upto(rd, 10, limit) == expected
+        finally:
+            os.close(rd)
+            writer.join(timeout=30)
+
+
+def test_reading_a_folder_for_a_seed_says_so(tmp_path: Path) -> None:
+    from feeder.normalizer import Rules
+    from feeder.sync import read_seed
+
+    (tmp_path / "x.txt").mkdir()
+    result = read_seed(tmp_path / "x.txt", "x.txt", 1 << 20, Rules("example.org", "2025"))
+    assert result is not None and result.reason == "cannot read: Is a directory"
