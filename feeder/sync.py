@@ -19,6 +19,7 @@ After a lost state, an entry recovered from the output (``recover.py``) gets bac
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -241,7 +242,9 @@ class Sync:
         # one line per seed for the daemon's changes; a big first build only counts them
         level = logging.INFO if len(seeds) <= QUIET_ABOVE else logging.DEBUG
         bulk = len(seeds) >= 2 * BULK_BATCH
-        with self.store.cache(BULK_CACHE_MB if bulk else None):
+        # a first build: without the indexes and trigger made again after (Store.bulk_load)
+        loading = self.store.bulk_load() if bulk else contextlib.nullcontext()
+        with self.store.cache(BULK_CACHE_MB if bulk else None), loading:
             for batch in chunks(results, BULK_BATCH if bulk else BATCH):
                 with self.store.transaction():
                     for result in batch:
