@@ -324,6 +324,8 @@ class Sync:
         owner = self.store.slug_owner(entry.slug)  # e.g. "café" and a seed named "cafe-<hash>"
         if owner is not None and owner != name:
             return entry, f"same page {render.entry_path(entry)} as {owner}: rename one of them"
+        if minted == entry.id:  # a fresh id: the entry as it is (no copy per seed)
+            return entry, None
         return dataclasses.replace(entry, id=minted), None
 
     def _reject(self, report: BuildReport, result: ReadResult, reason: str,
