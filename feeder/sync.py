@@ -35,7 +35,7 @@ from pathlib import Path
 from . import recover, render
 from .config import Config
 from .errors import SeedError
-from .folder import Folder, Seen
+from .folder import Folder
 from .normalizer import Entry, Rules, normalize
 from .pool import Pool, chunks
 from .report import BuildCancelled, BuildReport
@@ -126,9 +126,10 @@ class ReadContext:
     root: str | None
 
 
-def _read_chunk(job: tuple[ReadContext, list[tuple[Path, str]]]) -> list[ReadResult | None]:
+def _read_chunk(job: tuple[ReadContext, list[tuple[str, str]]]) -> list[ReadResult | None]:
     ctx, seeds = job
-    return [read_seed(path, name, ctx.max_bytes, ctx.rules, ctx.root) for path, name in seeds]
+    return [read_seed(Path(path), name, ctx.max_bytes, ctx.rules, ctx.root)
+            for path, name in seeds]
 
 
 # -- recording them ------------------------------------------------------------------------
@@ -162,7 +163,9 @@ class Sync:
         renormalize = full and self.store.get_meta("rules_key", rules_key) != rules_key
         if renormalize:
             log.info("normalizing settings changed: reading every seed again")
-        to_read: list[Seen] = []
+        # (path, name) of the seeds to read: not the Seen, whose Path objects would be held
+        # through the whole read (~40 MB at 100,000 seeds)
+        to_read: list[tuple[str, str]] = []
         unreadable: list[ReadResult] = []
         for name, seen in found.items():
             fp = fps.get(name)
@@ -181,7 +184,8 @@ class Sync:
                     and not recheck):
                 report.unchanged += 1
                 continue
-            to_read.append(seen)
+            to_read.append((os.fspath(seen.path), name))
+        del found
         if self._hold_deletions([n for n in gone if fps[n].reason is None], full):
             gone = [n for n in gone if fps[n].reason is not None]  # rejected seeds still go
         with self.store.transaction():
@@ -226,16 +230,16 @@ class Sync:
                 self.store.set_meta("held_deletions", held)
         return hold
 
-    def _read(self, report: BuildReport, seeds: list[Seen], fps: dict[str, Fingerprint],
-              now: dt.datetime, *, renormalize: bool) -> None:
-        """Read ``seeds`` (in the pool when there are many) and record the results, one
-        transaction per batch; a cancelled pass stops after the batch it committed."""
+    def _read(self, report: BuildReport, seeds: list[tuple[str, str]],
+              fps: dict[str, Fingerprint], now: dt.datetime, *, renormalize: bool) -> None:
+        """Read ``seeds`` ((path, name) pairs; in the pool when there are many) and record
+        the results, one transaction per batch; a cancelled pass stops after the batch it
+        committed."""
         if not seeds:
             return
         c = self.config
         ctx = ReadContext(self.rules, c.max_seed_bytes, str(self.folder.root))
-        work = ((s.path, s.name) for s in seeds)
-        jobs = ((ctx, chunk) for chunk in chunks(work, READ_CHUNK))
+        jobs = ((ctx, chunk) for chunk in chunks(seeds, READ_CHUNK))
         results = itertools.chain.from_iterable(
             self.pool.map(_read_chunk, jobs, weight=len(seeds)))
         bar = self.pool.progress(len(seeds), len(seeds), "seed", "reading seeds")
