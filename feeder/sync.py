@@ -50,6 +50,9 @@ BATCH = 500  # seeds recorded per transaction
 # commit writes every index page it touched, and at 100,000 seeds 500 random inserts touch
 # ~500 leaves of each index. Recording 100,000 seeds (bench, CPU): batches of 500 and a 2 MB
 # cache 27 s; 2,000 and 12 MB 19 s; 5,000 and 64 MB 16 s, but +55 MB for the batch and cache.
+# Into an empty store, without the deferred indexes (Store.bulk_load; CPU of the same
+# statements, load 3-6): 2,000 and 12 MB 15.2 s (22.0 s with them); 1,000 and 12 MB 16.3 s;
+# 5,000 and 12 MB 13.4 s; 2,000 and 32 MB 12.6 s (+1.3 s to make the indexes again).
 BULK_BATCH = 2000  # results held in memory at once: ~8 KB each
 BULK_CACHE_MB = 12
 READ_CHUNK = 32  # seeds sent to a worker at a time
