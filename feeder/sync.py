@@ -20,6 +20,7 @@ After a lost state, an entry recovered from the output (``recover.py``) gets bac
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import datetime as dt
 import hashlib
@@ -27,6 +28,7 @@ import itertools
 import logging
 import os
 import stat
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -264,6 +266,9 @@ class Sync:
                     raise BuildCancelled
         if bar is not None:
             bar.close()
+        if bulk:
+            del batch  # the last one
+            _give_back_heap()
 
     def _record(self, report: BuildReport, result: ReadResult, fp: Fingerprint | None,
                 now: dt.datetime, *, renormalize: bool, level: int) -> None:
@@ -343,6 +348,16 @@ class Sync:
         if fp is None or fp.reason != reason:
             report.rejected.append((result.name, reason))
             log.warning("rejected %s: %s", result.name, reason)
+
+
+def _give_back_heap() -> None:
+    """Hand the heap's free pages back to the system after a big read: glibc keeps the
+    memory of the freed batches and SQLite cache otherwise, and the rest of the pass (the
+    pages, in the worker processes too) would sit on top of it (at 10,000 seeds the parent's
+    PSS after the read: 61 MB, and 34 MB once trimmed)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).malloc_trim(0)
 
 
 def mass_deletion(missing: int, total: int, fraction: float) -> bool:

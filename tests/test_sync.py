@@ -282,3 +282,22 @@ def test_a_bulk_load_cut_short_by_a_crash_is_finished_at_the_next_opening(make_s
     assert outputs(cut) == outputs(done)
     rows = "SELECT name, id, slug, archive_page, pub_ts FROM entries ORDER BY name"
     assert db.execute(rows).fetchall() == done.store.db.execute(rows).fetchall()
+
+
+def test_a_big_pass_hands_the_heap_back_after_its_read(make_site, monkeypatch) -> None:  # noqa: ANN001
+    """After a big read (its batches and SQLite cache freed), the parent hands its free heap
+    back to the system once, before publishing; a small pass does not bother."""
+    from feeder import sync
+
+    big, small = make_site(), make_site()
+    for i in range(12):
+        big.write(f"{i:03d}_t.txt", f"2025-06-{i + 1:02d}", f"Article {i}. Body text.")
+    small.write("000_t.txt", "2025-06-01", "Article. Body text.")
+    calls: list[int] = []
+    monkeypatch.setattr(sync, "BULK_BATCH", 5)
+    monkeypatch.setattr(sync, "_give_back_heap", lambda: calls.append(big.store.total()),
+                        raising=False)
+    big.build()
+    assert calls == [12]
+    small.build()
+    assert calls == [12]
