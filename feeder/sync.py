@@ -12,7 +12,9 @@ emptied folder): then the removals are held until the operator confirms (``mass_
 Results are recorded in explicit transactions of up to ``BATCH`` seeds (``BULK_BATCH`` in a
 big pass), so a pass that stops keeps what it committed. Each change to an entry marks, in
 the store itself (by triggers, in the same transaction), the pages that publishing must
-write or remove: publishing writes every entry page, since a page links its neighbours.
+write or remove: publishing writes every entry page, since a page links its neighbours. A
+first build marks its new entries' pages once they are all in, with the indexes it goes
+without while they come (``Store.bulk_load``: committed or finished after a crash alike).
 After a lost state, an entry recovered from the output (``recover.py``) gets back its
 ``updated`` time and archive page as its seed is recorded.
 """
