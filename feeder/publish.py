@@ -38,6 +38,9 @@ log = logging.getLogger("feeder")
 PAGE_CHUNK = 200  # entry pages sent to a worker at a time
 ARCHIVE_CHUNK = 4  # archive pages (3 files each, one flush) sent to a worker at a time
 STREAM_FROM = 400  # pages to write from which all entries are streamed, not looked up each
+# Output hashes held before they are recorded in the store, in a big pass: a cold build of
+# 100,000 seeds would hold ~30 MB of them until its end.
+RECORD_EVERY = 5000
 
 
 def render_key(config: Config) -> str:
@@ -85,11 +88,11 @@ def write_entry_pages(info: render.FeedInfo, out: Path, items: list[Paged],
                       batch: output.Batch | None = None) -> tuple[list[str], Hashes]:
     """(entry, the entry before, the entry after), written as one batch (or staged in
     ``batch``) -> the paths of the pages whose bytes changed, and every page's hash."""
+    paths = [render.entry_path(e) for e, _p, _n in items]  # one string each: pickled once
     with _batch(batch) as batch:
-        written = [render.entry_path(e) for e, prev, next_ in items
+        written = [path for path, (e, prev, next_) in zip(paths, items, strict=True)
                    if write_entry_page(info, out, e, prev, next_, batch)]
-    return written, [(p, batch.hashes[out / p])
-                     for p in (render.entry_path(e) for e, _p, _n in items)]
+    return written, [(p, batch.hashes[out / p]) for p in paths]
 
 
 def fit_notes(fits: dict[str, render.Fitted], limit: int) -> list[tuple[int, str]]:
@@ -223,11 +226,13 @@ class Publisher:
         self.hashes: Hashes = []  # of the pages written or checked this pass
         self.removed: list[str] = []
         self._head: output.Batch | None = None  # the entry pages', staged for the feeds'
+        self.now: dt.datetime | None = None  # run's, for the hashes it records
 
     def run(self, report: BuildReport, *, full: bool, force: bool = False) -> None:
         """Write the changed outputs; a ``full`` pass also restores missing pages and removes
         stray ones; ``force`` renders every output again."""
         c, out, now = self.config, self.config.out, self.clock()
+        self.now = now
         key = render_key(c)
         force = force or self.store.get_meta("render_key") != key
         visible = self.store.count(now)
@@ -447,17 +452,17 @@ class Publisher:
             store.unarchive(current)
             store.unarchive_scheduled(now)
             page, held = store.last_page()
-            placed: list[tuple[int, str]] = []
-            for id_ in store.unpaged(now):
+            placed: list[tuple[int, int]] = []  # (page, rowid)
+            for id_, row in store.unpaged(now):
                 if id_ in current:
                     continue
                 if page == 0 or held >= c.archive_size:
                     if page:
                         store.mark_pages([page])  # it gains a next-archive link
                     page, held = page + 1, 0
-                placed.append((page, id_))
+                placed.append((page, row))
                 held += 1
-            store.put_in_pages(placed)
+            store.put_rows_in_pages(placed)
             pages, _held = store.last_page()
             out = c.out
             if force:
@@ -483,6 +488,10 @@ class Publisher:
         written, hashes, notes = result
         report.written.extend(written)
         self.hashes.extend(hashes)
+        if len(self.hashes) >= RECORD_EVERY:  # the files are in place: their hashes are true
+            with self.store.transaction():
+                self.store.record_outputs(self.hashes, self.now or self.clock())
+            self.hashes = []
         for level, message in notes:
             log.log(level, message)
 

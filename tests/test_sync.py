@@ -213,3 +213,127 @@ def test_reading_a_folder_for_a_seed_says_so(tmp_path: Path) -> None:
     (tmp_path / "x.txt").mkdir()
     result = read_seed(tmp_path / "x.txt", "x.txt", 1 << 20, Rules("example.org", "2025"))
     assert result is not None and result.reason == "cannot read: Is a directory"
+
+
+DEFERRED = {"entries_order", "entries_page", "entries_language", "entries_page_new"}
+
+
+def schema(db) -> list[tuple]:  # noqa: ANN001
+    """The store's tables, indexes and triggers, as a set (re-made ones come later in
+    sqlite_master)."""
+    return sorted(db.execute("SELECT type, name, tbl_name, sql FROM sqlite_master"))
+
+
+def test_a_first_big_pass_loads_without_the_deferred_indexes_and_ends_alike(
+        make_site, monkeypatch) -> None:  # noqa: ANN001
+    """A first build of at least 2 * BULK_BATCH seeds records its entries without the
+    secondary indexes of the entries and the stale-page trigger (Store.bulk_load), and ends
+    with the schema and the rows of a pass that had them all along."""
+    from feeder import sync
+
+    sites = [make_site(), make_site()]
+    for s in sites:
+        for i in range(30):
+            s.write(f"{i:03d}_b.txt", f"2025-03-{i % 28 + 1:02d}", f"Article {i}. Body text.")
+        s.write("001_B.txt", "2025-03-02", "Clashes with 001_b's page? No: its own. Body.")
+        s.write("030_b.txt", "1800-01-01", "Too old. Body.")
+        for path in s.seeds.iterdir():
+            os.utime(path, ns=(1_700_000_000 * 10**9,) * 2)  # the same rows in both stores
+    sites[0].build()
+    monkeypatch.setattr(sync, "BULK_BATCH", 5)
+    present: list[set[str]] = []
+    record = sync.Sync._record
+
+    def spying(self, *args, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
+        present.append({n for (n,) in self.store.db.execute("SELECT name FROM sqlite_master")})
+        return record(self, *args, **kw)
+
+    monkeypatch.setattr(sync.Sync, "_record", spying)
+    sites[1].build()
+    assert len(present) == 32 and all(not (DEFERRED & names) for names in present)
+    dbs = [s.store.db for s in sites]
+    assert schema(dbs[0]) == schema(dbs[1])
+    assert {row[1] for row in schema(dbs[1])} >= DEFERRED
+    assert sorted(dbs[0].iterdump()) == sorted(dbs[1].iterdump())
+    assert sites[1].store.get_meta("bulk_load") is None
+
+
+@pytest.mark.slow
+def test_a_bulk_load_cut_short_by_a_crash_is_finished_at_the_next_opening(make_site) -> None:
+    """A first build that dies (os._exit, as kill -9 would) in the middle of its bulk load,
+    its deferred indexes and trigger dropped: the next opening of the store makes them again
+    and lists the pages of the entries recorded so far as stale, and the next build ends with
+    the outputs and rows of an uninterrupted one."""
+    import subprocess
+    import sys
+
+    from feeder.store import Store
+
+    from ._daemon import feeder_env
+
+    done, cut = make_site(), make_site()
+    for s in (done, cut):
+        for i in range(40):
+            s.write(f"{i:03d}_c.txt", f"2025-04-{i % 28 + 1:02d}", f"Article {i}. Body text.")
+    for path in cut.seeds.iterdir():  # the same rows in both stores
+        os.utime(path, ns=(1_700_000_000 * 10**9,) * 2)
+        os.utime(done.seeds / path.name, ns=(1_700_000_000 * 10**9,) * 2)
+    done.build()
+    cut.store.close()
+    script = (
+        "import os, sys\n"
+        "from feeder import sync\n"
+        "from feeder.cli import main\n"
+        "sync.BULK_BATCH = 5\n"
+        "calls, record = [], sync.Sync._record\n"
+        "def dying(self, *a, **k):\n"
+        "    calls.append(1)\n"
+        "    if len(calls) == 13:\n"
+        "        os._exit(9)\n"
+        "    return record(self, *a, **k)\n"
+        "sync.Sync._record = dying\n"
+        "main(sys.argv[1:])\n")
+    args = ["build", "--seeds", str(cut.seeds), "--out", str(cut.out), "--state",
+            str(cut.config.state), "--base-url", cut.config.base_url]
+    proc = subprocess.run([sys.executable, "-c", script, *args], env=feeder_env(),
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 9, proc.stderr
+    import sqlite3
+
+    raw = sqlite3.connect(cut.config.state)
+    try:  # as the crash left it: two batches in, the deferred objects gone
+        assert raw.execute("SELECT count(*) FROM entries").fetchone()[0] == 10
+        assert not DEFERRED & {n for (n,) in raw.execute("SELECT name FROM sqlite_master")}
+        assert raw.execute("SELECT 1 FROM meta WHERE key = 'bulk_load'").fetchone()
+    finally:
+        raw.close()
+    cut.store = Store.open_locked(cut.config.state)
+    db = cut.store.db
+    assert schema(db) == schema(done.store.db)
+    assert cut.store.get_meta("bulk_load") is None
+    names = [n for (n,) in db.execute("SELECT name FROM entries ORDER BY rowid")]
+    assert [n for (n,) in db.execute("SELECT name FROM stale_pages ORDER BY rowid")] == names
+    assert cut.store.total() == 10
+    cut.build()
+    assert outputs(cut) == outputs(done)
+    rows = "SELECT name, id, slug, archive_page, pub_ts FROM entries ORDER BY name"
+    assert db.execute(rows).fetchall() == done.store.db.execute(rows).fetchall()
+
+
+def test_a_big_pass_hands_the_heap_back_after_its_read(make_site, monkeypatch) -> None:  # noqa: ANN001
+    """After a big read (its batches and SQLite cache freed), the parent hands its free heap
+    back to the system once, before publishing; a small pass does not bother."""
+    from feeder import sync
+
+    big, small = make_site(), make_site()
+    for i in range(12):
+        big.write(f"{i:03d}_t.txt", f"2025-06-{i + 1:02d}", f"Article {i}. Body text.")
+    small.write("000_t.txt", "2025-06-01", "Article. Body text.")
+    calls: list[int] = []
+    monkeypatch.setattr(sync, "BULK_BATCH", 5)
+    monkeypatch.setattr(sync, "_give_back_heap", lambda: calls.append(big.store.total()),
+                        raising=False)
+    big.build()
+    assert calls == [12]
+    small.build()
+    assert calls == [12]

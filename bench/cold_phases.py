@@ -1,0 +1,115 @@
+"""A cold `feeder build` in this process, with per-phase timers and the peak PSS of the tree.
+
+    python bench/cold_phases.py SEEDS WORK
+
+Builds SEEDS into WORK (emptied first; the workers run as usual) and prints, per phase of
+the parent (inclusive): wall seconds, CPU of the main thread, CPU of the whole process, and
+calls; then the peak PSS of the process tree (sampled every 0.1 s from /proc by a thread of
+this process, whose CPU counts in the parent's) and the phase it was reached in. For A/B
+runs of another checkout: ``PYTHONPATH=that/checkout python bench/cold_phases.py ...``
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import resource
+import shutil
+import sys
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+TIMES: defaultdict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0])
+STACK = ["start"]
+PEAK = {"tree": 0, "at": "", "parent": 0}
+
+
+def _tree(pid: int) -> list[int]:
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as fh:
+                    todo += [int(c) for c in fh.read().split()]
+    return pids
+
+
+def _pss_kb(pid: int) -> int:
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/smaps_rollup") as fh:
+        for line in fh:
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _sample(done: threading.Event) -> None:
+    me = os.getpid()
+    while not done.wait(0.1):
+        parent = _pss_kb(me)
+        tree = parent + sum(_pss_kb(p) for p in _tree(me)[1:])
+        if tree > PEAK["tree"]:
+            PEAK.update(tree=tree, at="/".join(STACK[-3:]), parent=parent)
+
+
+def _timed(owner: object, name: str) -> None:
+    fn = getattr(owner, name)
+    label = f"{getattr(owner, '__name__', owner)}.{name}"
+
+    @functools.wraps(fn)
+    def timed(*args: object, **kw: object) -> object:
+        wall, cpu, proc = time.perf_counter(), time.thread_time(), time.process_time()
+        STACK.append(label)
+        try:
+            return fn(*args, **kw)
+        finally:
+            STACK.pop()
+            row = TIMES[label]
+            row[0] += time.perf_counter() - wall
+            row[1] += time.thread_time() - cpu
+            row[2] += time.process_time() - proc
+            row[3] += 1
+
+    setattr(owner, name, timed)
+
+
+def main() -> None:
+    seeds, work = Path(sys.argv[1]), Path(sys.argv[2])
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    from feeder import builder, folder, langfeeds, publish, site, store, sync
+    from feeder.cli import main as cli
+
+    for owner, names in ((builder.Builder, ["build"]), (folder.Folder, ["look"]),
+                         (sync.Sync, ["run", "_read", "_record", "_check"]),
+                         (store.Store, ["put_entry", "page_entries"]),
+                         (publish.Publisher, ["run", "_assign_pages", "_entry_pages",
+                                              "_feeds", "_render_all"]),
+                         (langfeeds, ["publish"]), (site, ["write"])):
+        for name in names:
+            _timed(owner, name)
+    done = threading.Event()
+    threading.Thread(target=_sample, args=(done,), daemon=True).start()
+    t0 = time.perf_counter()
+    cli(["build", "--seeds", str(seeds), "--out", str(work / "public"), "--state",
+         str(work / "state.sqlite3"), "--base-url", "http://127.0.0.1:8080/"],
+        standalone_mode=False)
+    wall = time.perf_counter() - t0
+    done.set()
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(f"{'phase':36s} {'wall':>8s} {'main CPU':>9s} {'proc CPU':>9s} {'calls':>7s}")
+    for label, (w, c, p, n) in TIMES.items():
+        print(f"{label:36s} {w:8.2f} {c:9.2f} {p:9.2f} {n:7d}")
+    print(f"wall {wall:.2f} s, CPU of the parent {me.ru_utime + me.ru_stime:.2f} s and of the "
+          f"workers {kids.ru_utime + kids.ru_stime:.2f} s, peak RSS of the parent "
+          f"{me.ru_maxrss / 1024:.0f} MB, load average {os.getloadavg()[0]:.2f}")
+    print(f"peak PSS of the process tree {PEAK['tree'] / 1024:.0f} MB, in {PEAK['at']} "
+          f"(the parent's {PEAK['parent'] / 1024:.0f} MB)")
+
+
+if __name__ == "__main__":  # the pool's fork server imports this module again
+    main()
