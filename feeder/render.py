@@ -395,6 +395,8 @@ class _LRU:
 # every new entry (their <updated>) but are few.
 _fragments = _LRU(items=1024, size=8 * 1024 * 1024)
 _heads = _LRU(items=256, size=4 * 1024 * 1024)
+# The HTML pages' list items (str): the index's, a language page's and an archive page's.
+_items = _LRU(items=512, size=2 * 1024 * 1024)
 # Where each entry starts in a pretty-printed document, and how the document ends: an entry's
 # text is escaped, so "<" starts an element, and only entries sit at this depth.
 _ENTRY_START = {"atom": b"\n  <entry", "rss": b"\n    <item>"}
@@ -407,13 +409,15 @@ def clear_fragments() -> None:
     """Forget every cached fragment and header (tests, and after a change of renderer)."""
     _fragments.clear()
     _heads.clear()
+    _items.clear()
 
 
 def keep_no_fragments() -> None:
     """Cache nothing from now on: for the pool's workers, which render archive pages whose
     entries no later document shares (a cold build's workers held ~10 MB each for nothing)."""
-    global _fragments, _heads
+    global _fragments, _heads, _items
     _fragments, _heads = _LRU(items=0, size=0), _LRU(items=0, size=0)
+    _items = _LRU(items=0, size=0)
 
 
 def _moment(when: dt.datetime | None) -> str | None:
@@ -597,6 +601,21 @@ _templates.filters["iso"] = _iso
 _templates.filters["dir"] = text_direction
 
 
+def _list_items(kind: str, info: FeedInfo, entries: Sequence[Entry]) -> str:
+    """The ``<li>`` of each entry, as the macro ``kind`` of ``_items.html`` renders it, from
+    a cache: a page of a pass shares all but one or two of them with the pass before."""
+    macro = getattr(_templates.get_template("_items.html").module, kind)
+    parts = []
+    for entry in entries:
+        key = (kind, info, entry, _moment(entry.published), _moment(entry.updated))
+        part = _items.get(key)
+        if part is None:
+            part = str(macro(info, entry))
+            _items.put(key, part)
+        parts.append(part)
+    return jinja2.utils.markupsafe.Markup("".join(parts))
+
+
 def render_index(info: FeedInfo, entries: Sequence[Entry], prev_page: str | None = None,
                  next_page: str | None = None, number: int | None = None,
                  languages: Sequence[str] = ()) -> bytes:
@@ -606,7 +625,7 @@ def render_index(info: FeedInfo, entries: Sequence[Entry], prev_page: str | None
     feeds (``lang/<code>/``) the index links, with autodiscovery links."""
     page = _templates.get_template("index.html").render(
         info=info, entries=entries, prev_page=prev_page, next_page=next_page, number=number,
-        languages=languages,
+        languages=languages, items=_list_items("index_item", info, entries),
     )
     return page.encode("utf-8")
 
@@ -643,7 +662,8 @@ def render_language_page(info: FeedInfo, site: FeedInfo, folder: str,
     """The index page of one language's feeds (``info``, in ``folder`` under the base URL):
     its newest entries, its feeds, and a link back to the ``site``."""
     page = _templates.get_template("language.html").render(
-        info=info, site=site, folder=folder, entries=entries)
+        info=info, site=site, folder=folder, entries=entries,
+        items=_list_items("language_item", info, entries))
     return page.encode("utf-8")
 
 
