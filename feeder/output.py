@@ -199,7 +199,8 @@ class Batch:
         # the folders to fsync at commit: those renamed into, and any a caller adds (the
         # folders of an earlier batch committed with sync_folders=False, which keeps them here)
         self.folders: dict[Path, None] = {}
-        self._staged: list[tuple[str, Path]] = []
+        # (temp file, path); a .gz sibling still being compressed has its Future instead
+        self._staged: list[tuple[str | concurrent.futures.Future, Path]] = []
 
     def __enter__(self) -> Batch:
         return self
@@ -211,12 +212,15 @@ class Batch:
             self.abort()
 
     def write(self, path: Path, data: bytes, *, compress: bool = True, check: bool = True,
-              gz: bytes | None = None) -> bool:
+              gz: bytes | concurrent.futures.Future | None = None,
+              hashed: str | None = None) -> bool:
         """Stage ``data`` for ``path`` unless it holds exactly that already; True if staged.
         With ``compress``, ``path.gz`` is staged first, so the sibling is never older than
-        the file it belongs to; ``gz`` is its bytes when the caller compressed already.
-        ``check=False`` skips reading the old file, for callers that know it changed."""
-        self.hashes[path] = digest(data)
+        the file it belongs to; ``gz`` is its bytes when the caller compressed already, or
+        their Future (else it is compressed on a helper thread: the commit waits for it).
+        ``check=False`` skips reading the old file, for callers that know it changed;
+        ``hashed`` is ``digest(data)`` when the caller has it."""
+        self.hashes[path] = hashed or digest(data)
         if check and unchanged(path, data):
             return False
         try:
@@ -229,10 +233,14 @@ class Batch:
             raise OutputError(path, exc.strerror or str(exc)) from exc
         return True
 
-    def _stage_pair(self, path: Path, data: bytes, compress: bool, gz_data: bytes | None) -> None:
+    def _stage_pair(self, path: Path, data: bytes, compress: bool,
+                    gz_data: bytes | concurrent.futures.Future | None) -> None:
         gz = path.with_name(path.name + ".gz")
         if compress and len(data) >= GZIP_MIN_BYTES:
-            self._staged.append((_stage(gz, gzip_bytes(data) if gz_data is None else gz_data), gz))
+            if gz_data is None:
+                gz_data = HELPERS.submit(gzip_bytes, data)
+            self._staged.append((_stage(gz, gz_data) if isinstance(gz_data, bytes) else gz_data,
+                                 gz))
         else:  # one left from an older version would be served by nginx's gzip_static
             with contextlib.suppress(FileNotFoundError):
                 gz.unlink()
@@ -243,6 +251,9 @@ class Batch:
         path = None
         held: list[int] = []
         try:
+            for i, (tmp, path) in enumerate(staged):
+                if not isinstance(tmp, str):  # a .gz sibling, compressed meanwhile
+                    staged[i] = (_stage(path, tmp.result()), path)
             if self.durable:
                 self._flush(staged, self.syncfs)
             for i, (tmp, path) in enumerate(staged):
@@ -275,7 +286,7 @@ class Batch:
         """Remove the temp files not renamed yet."""
         staged, self._staged = self._staged, []
         for tmp, _path in staged:
-            if tmp:
+            if tmp and isinstance(tmp, str):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
 

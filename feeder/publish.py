@@ -391,9 +391,9 @@ class Publisher:
         # and their folder synced once. Not by syncfs, which would also wait for whatever
         # other processes have written.
         with self._head or output.Batch(syncfs=False) as batch:
-            for path, data, _digest, new, gz in todo:
+            for path, data, digest, new, gz in todo:
                 if gz is not None:
-                    batch.write(out / path, data, check=False, gz=gz.result())
+                    batch.write(out / path, data, check=False, gz=gz, hashed=digest)
                     report.written.append(path)
                 if new:
                     report.changed_feeds.append(path)

@@ -4,6 +4,7 @@ from the content hash kept in the store."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import re
@@ -163,3 +164,18 @@ def test_a_fifo_at_an_output_path_is_replaced_without_blocking(tmp_path: Path) -
     threading.Thread(target=commit, daemon=True).start()
     assert done.wait(30), "the commit blocked on the FIFO"
     assert path.read_bytes() == b"<p>page</p>"
+
+
+def test_a_sibling_that_fails_to_compress_leaves_the_old_files(tmp_path: Path) -> None:
+    """A ``.gz`` sibling compressed on a helper thread is staged at commit: if compressing
+    fails, nothing is renamed and no temp file is left."""
+    path = tmp_path / "atom.xml"
+    data = b"<feed>" + b"x" * 1000 + b"</feed>"
+    output.write(path, data)
+    old_gz = (tmp_path / "atom.xml.gz").read_bytes()
+    failed: concurrent.futures.Future = concurrent.futures.Future()
+    failed.set_exception(MemoryError())
+    with pytest.raises(MemoryError), output.Batch() as batch:
+        batch.write(path, data + b"\n", gz=failed)
+    assert path.read_bytes() == data and (tmp_path / "atom.xml.gz").read_bytes() == old_gz
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["atom.xml", "atom.xml.gz"]
