@@ -194,7 +194,7 @@ _last_render: dict[str, tuple[tuple, object]] = {}  # path -> (inputs, rendered)
 def _keys(entries: list[Entry]) -> Iterator[tuple]:
     """What a render depends on of each entry: equal datetimes may be written with other
     offsets."""
-    return ((e, e.published.isoformat(), e.updated.isoformat()) for e in entries)
+    return ((e, *render.moments(e)) for e in entries)
 
 
 def _rendered(path: str, inputs: tuple, make: Callable[[], object]) -> Any:
@@ -261,6 +261,7 @@ class Publisher:
             self.store.forget_outputs(self.removed)
         report.entries = visible
         report.scheduled = self.store.scheduled(now)
+        render.forget_moments()
 
     def _tail(self, report: BuildReport, info: render.FeedInfo, newest: list[Entry],
               pages: int, head: output.Batch | None, *, force: bool,
