@@ -185,11 +185,11 @@ class Batch:
     each: syncfs also flushes other processes' writes), renames them into place in order,
     then fsyncs each folder it renamed into once. Leaving the ``with`` block commits, or on
     an error removes the temp files. ``hashes`` maps each path passed to ``write`` (changed
-    or not) to the sha256 of its bytes, worked out when asked for. ``syncfs=False`` flushes with an fdatasync per file
-    (a few at once) whatever their number, so the batch never waits on other processes'
-    writes. ``sync_folders=False`` leaves the folders unsynced in ``folders``, for a later
-    batch to sync with its own (one round of folder syncs for both); until then the renames
-    may not survive a power loss.
+    or not) to the sha256 of its bytes, worked out when asked for. ``syncfs=False`` flushes
+    with an fdatasync per file (a few at once) whatever their number, so the batch never
+    waits on other processes' writes. ``sync_folders=False`` leaves the folders unsynced in
+    ``folders``, for a later batch to sync with its own (one round of folder syncs for
+    both); until then the renames may not survive a power loss.
     """
 
     def __init__(self, *, durable: bool = True, syncfs: bool = True,
