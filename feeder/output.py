@@ -185,7 +185,7 @@ class Batch:
     each: syncfs also flushes other processes' writes), renames them into place in order,
     then fsyncs each folder it renamed into once. Leaving the ``with`` block commits, or on
     an error removes the temp files. ``hashes`` maps each path passed to ``write`` (changed
-    or not) to the sha256 of its bytes, worked out when asked for. ``syncfs=False`` flushes
+    or not) to the sha256 of its bytes (unless told not to). ``syncfs=False`` flushes
     with an fdatasync per file (a few at once) whatever their number, so the batch never
     waits on other processes' writes. ``sync_folders=False`` leaves the folders unsynced in
     ``folders``, for a later batch to sync with its own (one round of folder syncs for
@@ -195,32 +195,12 @@ class Batch:
     def __init__(self, *, durable: bool = True, syncfs: bool = True,
                  sync_folders: bool = True) -> None:
         self.durable, self.syncfs, self.sync_folders = durable, syncfs, sync_folders
-        # path -> sha256, or the bytes until someone asks (a sitemap chunk's hash is not
-        # kept: 1 MB hashed for nothing each pass)
-        self._hashes: dict[Path, str | bytes] = {}
+        self.hashes: dict[Path, str] = {}
         # the folders to fsync at commit: those renamed into, and any a caller adds (the
         # folders of an earlier batch committed with sync_folders=False, which keeps them here)
         self.folders: dict[Path, None] = {}
         # (temp file, path); a .gz sibling still being compressed has its Future instead
         self._staged: list[tuple[str | concurrent.futures.Future, Path]] = []
-
-    @property
-    def hashes(self) -> dict[Path, str]:
-        """sha256 of each path passed to ``write`` (changed or not), in order."""
-        for path in self._hashes:
-            self.hash_of(path)
-        return self._hashes  # type: ignore[return-value]
-
-    def paths(self) -> list[Path]:
-        """Each path passed to ``write``, in order."""
-        return list(self._hashes)
-
-    def hash_of(self, path: Path) -> str:
-        """sha256 of what ``write`` was given for ``path`` (KeyError if nothing)."""
-        known = self._hashes[path]
-        if isinstance(known, bytes):
-            known = self._hashes[path] = digest(known)
-        return known
 
     def __enter__(self) -> Batch:
         return self
@@ -233,14 +213,17 @@ class Batch:
 
     def write(self, path: Path, data: bytes, *, compress: bool = True, check: bool = True,
               gz: bytes | concurrent.futures.Future | None = None,
-              hashed: str | None = None) -> bool:
+              hashed: str | None = None, keep_hash: bool = True) -> bool:
         """Stage ``data`` for ``path`` unless it holds exactly that already; True if staged.
         With ``compress``, ``path.gz`` is staged first, so the sibling is never older than
         the file it belongs to; ``gz`` is its bytes when the caller compressed already, or
         their Future (else it is compressed on a helper thread: the commit waits for it).
         ``check=False`` skips reading the old file, for callers that know it changed;
-        ``hashed`` is ``digest(data)`` when the caller has it."""
-        self._hashes[path] = hashed or data
+        ``hashed`` is ``digest(data)`` when the caller has it; ``keep_hash=False`` leaves
+        ``path`` out of ``hashes`` (hashing a 1 MB sitemap chunk that no one records costs
+        1.5 ms)."""
+        if keep_hash:
+            self.hashes[path] = hashed or digest(data)
         if check and unchanged(path, data):
             return False
         try:

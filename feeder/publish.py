@@ -77,7 +77,7 @@ def hashes_of(out: Path, batch: output.Batch, only: set[Path] | None = None) -> 
     """``batch``'s hashes (of the paths in ``only``, when given), by path relative to
     ``out``."""
     cut = len(str(out)) + 1
-    return [(str(path)[cut:], batch.hash_of(path)) for path in batch.paths()
+    return [(str(path)[cut:], digest) for path, digest in batch.hashes.items()
             if only is None or path in only]
 
 
@@ -88,7 +88,7 @@ def write_entry_pages(info: render.FeedInfo, out: Path, items: list[Paged],
     with _batch(batch) as batch:
         written = [render.entry_path(e) for e, prev, next_ in items
                    if write_entry_page(info, out, e, prev, next_, batch)]
-    return written, [(p, batch.hash_of(out / p))
+    return written, [(p, batch.hashes[out / p])
                      for p in (render.entry_path(e) for e, _p, _n in items)]
 
 

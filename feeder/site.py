@@ -166,7 +166,7 @@ def write(config: Config, store: Store, newest: list[Entry], pages: int,
         data, count, mod = spliced or render_chunk(base, store.sitemap_rows(first, final), current)
         chunks[k - 1] = [count, mod]
         made[k] = data
-        if batch.write(out / chunk_path(k), data, compress=False):
+        if batch.write(out / chunk_path(k), data, compress=False, keep_hash=False):
             written.append(chunk_path(k))
     for k in range(last + 1, len(known) + 1):  # chunks left empty at the end
         output.remove(out / chunk_path(k))
@@ -178,9 +178,9 @@ def write(config: Config, store: Store, newest: list[Entry], pages: int,
                              *(_body(made.get(k) or (out / chunk_path(k)).read_bytes())
                                for k in range(1, last + 1)),
                              _TAIL.encode()])
-        if batch.write(out / "sitemap.xml", data, compress=False):
+        if batch.write(out / "sitemap.xml", data, compress=False, keep_hash=False):
             written.append("sitemap.xml")
-    if batch.write(out / "robots.txt", robots_txt(base), compress=False):
+    if batch.write(out / "robots.txt", robots_txt(base), compress=False, keep_hash=False):
         written.append("robots.txt")
     with store.transaction():
         store.set_meta("sitemap_chunks", chunks)
