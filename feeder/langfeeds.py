@@ -183,11 +183,9 @@ def _write_language(config: Config, store: Store, report: BuildReport,
     written = {}
     # one flush and one folder sync for the language's files, or with the caller's batch
     with output.Batch() if batch is None else contextlib.nullcontext(batch) as staged:
-        for path, data, _digest, new, in_place in changed:
+        for path, data, digest, new, in_place in changed:
             if not in_place:
-                gz = gzs.get(path)
-                staged.write(out / path, data, check=False,
-                             gz=None if gz is None else gz.result())
+                staged.write(out / path, data, check=False, gz=gzs.get(path), hashed=digest)
                 report.written.append(path)
                 if path in fits:
                     written[path] = fits[path]

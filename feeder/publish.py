@@ -197,7 +197,7 @@ _last_render: dict[str, tuple[tuple, object]] = {}  # path -> (inputs, rendered)
 def _keys(entries: list[Entry]) -> Iterator[tuple]:
     """What a render depends on of each entry: equal datetimes may be written with other
     offsets."""
-    return ((e, e.published.isoformat(), e.updated.isoformat()) for e in entries)
+    return ((e, *render.moments(e)) for e in entries)
 
 
 def _rendered(path: str, inputs: tuple, make: Callable[[], object]) -> Any:
@@ -241,8 +241,9 @@ class Publisher:
         info = render.FeedInfo.from_config(c, archive_count=pages)
         small = not (full or force)  # a pass of named changes: a few pages, in this process
         # The entry pages and the feeds go out in one batch, the archive pages and the
-        # sitemap in another: two flushes and two folder syncs where each file cost one.
-        self._head = output.Batch(syncfs=False) if small else None
+        # sitemap in another: two flushes where each file cost one, and one round of folder
+        # syncs for both, after which the feeds' pings are released.
+        head = self._head = output.Batch(syncfs=False, sync_folders=False) if small else None
         try:
             names = self._entry_pages(report, info, now, force=force, full=full)
             languages = langfeeds.publish(c, self.store, report, info, now, force=force,
@@ -251,29 +252,12 @@ class Publisher:
         finally:
             if self._head is not None:
                 self._head.abort()  # the temp files of a pass that failed before the feeds
-        # archive pages (RFC 5005) whose entries or links changed
-        dirty = self.store.dirty_pages()
-        todo = [n for n in dirty if n <= pages]
-        if small and len(todo) * c.archive_size < POOL_THRESHOLD:
-            fits: dict[str, render.Fitted] = {}
-            written: list[str] = []
-            with output.Batch(syncfs=False) as tail:
-                for n in todo:
-                    written += write_archive_page(info, out, n, pages,
-                                                  self.store.page_entries(n), tail, fits)
-                report.written.extend(site.write(c, self.store, newest, pages, todo,
-                                                 force=force, batch=tail))
-            paths = {out / p for n in todo for p in (render.archive_page_path(n),
-                                                     render.archive_path("atom", n),
-                                                     render.archive_path("rss", n))}
-            self._rendered(report, (written, hashes_of(out, tail, paths),
-                                    fit_notes(fits, info.max_bytes)))
-        else:
-            jobs = (("archive", info, out, chunk) for chunk in chunks(
-                ((n, pages, self.store.page_entries(n)) for n in todo), ARCHIVE_CHUNK))
-            self._render_all(report, jobs, len(todo), len(todo) * c.archive_size,
-                             "archive", "writing archives")
-            report.written.extend(site.write(c, self.store, newest, pages, todo, force=force))
+        try:
+            dirty = self._tail(report, info, newest, pages, head, force=force, small=small)
+        finally:
+            if head is not None:  # the feeds are in place: sync their folders (if the tail
+                output.sync_folders(head.folders)  # did not), then let their pings go
+                report.pings_released = self.store.release_pings()
         with self.store.transaction():
             self.store.clear_pages(dirty)
             self.store.set_meta("render_key", key)
@@ -282,6 +266,42 @@ class Publisher:
             self.store.forget_outputs(self.removed)
         report.entries = visible
         report.scheduled = self.store.scheduled(now)
+        render.forget_moments()
+
+    def _tail(self, report: BuildReport, info: render.FeedInfo, newest: list[Entry],
+              pages: int, head: output.Batch | None, *, force: bool,
+              small: bool) -> list[int]:
+        """Write the archive pages that changed and the sitemap (their batch also syncs the
+        folders ``head`` left unsynced); return the dirty pages, to clear."""
+        c, out = self.config, self.config.out
+        # archive pages (RFC 5005) whose entries or links changed
+        dirty = self.store.dirty_pages()
+        todo = [n for n in dirty if n <= pages]
+        if small and len(todo) * c.archive_size < POOL_THRESHOLD:
+            fits: dict[str, render.Fitted] = {}
+            written: list[str] = []
+            with output.Batch(syncfs=False) as tail:
+                if head is not None:
+                    tail.folders.update(head.folders)
+                for n in todo:
+                    written += write_archive_page(info, out, n, pages,
+                                                  self.store.page_entries(n), tail, fits)
+                report.written.extend(site.write(c, self.store, newest, pages, todo,
+                                                 force=force, batch=tail))
+            paths = {out / p for n in todo for p in (render.archive_page_path(n),
+                                                     render.archive_path("atom", n),
+                                                     render.archive_path("rss", n))}
+            if head is not None:
+                head.folders.clear()  # synced with the tail's
+            self._rendered(report, (written, hashes_of(out, tail, paths),
+                                    fit_notes(fits, info.max_bytes)))
+        else:
+            jobs = (("archive", info, out, chunk) for chunk in chunks(
+                ((n, pages, self.store.page_entries(n)) for n in todo), ARCHIVE_CHUNK))
+            self._render_all(report, jobs, len(todo), len(todo) * c.archive_size,
+                             "archive", "writing archives")
+            report.written.extend(site.write(c, self.store, newest, pages, todo, force=force))
+        return dirty
 
     def _entry_pages(self, report: BuildReport, info: render.FeedInfo, now: dt.datetime, *,
                      force: bool, full: bool) -> set[str]:
@@ -377,9 +397,9 @@ class Publisher:
         # and their folder synced once. Not by syncfs, which would also wait for whatever
         # other processes have written.
         with self._head or output.Batch(syncfs=False) as batch:
-            for path, data, _digest, new, gz in todo:
+            for path, data, digest, new, gz in todo:
                 if gz is not None:
-                    batch.write(out / path, data, check=False, gz=gz.result())
+                    batch.write(out / path, data, check=False, gz=gz, hashed=digest)
                     report.written.append(path)
                 if new:
                     report.changed_feeds.append(path)
@@ -390,8 +410,10 @@ class Publisher:
         for level, message in fit_notes(fits, info.max_bytes):  # only when written: no repeats
             log.log(level, message)
         # Every feed holds its recorded version now: its pings may go (also those held by
-        # a pass that stopped between recording and renaming).
-        report.pings_released = self.store.release_pings()
+        # a pass that stopped between recording and renaming), once the folders are synced
+        # (by the caller, with the tail's, when the feeds went out in its head batch).
+        if self._head is None:
+            report.pings_released = self.store.release_pings()
 
     def _remove(self, report: BuildReport, path: str) -> None:
         self.removed.append(path)

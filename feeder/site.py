@@ -90,7 +90,8 @@ def _chunk(blocks: dict[int, list[str]], base_url: str,
         lines.extend(_url(base_url + render.entry_path(e), m)
                      for e, m in zip(reversed(current), newest, strict=True))
         mods.extend(newest)
-    return (_HEAD + "".join(lines) + _TAIL).encode(), len(lines), max(mods, default=None)
+    # one join, one encode: each "+" of a ~1 MB chunk would copy it into a fresh buffer
+    return "".join([_HEAD, *lines, _TAIL]).encode(), len(lines), max(mods, default=None)
 
 
 def splice_chunk(old: bytes, base_url: str, pages: range, fresh: dict[int, list[str]],
@@ -111,7 +112,8 @@ def splice_chunk(old: bytes, base_url: str, pages: range, fresh: dict[int, list[
     root, entry_loc = f"<url><loc>{escape(base_url)}</loc>", f"<url><loc>{escape(base_url)}entries/"
     blocks: dict[int, list[str]] = {}
     block: list[str] | None = None
-    for line in text[len(_HEAD):len(text) - len(_TAIL)].splitlines(keepends=True):
+    # the lines between _HEAD's two and _TAIL's one (a slice of the text would copy ~1 MB)
+    for line in text.splitlines(keepends=True)[2:-1]:
         if line.startswith(page_loc):
             number = line[len(page_loc):line.find(page_end)]
             if not number.isdigit():
@@ -164,7 +166,7 @@ def write(config: Config, store: Store, newest: list[Entry], pages: int,
         data, count, mod = spliced or render_chunk(base, store.sitemap_rows(first, final), current)
         chunks[k - 1] = [count, mod]
         made[k] = data
-        if batch.write(out / chunk_path(k), data, compress=False):
+        if batch.write(out / chunk_path(k), data, compress=False, keep_hash=False):
             written.append(chunk_path(k))
     for k in range(last + 1, len(known) + 1):  # chunks left empty at the end
         output.remove(out / chunk_path(k))
@@ -172,12 +174,13 @@ def write(config: Config, store: Store, newest: list[Entry], pages: int,
         if sum(c for c, _m in chunks) > MAX_URLS:
             data = render_index(base, [(c, m) for c, m in chunks])
         else:
-            body = b"".join(_body(made.get(k) or (out / chunk_path(k)).read_bytes())
-                            for k in range(1, last + 1))
-            data = _HEAD.encode() + body + _TAIL.encode()
-        if batch.write(out / "sitemap.xml", data, compress=False):
+            data = b"".join([_HEAD.encode(),
+                             *(_body(made.get(k) or (out / chunk_path(k)).read_bytes())
+                               for k in range(1, last + 1)),
+                             _TAIL.encode()])
+        if batch.write(out / "sitemap.xml", data, compress=False, keep_hash=False):
             written.append("sitemap.xml")
-    if batch.write(out / "robots.txt", robots_txt(base), compress=False):
+    if batch.write(out / "robots.txt", robots_txt(base), compress=False, keep_hash=False):
         written.append("robots.txt")
     with store.transaction():
         store.set_meta("sitemap_chunks", chunks)
@@ -199,5 +202,5 @@ def _spliced(store: Store, path: Path, base_url: str, pages: range, dirty: set[i
     return splice_chunk(old, base_url, pages, fresh, current)
 
 
-def _body(chunk: bytes) -> bytes:
-    return chunk[len(_HEAD):len(chunk) - len(_TAIL)]
+def _body(chunk: bytes) -> memoryview:
+    return memoryview(chunk)[len(_HEAD):len(chunk) - len(_TAIL)]

@@ -4,15 +4,22 @@ from the content hash kept in the store."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
+from feeder import output
+
 from ._daemon import feeder_env
+from ._servers import wait_until
 from .conftest import Site
 
 
@@ -121,3 +128,54 @@ def test_every_output_is_flushed_before_its_rename_and_its_folder_after(tmp_path
     assert last_rename and syncfs_calls  # 12 new pages: one syncfs for their batch
     for folder, n in last_rename.items():
         assert last_fsync.get(folder, -1) > n, f"{folder} not fsynced after its renames"
+
+
+def _open_copies(path: Path) -> list[str]:
+    """This process's descriptors open on ``path`` (or on a file renamed over it)."""
+    links = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            links.append(os.readlink(f"/proc/self/fd/{fd}"))
+    return [link for link in links if link.startswith(str(path))]
+
+
+def test_a_replaced_file_is_let_go_after_the_rename(tmp_path: Path) -> None:
+    """A batch holds the file a rename replaces open (so the rename does not free its
+    blocks) and closes it on a helper thread: no descriptor is left behind."""
+    path = tmp_path / "page.html"
+    for text in (b"one", b"two", b"three"):
+        with output.Batch() as batch:
+            batch.write(path, text, compress=False)
+    assert path.read_bytes() == b"three"
+    wait_until(lambda: not _open_copies(path), what=f"{_open_copies(path)} closed")
+
+
+def test_a_fifo_at_an_output_path_is_replaced_without_blocking(tmp_path: Path) -> None:
+    """Opening what a rename replaces must not wait for a writer (a FIFO left there)."""
+    path = tmp_path / "index.html"
+    os.mkfifo(path)
+    done = threading.Event()
+
+    def commit() -> None:
+        with output.Batch() as batch:
+            batch.write(path, b"<p>page</p>", compress=False, check=False)
+        done.set()
+
+    threading.Thread(target=commit, daemon=True).start()
+    assert done.wait(30), "the commit blocked on the FIFO"
+    assert path.read_bytes() == b"<p>page</p>"
+
+
+def test_a_sibling_that_fails_to_compress_leaves_the_old_files(tmp_path: Path) -> None:
+    """A ``.gz`` sibling compressed on a helper thread is staged at commit: if compressing
+    fails, nothing is renamed and no temp file is left."""
+    path = tmp_path / "atom.xml"
+    data = b"<feed>" + b"x" * 1000 + b"</feed>"
+    output.write(path, data)
+    old_gz = (tmp_path / "atom.xml.gz").read_bytes()
+    failed: concurrent.futures.Future = concurrent.futures.Future()
+    failed.set_exception(MemoryError())
+    with pytest.raises(MemoryError), output.Batch() as batch:
+        batch.write(path, data + b"\n", gz=failed)
+    assert path.read_bytes() == data and (tmp_path / "atom.xml.gz").read_bytes() == old_gz
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["atom.xml", "atom.xml.gz"]

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from feeder import output
+from feeder import output, site
 from feeder.store import PingStore
 
 from ._daemon import FeederDaemon, feeder_env
@@ -108,6 +108,49 @@ def test_an_identical_rebuild_or_a_lost_feed_announces_nothing(hub_site: Site) -
     restart(hub_site)
     hub_site.build()
     assert pending(hub_site) == []
+
+
+def test_pings_are_released_only_once_the_renamed_feeds_folders_are_synced(
+        hub_site: Site, monkeypatch) -> None:
+    """A pass of named changes syncs its feeds' folders with its archive pages' (one round):
+    the feeds' pings are let go only after an fsync of each folder a feed was renamed into."""
+    events: list[tuple[str, Path]] = []
+    real_fsync, real_release = output.fsync, hub_site.store.release_pings
+
+    def fsync(path: Path) -> None:
+        real_fsync(path)
+        events.append(("synced", Path(path)))
+
+    def release() -> int:
+        events.append(("released", hub_site.out))
+        return real_release()
+
+    monkeypatch.setattr(output, "before_rename", lambda path: events.append(("renamed", path)))
+    monkeypatch.setattr(output, "fsync", fsync)
+    monkeypatch.setattr(hub_site.store, "release_pings", release)
+    report = hub_site.build({"002_b.txt"})
+    assert sorted(report.changed_feeds) == ALL_FEEDS
+    released = events.index(("released", hub_site.out))
+    for feed in ALL_FEEDS:
+        path = hub_site.out / feed
+        renamed = events.index(("renamed", path))
+        assert ("synced", path.parent) in events[renamed:released], f"{feed}: folder not synced"
+    assert pending(hub_site) == [(HUB, f) for f in FEEDS]
+
+
+def test_a_pass_whose_archive_pages_fail_still_lets_its_feeds_pings_go(
+        hub_site: Site, monkeypatch) -> None:
+    """The feeds are in place before the archive pages and the sitemap are written: an
+    error there does not hold their pings back."""
+
+    def broken(*args: object, **kw: object) -> None:
+        raise Crash
+
+    monkeypatch.setattr(site, "write", broken)
+    with pytest.raises(Crash):
+        hub_site.build({"002_b.txt"})
+    assert b"Second article" in hub_site.read("atom.xml")
+    assert pending(hub_site) == [(HUB, f) for f in FEEDS]
 
 
 # -- feeder build, a real process, and a real hub ---------------------------------------------

@@ -1,0 +1,110 @@
+"""One new seed, in-process, on two code trees at once: A/B under the same load.
+
+    python bench/pass_ab.py BASE_CODE SITE_A SITE_B [--reps 30]
+
+``BASE_CODE`` is a checkout of the commit to compare with (``git archive <commit> | tar -x
+-C /tmp/base``); this checkout is B. ``SITE_A`` and ``SITE_B`` are two copies of one built
+site (a folder with ``seeds/``, ``public/`` and ``state.sqlite3``, as ``scale.py`` leaves
+under its data folder; ``cp -al`` of the site, then a real copy of ``state.sqlite3``, is
+enough: outputs are replaced by rename, never changed in place). Two worker processes, one
+per tree, take turns at one pass each (``Builder.build(names={new seed})``, the same pass as
+``scale.py``'s "one new seed, in-process" row), so both see the same load from other work.
+Prints, per tree, the median wall time, main-thread CPU and process CPU of a pass (the
+first pass, which compiles the templates, left out). The new seeds are removed after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE = "http://127.0.0.1:8080/"
+
+
+def worker(site: Path) -> None:
+    """Read seed numbers from stdin, one pass each; print [wall, thread CPU, process CPU]."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from feeder.builder import Builder
+    from feeder.config import load
+    from feeder.normalizer import _identifier
+    from feeder.store import Store
+    from scale import new_seed
+
+    cfg = load(None, env={}, seeds=site / "seeds", out=site / "public",
+               state=site / "state.sqlite3", base_url=BASE)
+    store = Store(cfg.state)
+    builder = Builder(cfg, store, progress=False)
+    _identifier(cfg.languages)
+    added = []
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() == "stop":
+            break
+        name, stem = new_seed(cfg.seeds, int(line))
+        c0, t0 = time.thread_time(), time.perf_counter()
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
+        report = builder.build(names={name})
+        t1, c1 = time.perf_counter(), time.thread_time()
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        assert report.added == [name] and stem.encode() in (cfg.out / "atom.xml").read_bytes()
+        added.append(name)
+        cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
+        print(json.dumps([t1 - t0, c1 - c0, cpu]), flush=True)
+    for name in reversed(added):
+        (cfg.seeds / name).unlink()
+        builder.build(names={name})
+    store.close()
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--worker"]:
+        worker(Path(sys.argv[2]))
+        return
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("base_code", type=Path)
+    ap.add_argument("site_a", type=Path)
+    ap.add_argument("site_b", type=Path)
+    ap.add_argument("--reps", type=int, default=30)
+    args = ap.parse_args()
+    procs = {}
+    for label, code, site in (("A (base)", args.base_code, args.site_a),
+                              ("B (this)", ROOT, args.site_b)):
+        proc = subprocess.Popen(
+            [sys.executable, __file__, "--worker", str(site)], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            env={**os.environ, "PYTHONPATH": str(code.resolve())})
+        if proc.stdout.readline().strip() != "ready":
+            raise SystemExit(f"the worker for {code} on {site} did not start")
+        procs[label] = proc
+    rows: dict[str, list[list[float]]] = {label: [] for label in procs}
+    loads = []
+    for i in range(args.reps):
+        for label in list(procs)[::1 if i % 2 == 0 else -1]:  # alternate who goes first
+            proc = procs[label]
+            proc.stdin.write(f"{i}\n")
+            proc.stdin.flush()
+            rows[label].append(json.loads(proc.stdout.readline()))
+        loads.append(os.getloadavg()[0])
+    for proc in procs.values():
+        proc.stdin.write("stop\n")
+        proc.stdin.flush()
+        proc.wait()
+    print(f"one new seed, in-process, {args.reps} passes each, alternating; "
+          f"load average {min(loads):.1f}-{max(loads):.1f}")
+    for label, done in rows.items():
+        wall, thread, process = ([row[k] * 1000 for row in done[1:]] for k in range(3))
+        print(f"  {label}: wall median {statistics.median(wall):.1f} ms, main-thread CPU "
+              f"median {statistics.median(thread):.1f} ms, process CPU median "
+              f"{statistics.median(process):.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
