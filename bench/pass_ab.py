@@ -32,11 +32,12 @@ BASE = "http://127.0.0.1:8080/"
 def worker(site: Path) -> None:
     """Read seed numbers from stdin, one pass each; print [wall, thread CPU, process CPU]."""
     sys.path.insert(0, str(ROOT / "bench"))
+    from scale import new_seed
+
     from feeder.builder import Builder
     from feeder.config import load
     from feeder.normalizer import _identifier
     from feeder.store import Store
-    from scale import new_seed
 
     cfg = load(None, env={}, seeds=site / "seeds", out=site / "public",
                state=site / "state.sqlite3", base_url=BASE)

@@ -298,10 +298,8 @@ def _hold(path: Path, held: list[int]) -> None:
     """Open the file a rename is about to replace, if any, so that the rename does not free
     its blocks: closing it does, on a helper thread (0.2 ms a file here, up to 2 ms while
     other processes keep the journal busy, and the renames are serial)."""
-    try:
+    with contextlib.suppress(OSError):  # none yet (a new file), or unopenable: a plain rename
         held.append(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC))
-    except OSError:  # none yet (a new file), or nothing we could open: a plain rename
-        pass
 
 
 def _close_all(fds: list[int]) -> None:

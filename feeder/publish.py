@@ -231,7 +231,7 @@ class Publisher:
     def run(self, report: BuildReport, *, full: bool, force: bool = False) -> None:
         """Write the changed outputs; a ``full`` pass also restores missing pages and removes
         stray ones; ``force`` renders every output again."""
-        c, out, now = self.config, self.config.out, self.clock()
+        c, now = self.config, self.clock()
         self.now = now
         key = render_key(c)
         force = force or self.store.get_meta("render_key") != key
