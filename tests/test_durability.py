@@ -63,8 +63,6 @@ def test_a_pass_of_named_changes_does_not_read_every_page(archived: Site) -> Non
     assert page.read_bytes() == b""
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
 def _calls(lines: list[str]) -> list[tuple[str, str]]:
     """(pid, call) per strace line, a call that another thread interrupted
     (``fdatasync(5 <unfinished ...>`` ... ``<... fdatasync resumed>)     = 0``) joined into
@@ -83,6 +81,8 @@ def _calls(lines: list[str]) -> list[tuple[str, str]]:
     return calls
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
 def test_every_output_is_flushed_before_its_rename_and_its_folder_after(tmp_path: Path) -> None:
     """``feeder build`` under strace: each rename into the output folder comes after a
     flush (fdatasync of that temp file, or a syncfs) and is followed by an fsync of a folder
