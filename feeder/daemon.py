@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from . import config as config_mod
-from . import language, output, search, systemd, websub
+from . import apart, language, output, recover, search, systemd, websub
 from .builder import BuildCancelled, Builder, BuildReport, utcnow
 from .config import Config
 from .follow import Outputs, Poller, identity
@@ -158,9 +158,6 @@ class Daemon:
             return
         if self.builder.config is not c:  # reloaded: swapped here, between passes
             self.builder = self._make_builder(c)
-        if not self._warm:  # on the build thread, before the first seed needs the model
-            _warm_up(self.builder.rules)
-            self._warm = True
         if not os.path.isdir(c.seeds):
             if not self._seeds_missing:
                 log.error("seeds folder %s is missing or unreadable; retrying at each rescan",
@@ -174,7 +171,7 @@ class Daemon:
             self._seeds_missing = False
             names = None
         try:
-            report = self.builder.build(names, force=self.outputs.pass_starts())
+            report = self._build(names, force=self.outputs.pass_starts())
         except BuildCancelled:
             log.info("build interrupted by shutdown; the rest is picked up at the next start")
             return
@@ -204,6 +201,20 @@ class Daemon:
         if report.pings_released and c.hubs:  # the publisher queued them in the store
             self.scheduler.ping_soon()
         self.scheduler.publish_at(self.store.next_scheduled(utcnow()))
+
+    def _build(self, names: set[str] | None, force: bool) -> BuildReport:
+        """A cold build in a child process (``apart.py``: its fragmented heap goes with it),
+        any other pass here."""
+        builder = self.builder
+        if names is None and builder.first_big_pass():
+            report = apart.build(builder.config, cancel=builder.cancel, beat=self.progress.beat,
+                                 busy=self.watcher.busy, on_feeds=builder.on_feeds, force=force)
+            builder.pinned = recover.pin(builder.config, self.store)  # the child pinned them
+            return report
+        if not self._warm:  # on the build thread, before the first seed needs the model
+            _warm_up(builder.rules)
+            self._warm = True
+        return builder.build(names, force=force)
 
     def _ping(self) -> float | None:
         return self.pinger.run_due()
