@@ -210,11 +210,20 @@ class Daemon:
             report = apart.build(builder.config, cancel=builder.cancel, beat=self.progress.beat,
                                  busy=self.watcher.busy, on_feeds=builder.on_feeds, force=force)
             builder.pinned = recover.pin(builder.config, self.store)  # the child pinned them
+            self._warm_up()  # after: the child has unpacked the model, if it was not yet
+            # A pass of no names renders the current feeds here (unchanged: none is written),
+            # so the first seed's pass finds their entries rendered, as after a restart.
+            builder.build(set())
             return report
-        if not self._warm:  # on the build thread, before the first seed needs the model
-            _warm_up(builder.rules)
-            self._warm = True
+        self._warm_up()  # before the first seed needs the model
         return builder.build(names, force=force)
+
+    def _warm_up(self) -> None:
+        """Once, on the build thread: what the first pass of named changes would otherwise
+        load while a reader waits for its seed (the language model, the page templates)."""
+        if not self._warm:
+            _warm_up(self.builder.rules)
+            self._warm = True
 
     def _ping(self) -> float | None:
         return self.pinger.run_due()
@@ -459,9 +468,13 @@ def _utf8(name: str) -> bool:
 
 
 def _warm_up(rules: object) -> None:
-    """Unpack the language model (about a second, once per machine) now rather than when
-    the first seed arrives; mapping it again for a later pass takes a few ms."""
+    """Unpack the language model (about a second, once per machine) and compile the page
+    templates now rather than when the first seed arrives; mapping the model again for a
+    later pass takes a few ms."""
+    from . import render
+
     language.identifier(rules.languages)  # type: ignore[attr-defined]
+    render.load_templates()
 
 
 def _give_back_memory() -> None:
