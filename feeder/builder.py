@@ -66,7 +66,7 @@ class Builder:
         report = BuildReport(started=self.clock())
         self.config.out.mkdir(parents=True, exist_ok=True)
         with Pool(progress=self.progress) as pool:
-            if names is None and self._first_big_pass():
+            if names is None and self.first_big_pass():
                 pool.warm()  # every seed will be read in the workers
             pinned = self._pin()
             if self.store.get_meta("render_key") is None and self.store.total() == 0:
@@ -104,7 +104,7 @@ class Builder:
             recover.warn_loopback(self.pinned)
         return self.pinned
 
-    def _first_big_pass(self) -> bool:
+    def first_big_pass(self) -> bool:
         """An empty store and a seeds folder of at least ``POOL_THRESHOLD`` files?"""
         if self.store.total():
             return False

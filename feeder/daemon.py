@@ -27,8 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from . import apart, language, output, recover, search, systemd, websub
 from . import config as config_mod
-from . import language, output, search, systemd, websub
 from .builder import BuildCancelled, Builder, BuildReport, utcnow
 from .config import Config
 from .follow import Outputs, Poller, identity
@@ -158,9 +158,6 @@ class Daemon:
             return
         if self.builder.config is not c:  # reloaded: swapped here, between passes
             self.builder = self._make_builder(c)
-        if not self._warm:  # on the build thread, before the first seed needs the model
-            _warm_up(self.builder.rules)
-            self._warm = True
         if not os.path.isdir(c.seeds):
             if not self._seeds_missing:
                 log.error("seeds folder %s is missing or unreadable; retrying at each rescan",
@@ -174,7 +171,7 @@ class Daemon:
             self._seeds_missing = False
             names = None
         try:
-            report = self.builder.build(names, force=self.outputs.pass_starts())
+            report = self._build(names, force=self.outputs.pass_starts())
         except BuildCancelled:
             log.info("build interrupted by shutdown; the rest is picked up at the next start")
             return
@@ -204,6 +201,29 @@ class Daemon:
         if report.pings_released and c.hubs:  # the publisher queued them in the store
             self.scheduler.ping_soon()
         self.scheduler.publish_at(self.store.next_scheduled(utcnow()))
+
+    def _build(self, names: set[str] | None, force: bool) -> BuildReport:
+        """A cold build in a child process (``apart.py``: its fragmented heap goes with it),
+        any other pass here."""
+        builder = self.builder
+        if names is None and builder.first_big_pass():
+            report = apart.build(builder.config, cancel=builder.cancel, beat=self.progress.beat,
+                                 busy=self.watcher.busy, on_feeds=builder.on_feeds, force=force)
+            builder.pinned = recover.pin(builder.config, self.store)  # the child pinned them
+            self._warm_up()  # after: the child has unpacked the model, if it was not yet
+            # A pass of no names renders the current feeds here (unchanged: none is written),
+            # so the first seed's pass finds their entries rendered, as after a restart.
+            builder.build(set())
+            return report
+        self._warm_up()  # before the first seed needs the model
+        return builder.build(names, force=force)
+
+    def _warm_up(self) -> None:
+        """Once, on the build thread: what the first pass of named changes would otherwise
+        load while a reader waits for its seed (the language model, the page templates)."""
+        if not self._warm:
+            _warm_up(self.builder.rules)
+            self._warm = True
 
     def _ping(self) -> float | None:
         return self.pinger.run_due()
@@ -448,9 +468,13 @@ def _utf8(name: str) -> bool:
 
 
 def _warm_up(rules: object) -> None:
-    """Unpack the language model (about a second, once per machine) now rather than when
-    the first seed arrives; mapping it again for a later pass takes a few ms."""
+    """Unpack the language model (about a second, once per machine) and compile the page
+    templates now rather than when the first seed arrives; mapping the model again for a
+    later pass takes a few ms."""
+    from . import render
+
     language.identifier(rules.languages)  # type: ignore[attr-defined]
+    render.load_templates()
 
 
 def _give_back_memory() -> None:

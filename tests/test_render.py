@@ -175,3 +175,23 @@ def test_script_json_escapes_exactly_as_a_translation_table(data) -> None:  # no
     expected = json.dumps(data, ensure_ascii=False, separators=(",", ":")).translate(table)
     assert render.script_json(data) == expected
     assert json.loads(render.script_json(data)) == data
+
+
+def test_load_templates_leaves_no_page_template_to_compile_in_a_pass(monkeypatch) -> None:  # noqa: ANN001
+    """The daemon compiles them at its start: the first seed's pass would otherwise wait
+    for Jinja to parse and compile the entry page's template, ~100 ms here."""
+    render._templates.cache.clear()
+    render.load_templates()
+    loads: list[str] = []
+    real = render._templates.loader.get_source
+
+    def spy(env, name):  # noqa: ANN001, ANN202
+        loads.append(name)
+        return real(env, name)
+
+    monkeypatch.setattr(render._templates.loader, "get_source", spy)
+    render.render_entry_page(INFO, make_entry())
+    render.render_index(INFO, [make_entry()])
+    render.render_archive_page(INFO, 1, 2, [make_entry()])
+    render.render_search_page(INFO)
+    assert loads == []

@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 import feedparser
+import httpx
 import pytest
 
 from .._daemon import FeederDaemon
@@ -329,3 +330,52 @@ def test_idle_daemon_lets_go_of_what_passes_need(daemon_factory):
     path = d.write_seed("2026-01-06", "Il comune ha aperto la nuova biblioteca vicino al fiume.")
     d.wait_until(lambda: find(d.feed(), entry_id(path.name)), what="a seed after idling")
     assert b'xml:lang="it"' in d.get("atom.xml").content  # the model, mapped again
+
+
+
+def test_a_cold_build_is_made_in_a_child_process(daemon_factory):
+    """A first build of a big folder (an empty store, ``POOL_THRESHOLD`` seeds or more)
+    runs in a child process, whose fragmented heap goes when it exits; the next seed is
+    published by the daemon itself."""
+    from feeder.pool import POOL_THRESHOLD
+
+    d = daemon_factory()
+    for i in range(POOL_THRESHOLD):
+        path = d.seeds / f"s{i:03d}.txt"
+        path.write_bytes(seed(f"2025-{1 + i % 12:02d}-{1 + i % 28:02d}", f"Article {i}. Text."))
+        os.utime(path, (path.stat().st_mtime - 3600,) * 2)  # settled before the start
+    d.start(wait=False)
+    builders = set()
+
+    def built() -> bool:
+        builders.update(_children_running(d.proc.pid, b"feeder.apart"))
+        try:
+            return d.health().get("last_build", {}).get("entries") == POOL_THRESHOLD
+        except httpx.TransportError:  # not listening yet
+            return False
+
+    d.wait_until(built, timeout=180, interval=0.02, what="the first build")
+    assert len(builders) == 1
+    assert not _children_running(d.proc.pid, b"feeder.apart")
+    d.write_seed("2026-01-05", "After the cold build. Published by the daemon.")
+    d.wait_for_entry("After the cold build")
+    assert d.health()["last_build"]["entries"] == POOL_THRESHOLD + 1
+
+
+def _children_running(parent: int, marker: bytes) -> set[int]:
+    """The pids of ``parent``'s live children whose command line holds ``marker``."""
+    found = set()
+    for task in os.listdir(f"/proc/{parent}/task"):
+        try:
+            with open(f"/proc/{parent}/task/{task}/children") as fh:
+                children = [int(c) for c in fh.read().split()]
+        except OSError:
+            continue
+        for pid in children:
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                    if marker in fh.read():
+                        found.add(pid)
+            except OSError:
+                pass
+    return found
