@@ -5,7 +5,9 @@ workers do): per entry fragment, through ``render.fit``, for pages of a built st
 
 Reads the entries of the first PAGES (default 20) archive pages from the SQLite STATE of a
 finished build, and renders each page's Atom and RSS document as the workers do (no cache),
-printing CPU ms per fragment; with ``--profile``, a cProfile summary as well.
+printing CPU ms per fragment; then the fragments alone, per page, through feedgen
+(``_xml_fragments``) and through ``_new_fragments`` (direct where it can), alternating;
+with ``--profile``, a cProfile summary as well.
 """
 
 from __future__ import annotations
@@ -44,6 +46,16 @@ def main() -> None:
     best = min(_cpu(run) for _ in range(3))
     print(f"{count} fragments in {len(batches)} pages: {best * 1000 / count:.3f} ms CPU each "
           f"(best of 3)")
+    for name in ("_xml_fragments", "_new_fragments"):
+        cut = getattr(render, name)
+
+        def fragments(cut=cut) -> None:  # noqa: ANN001
+            for entries in batches:
+                for kind in ("atom", "rss"):
+                    cut(kind, info, entries, ())
+
+        best = min(_cpu(fragments) for _ in range(5))
+        print(f"{name}: {best * 1000 / count:.4f} ms CPU per fragment (best of 5)")
     if "--profile" in sys.argv:
         profile = cProfile.Profile()
         profile.runcall(run)

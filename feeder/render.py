@@ -449,6 +449,7 @@ def moments(entry: Entry) -> tuple[str, str]:
 def forget_moments() -> None:
     """Let go of the entries ``moments`` holds (the publisher, after each pass)."""
     _moments.clear()
+    _escaped.clear()
 
 
 def _fragment_key(kind: str, info: FeedInfo, entry: Entry, brief: bool) -> tuple:
@@ -510,40 +511,58 @@ def _rfc2822(moment: dt.datetime) -> str:
             f"{moment.year} {moment:%H:%M:%S %z}")
 
 
+# id(entry) -> (entry, its id, title, summary and content as written, or None where unsure):
+# a page's Atom and RSS documents share them (as ``_moments``, bounded and cleared).
+_escaped: dict[int, tuple[Entry, tuple[str, str, str, str] | None]] = {}
+
+
+def _escaped_texts(entry: Entry) -> tuple[str, str, str, str] | None:
+    """``entry``'s id, title, summary (escaped as HTML, as both formats carry it) and content
+    as lxml writes them in an element; None if one is empty or holds an ``_UNSURE`` character."""
+    held = _escaped.get(id(entry))
+    if held is None or held[0] is not entry:
+        if len(_escaped) >= 512:
+            _escaped.clear()
+        texts = (entry.id, entry.title, html.escape(entry.summary, quote=False),
+                 entry.content_html)
+        sure = all(texts) and not any(_UNSURE.search(text) for text in texts)
+        held = (entry, tuple(map(_text, texts)) if sure else None)  # type: ignore[assignment]
+        _escaped[id(entry)] = held
+    return held[1]
+
+
 def _direct_fragment(kind: str, info: FeedInfo, entry: Entry, brief: bool) -> bytes | None:
     """An entry's fragment as :func:`_xml_fragments` cuts it out of feedgen's document, put
-    together as a string (a tenth of the CPU); None where the bytes are not certain: empty
+    together as a string (a fraction of the CPU); None where the bytes are not certain: empty
     fields (feedgen writes or leaves out such elements in ways of its own), characters
     outside ``_UNSURE``'s set, dates with no offset or outside years 1000-9999."""
+    texts = _escaped_texts(entry)
     url = info.url(entry_path(entry))
-    summary = html.escape(entry.summary, quote=False)
-    texts = (entry.id, entry.title, summary, entry.content_html, url)
-    if (not all(texts) or any(_UNSURE.search(text) for text in texts)
-            or _UNSURE_ATTRIBUTE.search(url) or _UNSURE_ATTRIBUTE.search(entry.language)):
+    if (texts is None or _UNSURE_ATTRIBUTE.search(url)
+            or _UNSURE_ATTRIBUTE.search(entry.language)):
         return None
     published, updated = entry.published, entry.updated
     if not all(1000 <= m.year <= 9999 and m.utcoffset() is not None
                for m in (published, updated)):
         return None
-    ident, title = _text(entry.id), _text(entry.title)
+    ident, title, summary, content = texts
     if kind == "atom":
         lang = ""
         if entry.language and entry.language != info.language:
             lang = f' xml:lang="{_text(entry.language).replace(chr(34), "&quot;")}"'
         written, edited = moments(entry)
-        content = ("" if brief else
-                   f'    <content type="html">{_text(entry.content_html)}</content>\n')
+        content = "" if brief else f'    <content type="html">{content}</content>\n'
         href = _text(url).replace('"', "&quot;")
         text = (f"  <entry{lang}>\n    <id>{ident}</id>\n    <title>{title}</title>\n"
                 f"    <updated>{edited}</updated>\n{content}    <link href=\"{href}\"/>\n"
-                f'    <summary type="html">{_text(summary)}</summary>\n'
+                f'    <summary type="html">{summary}</summary>\n'
                 f"    <published>{written}</published>\n  </entry>\n")
     else:
-        description = _text(brief_html(info, entry) if brief else summary)
-        content = ("" if brief else
-                   f"      <content:encoded>{_text(entry.content_html)}</content:encoded>\n")
+        if brief:
+            summary = _text(brief_html(info, entry))
+        content = "" if brief else f"      <content:encoded>{content}</content:encoded>\n"
         text = (f"    <item>\n      <title>{title}</title>\n      <link>{_text(url)}</link>\n"
-                f"      <description>{description}</description>\n{content}"
+                f"      <description>{summary}</description>\n{content}"
                 f'      <guid isPermaLink="false">{ident}</guid>\n'
                 f"      <pubDate>{_rfc2822(published)}</pubDate>\n    </item>\n")
     return text.encode("utf-8")
