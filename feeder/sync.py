@@ -114,7 +114,9 @@ def read_seed(path: Path, name: str, max_bytes: int, rules: Rules,
               root: str | None = None) -> ReadResult | None:
     """Read, hash, parse and normalize one seed; None if the file is gone."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        # O_NONBLOCK: a FIFO put in place of a seed since the scan would wait for a writer
+        # (it has no effect on a regular file's reads)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         try:
             st = os.fstat(fd)
             if stat.S_ISDIR(st.st_mode):  # as open() says it

@@ -337,3 +337,29 @@ def test_a_big_pass_hands_the_heap_back_after_its_read(make_site, monkeypatch) -
     assert calls == [12]
     small.build()
     assert calls == [12]
+
+
+def test_a_fifo_put_in_place_of_a_seed_is_rejected_without_waiting(tmp_path: Path) -> None:
+    """A seed swapped for a FIFO after the folder's scan (which saw a regular file) is
+    opened by read_seed: the open must not wait for a writer that never comes (the pass,
+    and with it the daemon, would hang); the seed is rejected as not a regular file."""
+    import threading
+
+    from feeder.normalizer import Rules
+    from feeder.sync import read_seed
+
+    fifo = tmp_path / "x.txt"
+    os.mkfifo(fifo)
+    results = []
+    reader = threading.Thread(target=lambda: results.append(
+        read_seed(fifo, "x.txt", 1 << 20, Rules("example.org", "2025"), str(tmp_path))),
+        daemon=True)
+    reader.start()
+    reader.join(timeout=20)
+    stuck = reader.is_alive()
+    if stuck:  # let the stuck open go, then fail
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(timeout=30)
+    assert not stuck, "read_seed waited for a writer to the FIFO"
+    assert results and results[0] is not None
+    assert results[0].reason == "not a regular file"
