@@ -1113,19 +1113,31 @@ def _release(fd: int) -> None:
 
 
 def _holder(fd: int) -> str:
-    """Who holds the flock on ``fd``'s file: "pid N" from /proc/locks (Linux), matched by
-    inode alone (its device number differs from st_dev on btrfs), else "pid unknown"."""
-    inode = str(os.fstat(fd).st_ino)
+    """Who holds the flock on ``fd``'s file: "pid N" from /proc/locks (Linux), else "pid
+    unknown"."""
     try:
         with open("/proc/locks") as locks:
-            for line in locks:
-                fields = line.split()
-                if fields[1:2] == ["FLOCK"] and fields[5:6] and \
-                        fields[5].rpartition(":")[2] == inode:
-                    return f"pid {fields[4]}"
+            return _flock_holder(locks, os.fstat(fd))
     except OSError:
-        pass
-    return "pid unknown"
+        return "pid unknown"
+
+
+def _flock_holder(lines: Iterable[str], st: os.stat_result) -> str:
+    """The pid of the flock on the file of ``st`` among /proc/locks ``lines``: the one on its
+    device and inode; else the only one on its inode (the device number /proc/locks gives
+    differs from st_dev on btrfs); else "pid unknown" (another file system's file with the
+    same inode number holds a flock too)."""
+    exact = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    same_inode = []
+    for line in lines:
+        fields = line.split()
+        if fields[1:2] != ["FLOCK"] or not fields[5:6]:
+            continue
+        if fields[5] == exact:
+            return f"pid {fields[4]}"
+        if fields[5].rpartition(":")[2] == str(st.st_ino):
+            same_inode.append(fields[4])
+    return f"pid {same_inode[0]}" if len(same_inode) == 1 else "pid unknown"
 
 
 # The flock above lives on the file: deleted, it locks nothing that the next process can

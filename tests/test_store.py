@@ -340,6 +340,29 @@ def test_the_lock_holds_without_the_lock_file(tmp_path: Path) -> None:
     Store.open_locked(path).close()  # released with the store
 
 
+def test_the_refusal_names_the_flock_on_this_file_not_one_on_the_same_inode(
+        tmp_path: Path) -> None:
+    """/proc/locks lists flocks by device and inode: a file of another file system with the
+    same inode number (a tmpfs, a bind mount) must not lend its holder's pid to the refusal.
+    The device as /proc/locks writes it may differ from st_dev (btrfs): then an inode held
+    once is enough, and an inode held twice names no one."""
+    from feeder.store import _flock_holder
+
+    path = tmp_path / "state.sqlite3"
+    path.write_bytes(b"")
+    st = os.stat(path)
+    here = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    elsewhere = f"00:99:{st.st_ino}"
+    line = "{n}: FLOCK  ADVISORY  WRITE {pid} {dev} 0 EOF\n".format
+    both = [line(n=1, pid=111, dev=elsewhere), line(n=2, pid=222, dev=here)]
+    assert _flock_holder(both, st) == "pid 222"
+    assert _flock_holder([line(n=1, pid=111, dev=elsewhere)], st) == "pid 111"
+    assert _flock_holder([line(n=1, pid=111, dev=elsewhere),
+                          line(n=2, pid=333, dev=f"00:98:{st.st_ino}")], st) == "pid unknown"
+    posix = f"1: POSIX  ADVISORY  WRITE 444 {here} 0 EOF\n"
+    assert _flock_holder([posix], st) == "pid unknown"  # SQLite's own locks are not ours
+
+
 def test_deleting_the_state_file_lifts_no_lock(tmp_path: Path) -> None:
     """The path stays claimed while the holder lives, whatever is deleted: a second writer
     on the state path, or on the output folder, is refused and told the holder's pid."""
