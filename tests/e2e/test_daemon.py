@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shutil
@@ -332,7 +333,6 @@ def test_idle_daemon_lets_go_of_what_passes_need(daemon_factory):
     assert b'xml:lang="it"' in d.get("atom.xml").content  # the model, mapped again
 
 
-
 def test_a_cold_build_is_made_in_a_child_process(daemon_factory):
     """A first build of a big folder (an empty store, ``POOL_THRESHOLD`` seeds or more)
     runs in a child process, whose fragmented heap goes when it exits; the next seed is
@@ -372,10 +372,7 @@ def _children_running(parent: int, marker: bytes) -> set[int]:
         except OSError:
             continue
         for pid in children:
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                    if marker in fh.read():
-                        found.add(pid)
-            except OSError:
-                pass
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as fh:
+                if marker in fh.read():  # (a child that exited since: no cmdline to read)
+                    found.add(pid)
     return found
