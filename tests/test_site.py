@@ -281,3 +281,28 @@ def test_a_named_pass_splices_its_sitemap_chunks_as_a_full_render_would_write_th
             chunks.append([count, mod])
         assert s.store.get_meta("sitemap_chunks") == chunks
         assert not (s.out / site_mod.chunk_path(last + 1)).exists()
+
+
+def test_a_chunk_is_spliced_only_if_every_line_is_one_this_module_writes() -> None:
+    """splice_chunk keeps whole blocks of an old chunk without splitting them into lines,
+    but still refuses (None: the chunk is rendered from the store) a chunk in which any
+    line before ``/`` is not a page's or an entry's, or whose first line is not a page's;
+    a sound chunk comes back as its bytes, with its URL count."""
+    base = "https://example.org/blog/"
+    rows = [(page, f"{page:02d}_{i}", f"2025-01-{page:02d}T00:00:00+00:00")
+            for page in (1, 2, 3) for i in range(3)]
+    data, count, _mod = site_mod.render_chunk(base, rows, None)
+    assert count == 12
+    assert site_mod.splice_chunk(data, base, range(1, 4), {}, None) == \
+        site_mod.render_chunk(base, rows, None)
+    kept = site_mod.splice_chunk(data, base, range(2, 4), {}, None)
+    assert kept == site_mod.render_chunk(base, rows[3:], None)
+    text = data.decode()
+    lines = text.splitlines(keepends=True)
+    foreign = "<url><loc>https://evil.example/</loc></url>\n"
+    for damaged in (
+            "".join([*lines[:4], foreign, *lines[4:]]),  # inside a block
+            "".join([*lines[:2], lines[3], lines[2], *lines[4:]]),  # an entry before a page
+            "".join([*lines[:-2], lines[-2].rstrip("\n"), lines[-1]]),  # a line cut short
+            "".join([*lines[:6], foreign, *lines[6:]])):  # at a block's end
+        assert site_mod.splice_chunk(damaged.encode(), base, range(1, 4), {}, None) is None
