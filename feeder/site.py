@@ -115,8 +115,8 @@ def splice_chunk(old: bytes, base_url: str, pages: range, fresh: dict[int, list[
     # Work on whole blocks, not lines: splitting a ~1 MB chunk into its ~10,000 lines and
     # looking at each took ~5 ms of a one-seed pass at 100k entries.
     body = text[len(_HEAD):len(text) - len(_TAIL)]
-    at = 0 if body.startswith(root) else body.find("\n" + root) + 1
-    pages_text = body[:at] if at > 0 or body.startswith(root) else body  # "/" is made anew
+    at = 0 if body.startswith(root) else body.find("\n" + root) + 1 or len(body)
+    pages_text = body[:at]  # the lines before "/", which is made anew
     if pages_text and not pages_text.startswith(page_loc):
         return None
     blocks: dict[int, list[str]] = {}
