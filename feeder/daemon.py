@@ -333,8 +333,10 @@ class Daemon:
         with self._health_lock:
             build = dict(self.last_build)
             store = self.read_store
-            rejected = [{"file": n, "reason": r} for n, r in store.rejected(HEALTH_REJECTED)]
-            rejected_count = store.rejected_count()
+            with store.snapshot():  # the list and the count from one commit of the writer
+                rejected = [{"file": n, "reason": r}
+                            for n, r in store.rejected(HEALTH_REJECTED)]
+                rejected_count = store.rejected_count()
             pending = [{"hub": p.hub, "topic": p.topic, "attempts": p.attempts,
                         "next_try": dt.datetime.fromtimestamp(p.next_try, dt.UTC).isoformat(),
                         "last_error": p.last_error} for p in self.read_pings.pending_pings()]

@@ -472,6 +472,19 @@ class Store:
         return _Transaction(self.db)
 
     @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads in the block see one state of the store (one read transaction): without
+        it, each SELECT sees the latest commit, and two of them may disagree."""
+        if self.db.in_transaction:
+            yield
+            return
+        self.db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.db.execute("COMMIT")
+
+    @contextlib.contextmanager
     def cache(self, mb: int | None) -> Iterator[None]:
         """SQLite's page cache at ``mb`` megabytes for a bulk load (None: unchanged), back
         to what it was after, with the memory handed back."""

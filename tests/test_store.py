@@ -431,3 +431,26 @@ def test_our_lock_never_drops_sqlites_own_locks(tmp_path: Path) -> None:
     reader.close()
     assert sqlite_posix_locks(path) == []
     Store.open_locked(path).close()
+
+
+def test_reads_in_a_snapshot_agree_while_the_writer_commits(tmp_path: Path) -> None:
+    """/healthz reads the rejected list and their count on the daemon's read connection
+    while the writer commits: in one snapshot both come from one commit (a CI run once saw
+    a count of 200 beside an empty list); outside it each read sees the latest commit."""
+    path = tmp_path / "state.sqlite3"
+    writer = Store.open_locked(path)
+    reader = Store(path)
+    now = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
+    try:
+        with reader.snapshot():
+            assert reader.rejected() == []
+            with writer.transaction():
+                writer.reject("bad.txt", 3, 1, "h", "no header", now)
+            assert reader.rejected_count() == 0  # the state the first read saw
+        assert reader.rejected_count() == 1
+        assert reader.rejected() == [("bad.txt", "no header")]
+        with writer.transaction(), reader.snapshot():  # nested in nothing of its own
+            assert reader.rejected_count() == 1
+    finally:
+        reader.close()
+        writer.close()
