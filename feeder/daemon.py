@@ -13,21 +13,18 @@ last build did, and that it is alive, while it is (``systemd.py``).
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import datetime as dt
 import gc
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import apart, language, output, recover, search, systemd, websub
+from . import apart, language, output, recover, search, sync, systemd, websub
 from . import config as config_mod
 from .builder import BuildCancelled, Builder, BuildReport, utcnow
 from .config import Config
@@ -485,9 +482,7 @@ def _give_back_memory() -> None:
     language.release()
     gc.collect()
     gc.freeze()  # what is left is long-lived: later collections (in passes too) skip it
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None).malloc_trim(0)
+    sync.give_back_heap()
 
 
 def reloader(config_path: Path | None, overrides: dict[str, Any]) -> Callable[[], Config]:

@@ -295,7 +295,7 @@ class Sync:
             bar.close()
         if bulk:
             del batch  # the last one
-            _give_back_heap()
+            give_back_heap()
 
     def _record(self, report: BuildReport, result: ReadResult, fp: Fingerprint | None,
                 now: dt.datetime, *, renormalize: bool, level: int) -> None:
@@ -377,11 +377,11 @@ class Sync:
             log.warning("rejected %s: %s", result.name, reason)
 
 
-def _give_back_heap() -> None:
-    """Hand the heap's free pages back to the system after a big read: glibc keeps the
-    memory of the freed batches and SQLite cache otherwise, and the rest of the pass (the
-    pages, in the worker processes too) would sit on top of it (at 10,000 seeds the parent's
-    PSS after the read: 61 MB, and 34 MB once trimmed)."""
+def give_back_heap() -> None:
+    """Hand the heap's free pages back to the system (glibc keeps them otherwise): after a
+    big read, whose freed batches and SQLite cache the rest of the pass would sit on top of
+    (at 10,000 seeds the parent's PSS after the read: 61 MB, and 34 MB once trimmed), and in
+    an idle daemon."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None).malloc_trim(0)

@@ -331,7 +331,7 @@ def test_a_big_pass_hands_the_heap_back_after_its_read(make_site, monkeypatch) -
     small.write("000_t.txt", "2025-06-01", "Article. Body text.")
     calls: list[int] = []
     monkeypatch.setattr(sync, "BULK_BATCH", 5)
-    monkeypatch.setattr(sync, "_give_back_heap", lambda: calls.append(big.store.total()),
+    monkeypatch.setattr(sync, "give_back_heap", lambda: calls.append(big.store.total()),
                         raising=False)
     big.build()
     assert calls == [12]
