@@ -247,3 +247,25 @@ def test_entry_page_of_a_feed_holding_the_hole_marker_is_the_template_s() -> Non
     page = render.render_entry_page(info, entry)
     assert page == render.render_entry_page_reference(info, entry)
     assert b"T\x00title\x00" in page
+
+
+@settings(SETTINGS, max_examples=100)
+@given(infos(), hostile_entries() | entries(), st.sampled_from(["index_item", "language_item"]))
+def test_list_item_from_its_skeleton_is_what_the_macro_renders(
+        info: render.FeedInfo, entry: Entry, kind: str) -> None:
+    for one in _twins(info):
+        reference = render._list_item_reference(kind, one, entry)
+        assert render._list_item(kind, one, entry) == reference
+
+
+def test_list_items_of_an_archive_page_are_the_macro_s() -> None:
+    info = render.FeedInfo(title="T", subtitle="S", author="A", base_url="http://127.0.0.1/",
+                           language="en", feed_id="tag:127.0.0.1,2025:feed")
+    when = dt.datetime(2025, 6, 1, 12, 30, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    items = [Entry(id=f"tag:127.0.0.1,2025:{lang}", stem=lang, slug=f"{lang}&x",
+                   title=f"<b>'{lang}'</b>", summary='"s" & t', content_html="<p>c</p>",
+                   published=when, updated=when, language=lang)
+             for lang in ("ar", "en", "he-IL", "x\"y")]
+    for kind in ("index_item", "language_item"):
+        assert (str(render._list_items(kind, info, items))
+                == "".join(render._list_item_reference(kind, info, e) for e in items))
