@@ -193,12 +193,27 @@ def news_article(info: FeedInfo, entry: Entry) -> dict:
     }
 
 
+_SCRIPT_JSON = (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"))
+_XML_TEXT = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"))
+_MARKUP = (("&", "&amp;"), (">", "&gt;"), ("<", "&lt;"), ("'", "&#39;"), ('"', "&#34;"))
+
+
+def _replacing(text: str, pairs: tuple[tuple[str, str], ...]) -> str:
+    """``text`` with each ``old`` of ``pairs`` replaced by its ``new``, in order. (A
+    ``str.replace`` that finds nothing still counts one character at a time; ``in`` looks
+    with memchr: most texts hold none of these characters.)"""
+    for old, new in pairs:
+        if old in text:
+            text = text.replace(old, new)
+    return text
+
+
 def script_json(data: object) -> str:
     """JSON that can sit inside ``<script>``: no ``<``, ``>`` or ``&`` in it, only escapes."""
     # Inside <script>, "</script>" or "<!--" in a string would end or derail the element.
     # (Three str.replace calls: a tenth of the cost of str.translate to longer strings.)
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return _replacing(text, _SCRIPT_JSON)
 
 
 def _atom_link(parent: etree._Element, rel: str, href: str, type_: str | None = None) -> None:
@@ -507,7 +522,7 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 
 def _text(text: str) -> str:
     """``text`` as lxml writes it in an element (checked against ``_UNSURE`` first)."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _replacing(text, _XML_TEXT)
 
 
 def _rfc2822(moment: dt.datetime) -> str:
@@ -528,7 +543,7 @@ def _escaped_texts(entry: Entry) -> tuple[str, str, str, str] | None:
     if held is None or held[0] is not entry:
         if len(_escaped) >= 512:
             _escaped.clear()
-        texts = (entry.id, entry.title, html.escape(entry.summary, quote=False),
+        texts = (entry.id, entry.title, _replacing(entry.summary, _XML_TEXT),
                  entry.content_html)
         sure = all(texts) and not any(_UNSURE.search(text) for text in texts)
         held = (entry, tuple(map(_text, texts)) if sure else None)  # type: ignore[assignment]
@@ -852,8 +867,7 @@ def render_entry_page(info: FeedInfo, entry: Entry, prev: Neighbour | None = Non
 
 def _escape(text: str) -> str:
     """What the template's autoescape (markupsafe) makes of ``text``."""
-    return (text.replace("&", "&amp;").replace(">", "&gt;").replace("<", "&lt;")
-            .replace("'", "&#39;").replace('"', "&#34;"))
+    return _replacing(text, _MARKUP)
 
 
 _HOLE = re.compile("\x00([a-z_]+)\x00")  # a value's place in a skeleton

@@ -37,6 +37,13 @@ _ENCODED_PAIR = re.compile(rb"\xed[\xa0-\xaf][\x80-\xbf]\xed[\xb0-\xbf][\x80-\xb
 # XML 1.0 forbids C0 controls other than tab/LF/CR, lone surrogates and U+FFFE/U+FFFF; the
 # C1 controls are allowed but only ever appear as mojibake, and validators warn on them.
 _FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff\ufffe\uffff]")
+# The bytes that start, in UTF-8 text, each character clean_text changes or drops: C0 controls
+# but tab and LF, DEL, C2 (U+0080-U+009F), E2 (U+2028, U+2029), EF (U+FFFE, U+FFFF). Text
+# read as UTF-8 (with repairs or not) whose bytes hold none of them needs no cleaning: a
+# repaired stray byte is a Windows-1252 character or U+FFFD, and an encoded surrogate is
+# dropped or joined into a character beyond U+FFFF.
+_TO_CLEAN = bytes([*range(0x09), *range(0x0b, 0x20), 0x7f, 0xc2, 0xe2, 0xef])
+_NOT_TO_CLEAN = bytes(b for b in range(256) if b not in _TO_CLEAN)
 _HEADER = re.compile(r"date\s*:?[ \t]*(\S+)", re.IGNORECASE)
 _BLANK_LINES = re.compile(r"\n[ \t\u00a0]*\n\s*")
 _SPACES = re.compile(r"[ \t\u00a0\u3000]+")
@@ -185,10 +192,9 @@ def parse_date(token: str, name: str) -> dt.date | dt.datetime:
 
 def is_heading(line: str) -> bool:
     """A short line with a letter in it and no final punctuation."""
-    stripped = line.rstrip(_CLOSERS)
     return (
         len(line) <= HEADING_MAX_CHARS
-        and not stripped.endswith(_FINAL_PUNCT)
+        and not line.rstrip(_CLOSERS).endswith(_FINAL_PUNCT)
         and any(c.isalpha() for c in line)
     )
 
@@ -208,8 +214,15 @@ def _has_odd_spaces(line: str) -> bool:
 
 def split_blocks(body: str) -> tuple[Block, ...]:
     blocks: list[Block] = []
-    for chunk in _BLANK_LINES.split(body.strip()):
-        lines = [(_SPACES.sub(" ", ln) if _has_odd_spaces(ln) else ln).strip()
+    body = body.strip()
+    odd = _has_odd_spaces(body)  # else no line has any: skip the test line by line
+    for chunk in _BLANK_LINES.split(body):
+        if "\n" not in chunk:  # one line: most blocks (the general case below gives the same)
+            line = (_SPACES.sub(" ", chunk) if odd and _has_odd_spaces(chunk) else chunk).strip()
+            if line:
+                blocks.append(Block("h" if is_heading(line) else "p", line))
+            continue
+        lines = [(_SPACES.sub(" ", ln) if odd and _has_odd_spaces(ln) else ln).strip()
                  for ln in chunk.split("\n")]
         lines = [ln for ln in lines if ln]
         # A heading may sit directly above its paragraph without a blank line between; a line
@@ -227,7 +240,9 @@ def parse_seed(data: bytes, name: str) -> SeedDocument:
     if not data.strip():
         raise SeedError(name, "empty file")
     text, encoding, repaired = decode(data, name)
-    text = clean_text(text).lstrip(" \t\n\ufeff\u00a0\u200b")
+    if encoding != "utf-8" or data.translate(None, _NOT_TO_CLEAN):
+        text = clean_text(text)  # else it holds nothing clean_text changes (see _TO_CLEAN)
+    text = text.lstrip(" \t\n\ufeff\u00a0\u200b")
     if not text.strip():
         raise SeedError(name, "empty file (nothing but a byte-order mark, spaces or controls)")
     match = _HEADER.match(text)
