@@ -179,3 +179,17 @@ def test_a_sibling_that_fails_to_compress_leaves_the_old_files(tmp_path: Path) -
         batch.write(path, data + b"\n", gz=failed)
     assert path.read_bytes() == data and (tmp_path / "atom.xml.gz").read_bytes() == old_gz
     assert sorted(p.name for p in tmp_path.iterdir()) == ["atom.xml", "atom.xml.gz"]
+
+
+def test_outputs_are_readable_by_all_whatever_the_umask(tmp_path: Path) -> None:
+    """The web server must read every output: 0o644 even under a strict umask (where the
+    file is made 0o600, and only the fchmod after the fstat puts it right)."""
+    old = os.umask(0o077)
+    try:
+        with output.Batch() as batch:
+            batch.write(tmp_path / "new.html", b"<p>new</p>", compress=False)
+            batch.write(tmp_path / "feed.xml", b"<feed/>" * 100)  # and its .gz sibling
+    finally:
+        os.umask(old)
+    for name in ("new.html", "feed.xml", "feed.xml.gz"):
+        assert (tmp_path / name).stat().st_mode & 0o7777 == 0o644, name
