@@ -847,14 +847,23 @@ def render_entry_page(info: FeedInfo, entry: Entry, prev: Neighbour | None = Non
                                None if next is None else next.language)
     if skeleton is None:
         return render_entry_page_reference(info, entry, prev, next)
-    article = news_article(info, entry)
-    published, updated = article["datePublished"], article["dateModified"]
+    published, updated = _iso(entry.published), _iso(entry.updated)
+    jsonld = _jsonld_skeleton(info)
+    if jsonld is None:
+        script = script_json(news_article(info, entry))
+    else:
+        texts = {"title": entry.title, "summary": entry.summary, "language": entry.language,
+                 "published": published, "updated": updated, "slug": entry.slug}
+        parts = list(jsonld)
+        parts[1::2] = [_replacing(_json_string(texts[name])[1:-1], _SCRIPT_JSON)
+                       for name in jsonld[1::2]]
+        script = "".join(parts)
     values = {
         "title": _escape(entry.title), "summary": _escape(entry.summary),
         "slug": _escape(entry.slug), "content": entry.content_html,
         "published": published, "updated": updated,
         "day": published[:10], "updated_day": updated[:10],  # the local dates
-        "jsonld": script_json(article),
+        "jsonld": script,
     }
     for side, neighbour in (("prev", prev), ("next", next)):
         if neighbour is not None:
@@ -863,6 +872,29 @@ def render_entry_page(info: FeedInfo, entry: Entry, prev: Neighbour | None = Non
     parts = list(skeleton)
     parts[1::2] = [values[name].encode("utf-8") for name in skeleton[1::2]]
     return b"".join(parts)
+
+
+_json_string = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) writes
+_JSON_HOLE = re.compile("\ue000([a-z]+)\ue000")  # a value's place in the JSON-LD skeleton
+
+
+@functools.lru_cache(maxsize=16)
+def _jsonld_skeleton(info: FeedInfo) -> tuple[str, ...] | None:
+    """``script_json(news_article(info, entry))`` with a hole (``\ue000name\ue000``) inside
+    the JSON string of each value of the entry: the text and the holes' names, alternating.
+    A value goes in JSON-escaped without its quotes (JSON and script_json escape character
+    by character). None when the feed's settings hold the hole marker."""
+    if any("\ue000" in str(value) for value in dataclasses.astuple(info)):
+        return None
+
+    def hole(name: str) -> str:
+        return f"\ue000{name}\ue000"
+
+    entry = types.SimpleNamespace(title=hole("title"), summary=hole("summary"),
+                                  language=hole("language"), slug=hole("slug"),
+                                  published=_Moment(hole("published"), ""),
+                                  updated=_Moment(hole("updated"), ""))
+    return tuple(_JSON_HOLE.split(script_json(news_article(info, entry))))  # type: ignore[arg-type]
 
 
 def _escape(text: str) -> str:

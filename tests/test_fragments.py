@@ -269,3 +269,19 @@ def test_list_items_of_an_archive_page_are_the_macro_s() -> None:
     for kind in ("index_item", "language_item"):
         assert (str(render._list_items(kind, info, items))
                 == "".join(render._list_item_reference(kind, info, e) for e in items))
+
+
+@settings(SETTINGS, max_examples=100)
+@given(infos(), hostile_entries(), st.sampled_from(["", "\ue000title\ue000", "</script>"]))
+def test_entry_page_json_ld_from_its_skeleton_is_script_json_s(
+        info: render.FeedInfo, entry: Entry, author: str) -> None:
+    """Controls, quotes, "</script>" and the JSON-LD skeleton's own hole marker, in the
+    entry or in the feed's settings."""
+    info = dataclasses.replace(info, author=author or info.author)
+    try:
+        reference = render.render_entry_page_reference(info, entry)
+    except UnicodeEncodeError:  # a lone surrogate: no page either way
+        with pytest.raises(UnicodeEncodeError):
+            render.render_entry_page(info, entry)
+        return
+    assert render.render_entry_page(info, entry) == reference
