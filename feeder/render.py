@@ -483,7 +483,7 @@ def _fragment_key(kind: str, info: FeedInfo, entry: Entry, brief: bool) -> tuple
 def _xml_head(kind: str, info: FeedInfo, self_path: str, archive: Archive,
               newest: dt.datetime | None) -> bytes | None:
     key = (kind, info, self_path, archive, _moment(newest))
-    head = _heads.get(key)
+    head = _heads.get(key) if _heads.holds else None
     if head is None:
         doc = _XML[kind](_feed(info, kind, self_path, archive, newest), pretty=True)
         if not doc.endswith(_TAIL[kind]):
@@ -526,9 +526,27 @@ def _text(text: str) -> str:
 
 
 def _rfc2822(moment: dt.datetime) -> str:
-    """feedgen's ``formatRFC2822`` (strftime in the C locale) without switching locales."""
+    """feedgen's ``formatRFC2822`` (strftime in the C locale) without switching locales, or
+    strftime (a tenth of this function's cost in a format string)."""
     return (f"{_DAYS[moment.weekday()]}, {moment.day:02d} {_MONTHS[moment.month - 1]} "
-            f"{moment.year} {moment:%H:%M:%S %z}")
+            f"{moment.year} {moment.hour:02d}:{moment.minute:02d}:{moment.second:02d} "
+            f"{_offset(moment.utcoffset())}")
+
+
+@functools.lru_cache(maxsize=64)
+def _offset(offset: dt.timedelta | None) -> str:
+    """strftime's ``%z`` of a time zone offset (as CPython's datetime writes it)."""
+    if offset is None:
+        return ""
+    sign = "+"
+    if offset < dt.timedelta(0):
+        sign, offset = "-", -offset
+    hours, rest = divmod(offset, dt.timedelta(hours=1))
+    minutes, rest = divmod(rest, dt.timedelta(minutes=1))
+    text = f"{sign}{hours:02d}{minutes:02d}"
+    if rest.microseconds:
+        return f"{text}{rest.seconds:02d}.{rest.microseconds:06d}"
+    return f"{text}{rest.seconds:02d}" if rest.seconds else text
 
 
 # id(entry) -> (entry, its id, title, summary and content as written, or None where unsure):
@@ -610,6 +628,11 @@ def _render_xml(kind: str, info: FeedInfo, entries: Sequence[Entry], self_path: 
     and a tail; entries missing from the cache are rendered together in one feedgen document."""
     newest = max((e.updated for e in entries), default=None)
     head = _xml_head(kind, info, self_path, archive, newest)
+    if not _fragments.holds:  # a pool worker's: no keys to make
+        cut = _new_fragments(kind, info, entries, brief)
+        if cut is None or head is None:
+            return _REFERENCE[kind](info, entries, self_path, archive, brief)
+        return b"".join([head, *cut, _TAIL[kind]])
     keys = [_fragment_key(kind, info, e, e.id in brief) for e in entries]
     parts = [_fragments.get(key) for key in keys]
     missing = [i for i, part in enumerate(parts) if part is None]

@@ -285,3 +285,15 @@ def test_entry_page_json_ld_from_its_skeleton_is_script_json_s(
             render.render_entry_page(info, entry)
         return
     assert render.render_entry_page(info, entry) == reference
+
+
+@settings(SETTINGS, max_examples=300)
+@given(st.datetimes(min_value=dt.datetime(1000, 1, 1), max_value=dt.datetime(9999, 12, 31),
+                    timezones=st.timezones() | st.sampled_from([
+                        dt.timezone(dt.timedelta(hours=-3, seconds=-7)),
+                        dt.timezone(dt.timedelta(minutes=5, microseconds=3)),
+                        dt.timezone(dt.timedelta(hours=23, minutes=59))])))
+def test_rfc2822_dates_are_strftime_s(moment: dt.datetime) -> None:
+    reference = (f"{render._DAYS[moment.weekday()]}, {moment.day:02d} "
+                 f"{render._MONTHS[moment.month - 1]} {moment.year} {moment:%H:%M:%S %z}")
+    assert render._rfc2822(moment) == reference
