@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import operator
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -32,11 +34,24 @@ DETECTABLE_LANGUAGES = frozenset("""
 """.split())  # noqa: SIM905 - a word list reads better than 140 quoted strings
 
 
+_FIELDS: dict[type, Callable[[object], tuple]] = {}  # class -> getter of its slots, in order
+
+
 def reduce_by_fields(obj: object) -> tuple:
     """``__reduce__`` for a slotted dataclass: its class and its fields in order. (The
     dataclasses' own pickling of a slotted class looks its fields up at every call: half the
     cost of the entries that cross between the pool's workers and the publishing process.)"""
-    return type(obj), tuple(map(obj.__getattribute__, obj.__slots__))
+    cls = type(obj)
+    fields = _FIELDS.get(cls)
+    if fields is None:
+        slots = cls.__slots__
+        if len(slots) > 1:  # one operator.attrgetter call for all (with one name: no tuple)
+            fields = operator.attrgetter(*slots)
+        else:
+            def fields(obj: object, slots: tuple = tuple(slots)) -> tuple:
+                return tuple(map(obj.__getattribute__, slots))
+        _FIELDS[cls] = fields
+    return cls, fields(obj)
 
 
 @dataclass(frozen=True, slots=True)

@@ -112,3 +112,20 @@ def test_render_content_is_html_escape_s(blocks: list[tuple[str, str]]) -> None:
     tag = {"p": "p", "h": "h2"}
     assert normalizer.render_content(doc) == "\n".join(
         f"<{tag[b.kind]}>{html.escape(b.text, quote=False)}</{tag[b.kind]}>" for b in doc.blocks)
+
+
+def test_what_crosses_the_pool_pickles_to_equal_objects() -> None:
+    """Entry, ReadResult and Neighbour pickle as their fields (reduce_by_fields)."""
+    import datetime as dt
+    import pickle
+
+    from feeder import render, sync
+
+    when = dt.datetime(2025, 1, 2, tzinfo=dt.UTC)
+    entry = normalizer.Entry("tag:x,2025:a", "a", "a", "T", "S", "<p>c</p>", when, when, "en")
+    objects = [entry, sync.ReadResult("a.txt", 3, 4, "d", entry, "utf-8", (1, 2)),
+               sync.ReadResult("b.txt", 0, 0, "", reason="not a regular file"),
+               render.Neighbour("T", "a", "en")]
+    for obj in objects:
+        for protocol in (2, pickle.HIGHEST_PROTOCOL):
+            assert pickle.loads(pickle.dumps(obj, protocol=protocol)) == obj
