@@ -526,8 +526,8 @@ def _text(text: str) -> str:
 
 
 def _rfc2822(moment: dt.datetime) -> str:
-    """feedgen's ``formatRFC2822`` (strftime in the C locale) without switching locales, or
-    strftime (a tenth of this function's cost in a format string)."""
+    """feedgen's ``formatRFC2822`` (strftime in the C locale), without switching locales or
+    calling strftime (``{moment:%H:%M:%S %z}`` was most of this function's cost)."""
     return (f"{_DAYS[moment.weekday()]}, {moment.day:02d} {_MONTHS[moment.month - 1]} "
             f"{moment.year} {moment.hour:02d}:{moment.minute:02d}:{moment.second:02d} "
             f"{_offset(moment.utcoffset())}")
