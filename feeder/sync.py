@@ -110,7 +110,15 @@ def _read_upto(fd: int, size: int, limit: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def read_seed(path: Path, name: str, max_bytes: int, rules: Rules,
+def _stem(name: str) -> str:
+    """``Path(name).stem``, without making a Path for a plain file name."""
+    if os.sep in name or not name or name in (".", ".."):
+        return Path(name).stem
+    dot = name.rfind(".")
+    return name[:dot] if 0 < dot < len(name) - 1 else name
+
+
+def read_seed(path: Path | str, name: str, max_bytes: int, rules: Rules,
               root: str | None = None) -> ReadResult | None:
     """Read, hash, parse and normalize one seed; None if the file is gone."""
     try:
@@ -142,7 +150,7 @@ def read_seed(path: Path, name: str, max_bytes: int, rules: Rules,
     digest = hashlib.blake2b(data, digest_size=16).hexdigest()
     try:
         doc = parse_seed(data, name)
-        entry = normalize(doc, Path(name).stem, rules)
+        entry = normalize(doc, _stem(name), rules)
     except SeedError as exc:
         return ReadResult(name, len(data), st.st_mtime_ns, digest, reason=exc.reason)
     return ReadResult(name, len(data), st.st_mtime_ns, digest, entry, doc.encoding,
@@ -160,7 +168,7 @@ class ReadContext:
 
 def _read_chunk(job: tuple[ReadContext, list[tuple[str, str]]]) -> list[ReadResult | None]:
     ctx, seeds = job
-    return [read_seed(Path(path), name, ctx.max_bytes, ctx.rules, ctx.root)
+    return [read_seed(path, name, ctx.max_bytes, ctx.rules, ctx.root)
             for path, name in seeds]
 
 

@@ -129,3 +129,15 @@ def test_what_crosses_the_pool_pickles_to_equal_objects() -> None:
     for obj in objects:
         for protocol in (2, pickle.HIGHEST_PROTOCOL):
             assert pickle.loads(pickle.dumps(obj, protocol=protocol)) == obj
+
+
+@SETTINGS
+@given(st.text(st.characters(exclude_characters="\x00"), max_size=12)
+       | st.sampled_from([".", "..", ".txt", "a.", "a..txt", ".a.txt", "a/b.txt", "a/.txt",
+                          "b.tar.gz", "x\udcff.txt"]))
+def test_a_seed_s_stem_is_pathlib_s(name: str) -> None:
+    from pathlib import Path
+
+    from feeder import sync
+
+    assert sync._stem(name) == Path(name).stem
