@@ -474,17 +474,17 @@ class Publisher:
             store.unarchive(current)
             store.unarchive_scheduled(now)
             page, held = store.last_page()
-            placed: list[tuple[int, int]] = []  # (page, rowid)
-            for id_, row in store.unpaged(now):
+            placed: list[tuple[int, str]] = []  # (page, id)
+            for id_ in store.unpaged(now):
                 if id_ in current:
                     continue
                 if page == 0 or held >= c.archive_size:
                     if page:
                         store.mark_pages([page])  # it gains a next-archive link
                     page, held = page + 1, 0
-                placed.append((page, row))
+                placed.append((page, id_))
                 held += 1
-            store.put_rows_in_pages(placed)
+            store.put_in_pages(placed)
             pages, _held = store.last_page()
             out = c.out
             if force:

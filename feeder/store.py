@@ -253,15 +253,74 @@ CREATE TRIGGER entries_language_edited
     END;
 """
 
+# Version 6: each entry's archive page in a narrow table of its own (``places``), not in the
+# wide entries row (~5 KB with its content): placing a first build's 100,000 entries in their
+# pages rewrote every row, ~500 MB through the WAL (3.5 s of a 50 s build); a row of
+# ``places`` is ~50 bytes (0.5 s). One row per entry, page NULL while the entry is in the
+# current feeds (or scheduled), made and removed with the entry by triggers, which also mark
+# the pages to render again, as before. The entries.archive_page column of older files stays,
+# unread (dropping it would rewrite every row, and change the rows older files hold).
+_PLACES = """
+DROP TRIGGER entries_left_page;
+DROP TRIGGER entries_changed_page;
+DROP INDEX IF EXISTS entries_page;
+CREATE TABLE places (
+    id TEXT PRIMARY KEY,        -- the entry's
+    page INTEGER                -- its RFC 5005 archive page; NULL while in the current feeds
+) WITHOUT ROWID;
+INSERT INTO places (id, page) SELECT id, archive_page FROM entries;
+CREATE INDEX places_page ON places (page);
+CREATE TRIGGER entries_placed AFTER INSERT ON entries
+    BEGIN INSERT INTO places (id, page) VALUES (new.id, NULL); END;
+CREATE TRIGGER entries_unplaced AFTER DELETE ON entries
+    BEGIN DELETE FROM places WHERE id = old.id; END;
+CREATE TRIGGER entries_renamed_id AFTER UPDATE OF id ON entries WHEN old.id IS NOT new.id
+    BEGIN UPDATE places SET id = new.id WHERE id = old.id; END;
+-- an edited entry's page renders again
+CREATE TRIGGER entries_changed_page AFTER UPDATE ON entries
+    BEGIN
+        INSERT INTO dirty_pages SELECT p.page FROM places p WHERE p.id = new.id
+            AND p.page IS NOT NULL
+            AND NOT EXISTS (SELECT 1 FROM dirty_pages d WHERE d.page = p.page);
+    END;
+CREATE TRIGGER places_left_page AFTER DELETE ON places
+    WHEN old.page IS NOT NULL
+    BEGIN
+        INSERT INTO dirty_pages SELECT old.page
+            WHERE NOT EXISTS (SELECT 1 FROM dirty_pages WHERE page = old.page);
+    END;
+CREATE TRIGGER places_changed_page AFTER UPDATE OF page ON places
+    BEGIN
+        INSERT INTO dirty_pages SELECT old.page
+            WHERE old.page IS NOT NULL
+            AND NOT EXISTS (SELECT 1 FROM dirty_pages WHERE page = old.page);
+        INSERT INTO dirty_pages SELECT new.page
+            WHERE new.page IS NOT NULL
+            AND NOT EXISTS (SELECT 1 FROM dirty_pages WHERE page = new.page);
+    END;
+"""
+
+
+def _forget_entries_page(db: sqlite3.Connection) -> None:
+    """A bulk load that a crash interrupted kept the SQL of the objects it dropped, to make
+    them again: not the index on entries.archive_page, which version 6 has no use for."""
+    row = db.execute("SELECT value FROM meta WHERE key = ?", (_BULK_KEY,)).fetchone()
+    if row is not None:
+        kept = [sql for sql in json.loads(row[0])
+                if not sql.startswith("CREATE INDEX entries_page ")]
+        db.execute("UPDATE meta SET value = ? WHERE key = ?", (json.dumps(kept), _BULK_KEY))
+
+
 _ENTRY_COLUMNS = "id, stem, slug, title, summary, content_html, published, updated, language"
+_E_COLUMNS = ", ".join(f"e.{c}" for c in _ENTRY_COLUMNS.split(", "))  # of entries e in a join
 
 # A first build's bulk load (Store.bulk_load) goes without the secondary indexes of the entries
-# and the trigger that lists each new entry's page as stale: each insert would touch a random
-# leaf of each, and every commit write them all again (at 10,000 seeds, half the CPU of
-# recording). They are made again after the load, from their stored SQL, with the stale rows
-# the trigger would have written. The counts and languages triggers stay (cheap), and so do
-# those of updates and deletions.
-_BULK_DEFERRED = ("entries_order", "entries_page", "entries_language", "entries_page_new")
+# and the triggers that list each new entry's page as stale and give it its row of places: each
+# insert would touch a random leaf of each, and every commit write them all again (at 10,000
+# seeds, half the CPU of recording). They are made again after the load, from their stored
+# SQL, with the rows the triggers would have written. The counts and languages triggers stay
+# (cheap), and so do those of updates and deletions.
+_BULK_DEFERRED = ("entries_order", "entries_language", "entries_page_new", "entries_placed")
 _BULK_KEY = "bulk_load"  # meta: the SQL of the objects dropped, until they are made again
 
 
@@ -656,54 +715,45 @@ class Store:
         """(archive page, slug, updated) of the entries of archive pages ``first`` to
         ``last``, by page, then oldest first."""
         return list(self.db.execute(
-            "SELECT archive_page, slug, updated FROM entries WHERE archive_page BETWEEN ? AND ?"
-            " ORDER BY archive_page, pub_ts, name", (first, last)))
+            "SELECT p.page, e.slug, e.updated FROM places p CROSS JOIN entries e ON e.id = p.id"
+            " WHERE p.page BETWEEN ? AND ? ORDER BY p.page, e.pub_ts, e.name", (first, last)))
 
     # -- archive pages -----------------------------------------------------------------------
     def unarchive_scheduled(self, now: dt.datetime) -> None:
         """Entries (re-)dated into the future leave their pages until they are due."""
         self.db.execute(
-            "UPDATE entries SET archive_page = NULL WHERE pub_ts > ? AND archive_page IS NOT NULL",
-            (now.timestamp(),),
-        )
+            "UPDATE places SET page = NULL WHERE page IS NOT NULL"
+            " AND id IN (SELECT id FROM entries WHERE pub_ts > ?)", (now.timestamp(),))
 
     def unarchive(self, ids: Iterable[str]) -> None:
         """These entries are in the current feeds (again): take them out of their pages."""
-        self.db.executemany(
-            "UPDATE entries SET archive_page = NULL WHERE id = ? AND archive_page IS NOT NULL",
-            [(i,) for i in ids],
-        )
+        self.db.executemany("UPDATE places SET page = NULL WHERE id = ? AND page IS NOT NULL",
+                            [(i,) for i in ids])
 
-    def unpaged(self, until: dt.datetime) -> list[tuple[str, int]]:
-        """(id, rowid) of published entries in no archive page, oldest first."""
-        return self.db.execute(
-            "SELECT id, rowid FROM entries WHERE archive_page IS NULL AND pub_ts <= ?"
-            " ORDER BY pub_ts, name", (until.timestamp(),),
-        ).fetchall()
+    def unpaged(self, until: dt.datetime) -> list[str]:
+        """Ids of published entries in no archive page, oldest first."""
+        return [r[0] for r in self.db.execute(
+            "SELECT e.id FROM places p CROSS JOIN entries e ON e.id = p.id"
+            " WHERE p.page IS NULL AND e.pub_ts <= ? ORDER BY e.pub_ts, e.name",
+            (until.timestamp(),))]
 
     def last_page(self) -> tuple[int, int]:
         """(number of the newest archive page or 0, how many entries it holds)."""
-        page = self.db.execute("SELECT max(archive_page) FROM entries").fetchone()[0] or 0
+        page = self.db.execute("SELECT max(page) FROM places").fetchone()[0] or 0
         held = self.db.execute(
-            "SELECT count(*) FROM entries WHERE archive_page = ?", (page,)).fetchone()[0]
+            "SELECT count(*) FROM places WHERE page = ?", (page,)).fetchone()[0]
         return page, held
 
     def put_in_pages(self, placed: Iterable[tuple[int, str]]) -> None:
-        """(page, id) pairs."""
-        self.db.executemany("UPDATE entries SET archive_page = ? WHERE id = ?", placed)
-
-    def put_rows_in_pages(self, placed: Iterable[tuple[int, int]]) -> None:
-        """(page, rowid) pairs, written in rowid order: the table's pages one after the
-        other, not at random (placing 100,000 entries: 25 s -> 11 s, load 9)."""
-        self.db.executemany("UPDATE entries SET archive_page = ? WHERE rowid = ?",
+        """(page, id) pairs, written in id order: the table's pages one after the other."""
+        self.db.executemany("UPDATE places SET page = ? WHERE id = ?",
                             sorted(placed, key=operator.itemgetter(1)))
 
     def page_entries(self, page: int) -> list[Entry]:
         """The entries of one archive page, oldest first."""
         rows = self.db.execute(
-            f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE archive_page = ?"
-            " ORDER BY pub_ts, name", (page,),
-        )
+            f"SELECT {_E_COLUMNS} FROM places p CROSS JOIN entries e"
+            " ON e.id = p.id WHERE p.page = ? ORDER BY e.pub_ts, e.name", (page,))
         return [_entry(r) for r in rows]
 
     def mark_pages(self, pages: Iterable[int]) -> None:
@@ -823,6 +873,7 @@ _MIGRATIONS: list[tuple[int, list[str | Callable[[sqlite3.Connection], None]]]] 
     (3, [_V3]),
     (4, [_NEIGHBOURS]),
     (5, [_LANGUAGES]),
+    (6, [_forget_entries_page, _PLACES]),
 ]
 SCHEMA_VERSION = _MIGRATIONS[-1][0]
 
@@ -971,9 +1022,10 @@ def _migrate(db: sqlite3.Connection) -> None:
 
 
 def _finish_bulk_load(db: sqlite3.Connection) -> None:
-    """Make again the objects a bulk load dropped (Store.bulk_load), if it left any, and
-    list as stale the page of each entry, in the order of their insertion, as the trigger
-    would have; in one transaction. Writes nothing when there is none (the usual case)."""
+    """Make again the objects a bulk load dropped (Store.bulk_load), if it left any, list
+    as stale the page of each entry, in the order of their insertion, and give each entry
+    its row of places (no page yet), as the triggers would have; in one transaction. Writes
+    nothing when there is none (the usual case)."""
     query = "SELECT value FROM meta WHERE key = ?"
     if db.execute(query, (_BULK_KEY,)).fetchone() is None:
         return
@@ -985,6 +1037,8 @@ def _finish_bulk_load(db: sqlite3.Connection) -> None:
             db.execute(sql)
         db.execute("INSERT INTO stale_pages SELECT e.name FROM entries e WHERE NOT EXISTS"
                    " (SELECT 1 FROM stale_pages s WHERE s.name = e.name) ORDER BY e.rowid")
+        db.execute("INSERT INTO places (id, page) SELECT e.id, NULL FROM entries e WHERE NOT"
+                   " EXISTS (SELECT 1 FROM places p WHERE p.id = e.id) ORDER BY e.id")
         db.execute("DELETE FROM meta WHERE key = ?", (_BULK_KEY,))
 
 
