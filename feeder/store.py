@@ -360,6 +360,40 @@ def _entry(row: tuple) -> Entry:
     )
 
 
+def page_entries(db: sqlite3.Connection, page: int) -> list[Entry]:
+    """The entries of one archive page, oldest first."""
+    rows = db.execute(f"SELECT {_E_COLUMNS} FROM places p CROSS JOIN entries e ON e.id = p.id"
+                      " WHERE p.page = ? ORDER BY e.pub_ts, e.name", (page,))
+    return [_entry(r) for r in rows]
+
+
+def entries_named(db: sqlite3.Connection, names: Iterable[str]) -> dict[str, Entry]:
+    """name -> entry, of those of ``names`` that have one."""
+    names, found = list(names), {}
+    for at in range(0, len(names), 500):
+        part = names[at:at + 500]
+        for r in db.execute(f"SELECT name, {_ENTRY_COLUMNS} FROM entries WHERE name IN"
+                            f" ({','.join('?' * len(part))})", part):
+            found[r[0]] = _entry(r[1:])
+    return found
+
+
+_READERS: dict[str, sqlite3.Connection] = {}
+
+
+def reader(source: str) -> sqlite3.Connection:
+    """A read-only connection to the state file at ``source`` (``Store.source``), for the
+    worker processes that write pages: they read their entries themselves, rather than
+    have the publishing process read and send them. Kept open for the worker's life (a
+    worker never writes, and holds no lock of the writer's)."""
+    db = _READERS.get(source)
+    if db is None:
+        db = sqlite3.connect(f"{Path(source).as_uri()}?mode=ro", uri=True,
+                             isolation_level=None, check_same_thread=False)
+        _READERS[source] = db
+    return db
+
+
 class Store:
     """A connection to the state file. Not thread-safe: use it from one thread at a time."""
 
@@ -615,7 +649,7 @@ class Store:
             " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
             " size = excluded.size, mtime_ns = excluded.mtime_ns, hash = excluded.hash,"
             " reason = excluded.reason, changed = excluded.changed",
-            (name, size, mtime_ns, digest, reason, _iso(now), _iso(now)),
+            (name, size, mtime_ns, digest, reason, stamp := _iso(now), stamp),
         )
 
     def mint_id(self, stem: str, fresh_id: str) -> tuple[str, bool]:
@@ -751,10 +785,7 @@ class Store:
 
     def page_entries(self, page: int) -> list[Entry]:
         """The entries of one archive page, oldest first."""
-        rows = self.db.execute(
-            f"SELECT {_E_COLUMNS} FROM places p CROSS JOIN entries e"
-            " ON e.id = p.id WHERE p.page = ? ORDER BY e.pub_ts, e.name", (page,))
-        return [_entry(r) for r in rows]
+        return page_entries(self.db, page)
 
     def mark_pages(self, pages: Iterable[int]) -> None:
         self.db.executemany("INSERT OR IGNORE INTO dirty_pages VALUES (?)", [(p,) for p in pages])
@@ -764,6 +795,24 @@ class Store:
 
     def clear_pages(self, pages: Iterable[int]) -> None:
         self.db.executemany("DELETE FROM dirty_pages WHERE page = ?", [(p,) for p in pages])
+
+    def published_names(self, until: dt.datetime) -> Iterator[str]:
+        """The names of the entries published by ``until``, by ascending (published, name),
+        streamed (from the index alone)."""
+        return (r[0] for r in self.db.execute(
+            "SELECT name FROM entries WHERE pub_ts <= ? ORDER BY pub_ts, name",
+            (until.timestamp(),)))
+
+    def source(self) -> str | None:
+        """The absolute path at which other processes can read this store (``reader``): None
+        for one in memory, or whose file was deleted or replaced since it was opened."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        if self._file != (st.st_dev, st.st_ino):
+            return None
+        return os.path.abspath(self.path)
 
     def slugs_by_name(self, until: dt.datetime) -> list[tuple[str, str]]:
         """(name, slug) of the entries published by ``until``."""
