@@ -530,7 +530,7 @@ class Publisher:
                     page, held = page + 1, 0
                 placed.append((page, id_))
                 held += 1
-            store.put_in_pages(placed)
+            store.place_unpaged(placed)
             pages, _held = store.last_page()
             out = c.out
             if force:

@@ -321,6 +321,9 @@ _E_COLUMNS = ", ".join(f"e.{c}" for c in _ENTRY_COLUMNS.split(", "))  # of entri
 # SQL, with the rows the triggers would have written. The counts and languages triggers stay
 # (cheap), and so do those of updates and deletions.
 _BULK_DEFERRED = ("entries_order", "entries_language", "entries_page_new", "entries_placed")
+# Placing this many unpaged entries at once goes without these (Store.place_unpaged).
+_PLACE_IN_BULK = 5000
+_PLACE_DEFERRED = ("places_page", "places_changed_page")
 _BULK_KEY = "bulk_load"  # meta: the SQL of the objects dropped, until they are made again
 
 
@@ -782,6 +785,28 @@ class Store:
         """(page, id) pairs, written in id order: the table's pages one after the other."""
         self.db.executemany("UPDATE places SET page = ? WHERE id = ?",
                             sorted(placed, key=operator.itemgetter(1)))
+
+    def place_unpaged(self, placed: list[tuple[int, str]]) -> None:
+        """(page, id) pairs of entries in no page yet (in the caller's transaction). Many at
+        once (a first build) go in without the index of the pages and the trigger that
+        marks them, made again after, and the pages marked here: the trigger and the index
+        took 0.6 s of the 0.8 s of placing 100,000 entries."""
+        if len(placed) < _PLACE_IN_BULK:
+            self.db.executemany("UPDATE places SET page = ? WHERE id = ? AND page IS NULL",
+                                sorted(placed, key=operator.itemgetter(1)))
+            return
+        if not self.db.in_transaction:  # the objects dropped are made again in the same one
+            raise StoreError(self.path, "place_unpaged outside a transaction")
+        found = self.db.execute(
+            "SELECT type, name, sql FROM sqlite_master WHERE name IN (?, ?) ORDER BY rowid",
+            _PLACE_DEFERRED).fetchall()
+        for kind, name, _sql in found:
+            self.db.execute(f'DROP {kind} "{name}"')
+        self.db.executemany("UPDATE places SET page = ? WHERE id = ? AND page IS NULL",
+                            sorted(placed, key=operator.itemgetter(1)))
+        for _kind, _name, sql in found:
+            self.db.execute(sql)
+        self.mark_pages(sorted({page for page, _id in placed}))
 
     def page_entries(self, page: int) -> list[Entry]:
         """The entries of one archive page, oldest first."""

@@ -218,6 +218,42 @@ def test_a_version_5_bulk_load_cut_short_is_finished_without_the_old_page_index(
     assert schema(path) == schema(fresh(tmp_path / "new.sqlite3"))
 
 
+@pytest.mark.parametrize("bulk", [False, True])
+def test_placing_many_entries_at_once_marks_their_pages_and_keeps_the_schema(
+        tmp_path: Path, monkeypatch, bulk: bool) -> None:  # noqa: ANN001
+    """Store.place_unpaged, one by one or in bulk (without the page index and the trigger,
+    made again in the same transaction): the same places, the same pages marked, the same
+    schema, and the trigger marks an edited entry's page after."""
+    from feeder import store as stores
+
+    monkeypatch.setattr(stores, "_PLACE_IN_BULK", 1 if bulk else 10**9)
+    path = tmp_path / "state.sqlite3"
+    now = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+    with Store(path) as store:
+        with store.transaction():
+            for n in range(5):
+                store.put_entry(f"{n}.txt", 10, 1, "h", Entry(
+                    id=f"tag:example.org,2025:{n}", stem=str(n), slug=str(n), title=str(n),
+                    summary=".", content_html="<p>.</p>", published=now, updated=now,
+                    language="en"), now)
+        if bulk:  # its drops and makes must be one transaction
+            with pytest.raises(StoreError, match="outside a transaction"):
+                store.place_unpaged([(9, "tag:example.org,2025:0")])
+        with store.transaction():
+            store.place_unpaged([(1, "tag:example.org,2025:3"), (1, "tag:example.org,2025:1"),
+                                 (2, "tag:example.org,2025:2")])
+        assert store.dirty_pages() == [1, 2]
+        assert dict(store.db.execute("SELECT id, page FROM places WHERE page IS NOT NULL")) == {
+            "tag:example.org,2025:1": 1, "tag:example.org,2025:3": 1,
+            "tag:example.org,2025:2": 2}
+        with store.transaction():
+            store.clear_pages([1, 2])
+            store.put_entry("2.txt", 10, 1, "h2", dataclasses.replace(
+                store.entry_by_name("2.txt"), title="Edited"), now)
+        assert store.dirty_pages() == [2]
+    assert schema(path) == schema(fresh(tmp_path / "new.sqlite3"))
+
+
 # -- corrupt: moved aside ----------------------------------------------------------------------
 
 def test_a_file_that_is_not_a_database_is_moved_aside(tmp_path: Path, caplog) -> None:
