@@ -31,7 +31,7 @@ from .errors import OutputError
 from .normalizer import Entry
 from .pool import POOL_THRESHOLD, Pool, chunks
 from .report import BuildCancelled, BuildReport
-from .store import Store, entries_named, page_entries, reader
+from .store import Store, entries_named, page_entries, reader, sitemap_rows
 
 log = logging.getLogger("feeder")
 
@@ -218,6 +218,12 @@ def _render_job(job: tuple) -> tuple[int, list[str], Hashes, list[tuple[int, str
     return len(payload), *write_archive_pages(info, out, payload)
 
 
+def _sitemap_job(job: tuple) -> site.Rendered:
+    """A sitemap chunk (``site.render_chunk``), its rows read from the store here."""
+    source, base_url, first, final, current = job
+    return site.render_chunk(base_url, sitemap_rows(reader(source), first, final), current)
+
+
 # -- publishing ----------------------------------------------------------------------------
 
 _last_render: dict[str, tuple[tuple, object]] = {}  # path -> (inputs, rendered)
@@ -334,8 +340,23 @@ class Publisher:
                     ((n, pages, self.store.page_entries(n)) for n in todo), ARCHIVE_CHUNK))
             self._render_all(report, jobs, len(todo), len(todo) * c.archive_size,
                              "archive", "writing archives")
-            report.written.extend(site.write(c, self.store, newest, pages, todo, force=force))
+            report.written.extend(site.write(c, self.store, newest, pages, todo, force=force,
+                                             render=self._sitemaps(pages)))
         return dirty
+
+    def _sitemaps(self, pages: int) -> Callable[[list[site.Spec]], Iterable[site.Rendered]]:
+        """How ``site.write`` renders its chunks in a big pass: two or more in the workers,
+        which read their rows from the store themselves (~0.1 s a chunk, most of it reading
+        the entries' ``updated``, stored after their content)."""
+        source, base = self._source(pages * self.config.archive_size), self.config.base_url
+
+        def render(specs: list[site.Spec]) -> Iterable[site.Rendered]:
+            if source is None or len(specs) < 2:
+                return [site.render_chunk(base, self.store.sitemap_rows(first, final), current)
+                        for first, final, current in specs]
+            return self.pool.map(_sitemap_job, [(source, base, *spec) for spec in specs],
+                                 weight=pages * self.config.archive_size)
+        return render
 
     def _entry_pages(self, report: BuildReport, info: render.FeedInfo, now: dt.datetime, *,
                      force: bool, full: bool) -> set[str]:

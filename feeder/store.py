@@ -370,6 +370,14 @@ def page_entries(db: sqlite3.Connection, page: int) -> list[Entry]:
     return [_entry(r) for r in rows]
 
 
+def sitemap_rows(db: sqlite3.Connection, first: int, last: int) -> list[tuple[int, str, str]]:
+    """(archive page, slug, updated) of the entries of archive pages ``first`` to ``last``, by
+    page, then oldest first."""
+    return list(db.execute(
+        "SELECT p.page, e.slug, e.updated FROM places p CROSS JOIN entries e ON e.id = p.id"
+        " WHERE p.page BETWEEN ? AND ? ORDER BY p.page, e.pub_ts, e.name", (first, last)))
+
+
 def entries_named(db: sqlite3.Connection, names: Iterable[str]) -> dict[str, Entry]:
     """name -> entry, of those of ``names`` that have one."""
     names, found = list(names), {}
@@ -751,9 +759,7 @@ class Store:
     def sitemap_rows(self, first: int, last: int) -> list[tuple[int, str, str]]:
         """(archive page, slug, updated) of the entries of archive pages ``first`` to
         ``last``, by page, then oldest first."""
-        return list(self.db.execute(
-            "SELECT p.page, e.slug, e.updated FROM places p CROSS JOIN entries e ON e.id = p.id"
-            " WHERE p.page BETWEEN ? AND ? ORDER BY p.page, e.pub_ts, e.name", (first, last)))
+        return sitemap_rows(self.db, first, last)
 
     # -- archive pages -----------------------------------------------------------------------
     def unarchive_scheduled(self, now: dt.datetime) -> None:

@@ -48,13 +48,16 @@ def test_pool_and_serial_builds_write_the_same_bytes(make_site, monkeypatch,  # 
 @pytest.mark.parametrize("force", [False, True])
 def test_workers_read_the_entries_from_the_state_file_or_are_sent_them(
         make_site, monkeypatch, force: bool) -> None:  # noqa: ANN001
-    """Through the pool, the workers read the entries of the pages they write from the state
-    file themselves; when the file is no longer at its path (deleted or moved under a
-    running writer) they are sent the entries, as before. The same bytes either way."""
+    """Through the pool, the workers read the entries of the pages (and the rows of the
+    sitemap chunks) they write from the state file themselves; when the file is no longer
+    at its path (deleted or moved under a running writer) they are sent the entries, and
+    the chunks are made in the parent, as before. The same bytes either way."""
     from feeder import publish
+    from feeder import site as site_mod
 
     monkeypatch.setattr(pool, "POOL_THRESHOLD", 1)
     monkeypatch.setattr(publish, "STREAM_FROM", 1)
+    monkeypatch.setattr(site_mod, "CHUNK_URLS", 10)  # sitemap chunks of 2 archive pages
     sources: list[str | None] = []
     real = publish.Publisher._source
 
@@ -74,6 +77,7 @@ def test_workers_read_the_entries_from_the_state_file_or_are_sent_them(
     assert sources and all(s is None for s in sources)
     assert tree(sites[0].out) == tree(sites[1].out)
     assert (sites[0].out / "archive" / "atom-9.xml").exists()
+    assert (sites[0].out / "sitemap-5.xml").exists()
 
 
 def test_full_build_rewrites_missing_pages_through_the_pool(make_site,  # noqa: ANN001
