@@ -365,3 +365,19 @@ def test_a_fifo_put_in_place_of_a_seed_is_rejected_without_waiting(tmp_path: Pat
     assert not stuck, "read_seed waited for a writer to the FIFO"
     assert results and results[0] is not None
     assert results[0].reason == "not a regular file"
+
+
+def test_seeds_are_recorded_in_name_order_whatever_the_folder_order(make_site) -> None:  # noqa: ANN001
+    """A pass records its seeds by name, not in the folder's (hash) order: the rows go into
+    the store's name-keyed tables one after the other, and of two twins (one stem) the
+    same one is always refused."""
+    site = make_site(extensions=[".txt", ".text"])
+    for i in range(40):
+        site.write(f"{(i * 17) % 40:03d}_o.txt", f"2025-05-{i % 28 + 1:02d}", f"Article {i}. Body.")
+    site.write("007_o.text", "2025-06-01", "A twin of 007_o.txt: the same stem. Body.")
+    report = site.build()
+    names = [n for (n,) in site.store.db.execute("SELECT name FROM seeds ORDER BY rowid")]
+    assert names == sorted(names) and len(names) == 41
+    assert report.added == sorted(report.added)
+    assert report.rejected == [
+        ("007_o.txt", "same entry id as 007_o.text (file stems must be unique)")]
