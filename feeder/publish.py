@@ -342,6 +342,9 @@ class Publisher:
                              "archive", "writing archives")
             report.written.extend(site.write(c, self.store, newest, pages, todo, force=force,
                                              render=self._sitemaps(pages)))
+            # The workers' last job is done: they go now, not after the store has taken
+            # this pass's records (the process tree's peak, 100k seeds, was there).
+            self.pool.close()
         return dirty
 
     def _sitemaps(self, pages: int) -> Callable[[list[site.Spec]], Iterable[site.Rendered]]:

@@ -859,7 +859,7 @@ class Store:
             " ON e.name = s.name", (until.timestamp(),))]
 
     def pages_written(self, names: Iterable[str]) -> None:
-        self.db.executemany("DELETE FROM stale_pages WHERE name = ?", [(n,) for n in names])
+        self.db.executemany("DELETE FROM stale_pages WHERE name = ?", ((n,) for n in names))
 
     def slug_owner(self, slug: str) -> str | None:
         """The seed whose entry has the page ``slug``."""
