@@ -355,6 +355,7 @@ class Publisher:
 
         def render(specs: list[site.Spec]) -> Iterable[site.Rendered]:
             if source is None or len(specs) < 2:
+                self.pool.close()  # done with: the workers go before the chunks are made
                 return [site.render_chunk(base, self.store.sitemap_rows(first, final), current)
                         for first, final, current in specs]
             return self.pool.map(_sitemap_job, [(source, base, *spec) for spec in specs],

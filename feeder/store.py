@@ -390,6 +390,7 @@ def entries_named(db: sqlite3.Connection, names: Iterable[str]) -> dict[str, Ent
 
 
 _READERS: dict[str, sqlite3.Connection] = {}
+READER_CACHE_KB = 512
 
 
 def reader(source: str) -> sqlite3.Connection:
@@ -401,6 +402,9 @@ def reader(source: str) -> sqlite3.Connection:
     if db is None:
         db = sqlite3.connect(f"{Path(source).as_uri()}?mode=ro", uri=True,
                              isolation_level=None, check_same_thread=False)
+        # a small cache: a worker reads each entry once (the default, 2 MB, in each worker
+        # is memory the process tree's peak would hold)
+        db.execute(f"PRAGMA cache_size = {-READER_CACHE_KB}")
         _READERS[source] = db
     return db
 
