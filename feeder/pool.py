@@ -58,6 +58,10 @@ class Pool:
             return map(fn, jobs)
         return _bounded(executor, fn, jobs, 2 * self.workers + 2)
 
+    def in_workers(self, weight: int) -> bool:
+        """Would ``map`` run jobs of this ``weight`` in the worker processes?"""
+        return weight >= POOL_THRESHOLD and self.workers >= 2
+
     def progress(self, weight: int, total: int, unit: str, desc: str):  # noqa: ANN201
         """A progress bar on stderr of ``total`` units for a big job (``weight`` as for
         ``map``) if this pool shows them; None otherwise."""

@@ -31,7 +31,7 @@ from .errors import OutputError
 from .normalizer import Entry
 from .pool import POOL_THRESHOLD, Pool, chunks
 from .report import BuildCancelled, BuildReport
-from .store import Store
+from .store import Store, entries_named, page_entries, reader, sitemap_rows
 
 log = logging.getLogger("feeder")
 
@@ -140,6 +140,28 @@ def with_neighbours(rows: Iterable[tuple[str, Entry]], now: dt.datetime,
     yield from paged(None)
 
 
+def named_neighbours(names: Iterable[str], wanted: Callable[[str, str | None, str | None], bool],
+                     ) -> Iterator[tuple[str, str | None, str | None]]:
+    """``with_neighbours`` by name: from the names of the published entries in (published,
+    name) order, (name, name before, name after) of each for which ``wanted`` holds."""
+    before: str | None = None
+    held: str | None = None
+    for name in names:
+        if held is not None and wanted(held, before, name):
+            yield held, before, name
+        before, held = held, name
+    if held is not None and wanted(held, before, None):
+        yield held, before, None
+
+
+def stored_pages(source: str, items: list[tuple[str, str | None, str | None]]) -> list[Paged]:
+    """``named_neighbours`` items as ``Paged``, their entries read from the store at
+    ``source`` (in a worker process)."""
+    named = entries_named(reader(source), {n for item in items for n in item if n is not None})
+    return [(named[name], before and _neighbour(named[before]),
+             after and _neighbour(named[after])) for name, before, after in items]
+
+
 def write_archive_pages(info: render.FeedInfo, out: Path,
                         items: list[tuple[int, int, list[Entry]]],
                         ) -> tuple[list[str], Hashes, list[tuple[int, str]]]:
@@ -186,7 +208,20 @@ def _render_job(job: tuple) -> tuple[int, list[str], Hashes, list[tuple[int, str
     kind, info, out, payload = job
     if kind == "pages":
         return len(payload), *write_entry_pages(info, out, payload), []
+    if kind == "stored pages":  # (store, named_neighbours items): read here
+        source, items = payload
+        return len(items), *write_entry_pages(info, out, stored_pages(source, items)), []
+    if kind == "stored archive":  # (store, [(page number, page count)]): read here
+        source, items = payload
+        db = reader(source)
+        payload = [(n, pages, page_entries(db, n)) for n, pages in items]
     return len(payload), *write_archive_pages(info, out, payload)
+
+
+def _sitemap_job(job: tuple) -> site.Rendered:
+    """A sitemap chunk (``site.render_chunk``), its rows read from the store here."""
+    source, base_url, first, final, current = job
+    return site.render_chunk(base_url, sitemap_rows(reader(source), first, final), current)
 
 
 # -- publishing ----------------------------------------------------------------------------
@@ -296,12 +331,36 @@ class Publisher:
             self._rendered(report, (written, hashes_of(out, tail, paths),
                                     fit_notes(fits, info.max_bytes)))
         else:
-            jobs = (("archive", info, out, chunk) for chunk in chunks(
-                ((n, pages, self.store.page_entries(n)) for n in todo), ARCHIVE_CHUNK))
+            source = self._source(len(todo) * c.archive_size)
+            if source is not None:  # the workers read the pages' entries themselves
+                jobs = (("stored archive", info, out, (source, chunk))
+                        for chunk in chunks(((n, pages) for n in todo), ARCHIVE_CHUNK))
+            else:
+                jobs = (("archive", info, out, chunk) for chunk in chunks(
+                    ((n, pages, self.store.page_entries(n)) for n in todo), ARCHIVE_CHUNK))
             self._render_all(report, jobs, len(todo), len(todo) * c.archive_size,
                              "archive", "writing archives")
-            report.written.extend(site.write(c, self.store, newest, pages, todo, force=force))
+            report.written.extend(site.write(c, self.store, newest, pages, todo, force=force,
+                                             render=self._sitemaps(pages)))
+            # The workers' last job is done: they go now, not after the store has taken
+            # this pass's records (the process tree's peak, 100k seeds, was there).
+            self.pool.close()
         return dirty
+
+    def _sitemaps(self, pages: int) -> Callable[[list[site.Spec]], Iterable[site.Rendered]]:
+        """How ``site.write`` renders its chunks in a big pass: two or more in the workers,
+        which read their rows from the store themselves (~0.1 s a chunk, most of it reading
+        the entries' ``updated``, stored after their content)."""
+        source, base = self._source(pages * self.config.archive_size), self.config.base_url
+
+        def render(specs: list[site.Spec]) -> Iterable[site.Rendered]:
+            if source is None or len(specs) < 2:
+                self.pool.close()  # done with: the workers go before the chunks are made
+                return [site.render_chunk(base, self.store.sitemap_rows(first, final), current)
+                        for first, final, current in specs]
+            return self.pool.map(_sitemap_job, [(source, base, *spec) for spec in specs],
+                                 weight=pages * self.config.archive_size)
+        return render
 
     def _entry_pages(self, report: BuildReport, info: render.FeedInfo, now: dt.datetime, *,
                      force: bool, full: bool) -> set[str]:
@@ -325,11 +384,13 @@ class Publisher:
         if full:
             names |= self._check_entry_folder(report, now, force)
         todo: Iterable[Paged]
-        if force or len(names) >= STREAM_FROM:
-            todo = with_neighbours(
-                self.store.iter_named_entries(), now,
-                lambda name, before, after: (force or name in names or before in stale
-                                             or after in stale))
+        streamed = force or len(names) >= STREAM_FROM
+
+        def wanted(name: str, before: str | None, after: str | None) -> bool:
+            return force or name in names or before in stale or after in stale
+
+        if streamed:
+            todo = with_neighbours(self.store.iter_named_entries(), now, wanted)
         else:
             names |= {row[0] for name in stale for row in self.store.neighbours(name, now)
                       if row}
@@ -339,9 +400,19 @@ class Publisher:
             written, hashes = write_entry_pages(info, out, list(todo), self._head)
             self._rendered(report, (written, hashes, []))
             return names
-        jobs = (("pages", info, out, chunk) for chunk in chunks(todo, PAGE_CHUNK))
+        source = self._source(count) if streamed else None
+        if source is not None:  # the workers read the entries themselves: only names go
+            jobs = (("stored pages", info, out, (source, chunk)) for chunk in chunks(
+                named_neighbours(self.store.published_names(now), wanted), PAGE_CHUNK))
+        else:
+            jobs = (("pages", info, out, chunk) for chunk in chunks(todo, PAGE_CHUNK))
         self._render_all(report, jobs, count, count, "page", "writing pages")
         return names
+
+    def _source(self, weight: int) -> str | None:
+        """Where the workers can read the store themselves, for jobs of this ``weight`` if
+        they run in the workers; None to send them the entries."""
+        return self.store.source() if self.pool.in_workers(weight) else None
 
     def _paged(self, name: str, now: dt.datetime) -> Paged | None:
         """An entry by name, with the published entries before and after it."""
@@ -474,17 +545,17 @@ class Publisher:
             store.unarchive(current)
             store.unarchive_scheduled(now)
             page, held = store.last_page()
-            placed: list[tuple[int, int]] = []  # (page, rowid)
-            for id_, row in store.unpaged(now):
+            placed: list[tuple[int, str]] = []  # (page, id)
+            for id_ in store.unpaged(now):
                 if id_ in current:
                     continue
                 if page == 0 or held >= c.archive_size:
                     if page:
                         store.mark_pages([page])  # it gains a next-archive link
                     page, held = page + 1, 0
-                placed.append((page, row))
+                placed.append((page, id_))
                 held += 1
-            store.put_rows_in_pages(placed)
+            store.place_unpaged(placed)
             pages, _held = store.last_page()
             out = c.out
             if force:

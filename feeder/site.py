@@ -13,7 +13,7 @@ from the chunk files, and beyond that a sitemap index of the chunks.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from html import escape
 from pathlib import Path
 
@@ -156,14 +156,21 @@ def render_index(base_url: str, chunks: list[tuple[int, str | None]]) -> bytes:
             + "".join(lines) + "</sitemapindex>\n").encode()
 
 
+Spec = tuple[int, int, list[Entry] | None]  # a chunk to render: first and last page, current
+Rendered = tuple[bytes, int, str | None]  # render_chunk's
+
+
 def write(config: Config, store: Store, newest: list[Entry], pages: int,
-          dirty: Iterable[int], *, force: bool, batch: output.Batch | None = None) -> list[str]:
+          dirty: Iterable[int], *, force: bool, batch: output.Batch | None = None,
+          render: Callable[[list[Spec]], Iterable[Rendered]] | None = None) -> list[str]:
     """Write the chunks that changed (all when ``force``; any that are missing), then
     sitemap.xml and robots.txt if their bytes change, in one batch (or staged in ``batch``,
-    which its owner commits); return the paths written."""
+    which its owner commits); return the paths written. The chunks not spliced are made by
+    ``render`` (``render_chunk`` of each, in order; by default from ``store`` here)."""
     if batch is None:
         with output.Batch() as own:
-            return write(config, store, newest, pages, dirty, force=force, batch=own)
+            return write(config, store, newest, pages, dirty, force=force, batch=own,
+                         render=render)
     out, base = config.out, config.base_url
     per = pages_per_chunk(config.archive_size)
     last = max(1, -(-pages // per))
@@ -174,12 +181,19 @@ def write(config: Config, store: Store, newest: list[Entry], pages: int,
              if force or k > len(known) or not (out / chunk_path(k)).is_file()}
     written, made = [], {}
     chunks = (known + [[0, None]] * last)[:last]
-    for k in sorted(todo):
-        first, final = (k - 1) * per + 1, min(k * per, pages)
-        current = newest if k == last else None
+    specs: dict[int, Spec] = {k: ((k - 1) * per + 1, min(k * per, pages),
+                                  newest if k == last else None) for k in sorted(todo)}
+    done: dict[int, Rendered] = {}
+    for k, (first, final, current) in specs.items():
         spliced = None if force or k > len(known) else _spliced(
             store, out / chunk_path(k), base, range(first, final + 1), dirty, current)
-        data, count, mod = spliced or render_chunk(base, store.sitemap_rows(first, final), current)
+        if spliced is not None:
+            done[k] = spliced
+    specs = {k: spec for k, spec in specs.items() if k not in done}
+    done.update(zip(specs, (render or _renderer(store, base))(list(specs.values())),
+                    strict=True))
+    for k in sorted(done):
+        data, count, mod = done[k]
         chunks[k - 1] = [count, mod]
         made[k] = data
         if batch.write(out / chunk_path(k), data, compress=False, keep_hash=False):
@@ -201,6 +215,14 @@ def write(config: Config, store: Store, newest: list[Entry], pages: int,
     with store.transaction():
         store.set_meta("sitemap_chunks", chunks)
     return written
+
+
+def _renderer(store: Store, base_url: str) -> Callable[[list[Spec]], Iterator[Rendered]]:
+    """``render_chunk`` of each spec, from ``store``, in this process."""
+    def render(specs: list[Spec]) -> Iterator[Rendered]:
+        return (render_chunk(base_url, store.sitemap_rows(first, final), current)
+                for first, final, current in specs)
+    return render
 
 
 def _spliced(store: Store, path: Path, base_url: str, pages: range, dirty: set[int],

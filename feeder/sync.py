@@ -29,6 +29,7 @@ import errno
 import hashlib
 import itertools
 import logging
+import operator
 import os
 import stat
 import sys
@@ -226,6 +227,12 @@ class Sync:
                 continue
             to_read.append((os.fspath(seen.path), name))
         del found
+        # By name, not in the folder's order (a hash order on most file systems): the rows go
+        # into the store's tables and indexes, all keyed by name, id or stem, one after the
+        # other, not at random, so each batch's commit writes a few pages of each, not every
+        # one (recording 100,000 seeds, CPU of the parent: 9.5 -> 5.6 s). A name's twin (the
+        # same stem) is also always refused after the same seed, whatever the file system.
+        to_read.sort(key=operator.itemgetter(1))
         if self._hold_deletions([n for n in gone if fps[n].reason is None], full):
             gone = [n for n in gone if fps[n].reason is not None]  # rejected seeds still go
         with self.store.transaction():

@@ -45,6 +45,41 @@ def test_pool_and_serial_builds_write_the_same_bytes(make_site, monkeypatch,  # 
     assert "archive/atom-9.xml" in r2.written
 
 
+@pytest.mark.parametrize("force", [False, True])
+def test_workers_read_the_entries_from_the_state_file_or_are_sent_them(
+        make_site, monkeypatch, force: bool) -> None:  # noqa: ANN001
+    """Through the pool, the workers read the entries of the pages (and the rows of the
+    sitemap chunks) they write from the state file themselves; when the file is no longer
+    at its path (deleted or moved under a running writer) they are sent the entries, and
+    the chunks are made in the parent, as before. The same bytes either way."""
+    from feeder import publish
+    from feeder import site as site_mod
+
+    monkeypatch.setattr(pool, "POOL_THRESHOLD", 1)
+    monkeypatch.setattr(publish, "STREAM_FROM", 1)
+    monkeypatch.setattr(site_mod, "CHUNK_URLS", 10)  # sitemap chunks of 2 archive pages
+    sources: list[str | None] = []
+    real = publish.Publisher._source
+
+    def spying(self, weight: int) -> str | None:  # noqa: ANN001
+        sources.append(real(self, weight))
+        return sources[-1]
+
+    monkeypatch.setattr(publish.Publisher, "_source", spying)
+    sites = [make_site(max_entries=5, archive_size=4) for _ in range(2)]
+    for site in sites:
+        fill(site)
+    sites[0].build(force=force)
+    assert sources and all(s == os.path.abspath(sites[0].config.state) for s in sources)
+    sources.clear()
+    sites[1].config.state.rename(sites[1].root / "moved.sqlite3")  # the store keeps its file
+    sites[1].build(force=force)
+    assert sources and all(s is None for s in sources)
+    assert tree(sites[0].out) == tree(sites[1].out)
+    assert (sites[0].out / "archive" / "atom-9.xml").exists()
+    assert (sites[0].out / "sitemap-5.xml").exists()
+
+
 def test_full_build_rewrites_missing_pages_through_the_pool(make_site,  # noqa: ANN001
                                                            monkeypatch) -> None:  # noqa: ANN001
     site = make_site(max_entries=5, archive_size=4)

@@ -9,6 +9,7 @@ one of them is skipped where the machine does not allow it.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -152,6 +153,105 @@ def test_a_migration_that_fails_is_rolled_back_and_refused(tmp_path: Path) -> No
     assert str(path) in str(caught.value)
     assert untouched(path) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old.sqlite3"]
+
+
+V5 = REPO / "tests" / "data" / "state" / "v5-languages.sql"  # before the places table
+
+
+def test_version_6_moves_the_archive_pages_out_of_the_entries_rows(tmp_path: Path) -> None:
+    """A version-5 file's archive pages (entries.archive_page) move to the places table: the
+    same entries on the same pages, none marked dirty by the move, and an edit or a
+    removal of an archived entry still marks its page."""
+    path = load_fixture(V5, tmp_path / "old.sqlite3")
+    db = sqlite3.connect(path)
+    pages = dict(db.execute("SELECT id, archive_page FROM entries"))
+    by_page = {n: [t for (t,) in db.execute(
+        "SELECT title FROM entries WHERE archive_page = ? ORDER BY pub_ts, name", (n,))]
+        for n in (1, 2)}
+    db.close()
+    assert sorted(pages.values(), key=repr) == [1, 1, 2, 2, None, None]
+
+    with Store.open_locked(path) as store:
+        assert dict(store.db.execute("SELECT id, page FROM places")) == pages
+        assert {n: [e.title for e in store.page_entries(n)] for n in (1, 2)} == by_page
+        assert store.last_page() == (2, 2)
+        assert store.dirty_pages() == []
+        assert "entries_page" not in {r[0] for r in store.db.execute(
+            "SELECT name FROM sqlite_master")}
+        now = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+        first = store.page_entries(1)[0]
+        with store.transaction():
+            store.put_entry("001_fixture.txt", 1, 1, "h", dataclasses.replace(
+                first, title="Edited"), now)
+        assert store.dirty_pages() == [1]
+        with store.transaction():
+            store.clear_pages([1])
+            store.forget(next(n for n, e in _named(store) if e.id == store.page_entries(2)[0].id))
+        assert store.dirty_pages() == [2]
+        assert len(store.page_entries(2)) == 1
+        assert store.db.execute("SELECT count(*) FROM places").fetchone()[0] == 5
+
+
+def _named(store: Store) -> list[tuple[str, Entry]]:
+    return list(store.iter_named_entries())
+
+
+def test_a_version_5_bulk_load_cut_short_is_finished_without_the_old_page_index(
+        tmp_path: Path) -> None:
+    """A version-5 file left by a bulk load that a crash interrupted (its deferred objects
+    dropped, their SQL in the meta table) is upgraded, then finished: the objects are made
+    again, all but the index on entries.archive_page, which version 6 does not have."""
+    path = load_fixture(V5, tmp_path / "old.sqlite3")
+    db = sqlite3.connect(path, isolation_level=None)
+    deferred = ("entries_order", "entries_page", "entries_language", "entries_page_new")
+    found = db.execute("SELECT type, name, sql FROM sqlite_master WHERE name IN (?, ?, ?, ?)"
+                       " ORDER BY rowid", deferred).fetchall()
+    assert len(found) == 4
+    db.execute("INSERT INTO meta VALUES ('bulk_load', ?)", (json.dumps([r[2] for r in found]),))
+    for kind, name, _sql in found:
+        db.execute(f"DROP {kind} {name}")
+    db.close()
+
+    with Store.open_locked(path) as store:
+        assert store.get_meta("bulk_load") is None
+        assert store.total() == 6
+    assert schema(path) == schema(fresh(tmp_path / "new.sqlite3"))
+
+
+@pytest.mark.parametrize("bulk", [False, True])
+def test_placing_many_entries_at_once_marks_their_pages_and_keeps_the_schema(
+        tmp_path: Path, monkeypatch, bulk: bool) -> None:  # noqa: ANN001
+    """Store.place_unpaged, one by one or in bulk (without the page index and the trigger,
+    made again in the same transaction): the same places, the same pages marked, the same
+    schema, and the trigger marks an edited entry's page after."""
+    from feeder import store as stores
+
+    monkeypatch.setattr(stores, "_PLACE_IN_BULK", 1 if bulk else 10**9)
+    path = tmp_path / "state.sqlite3"
+    now = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+    with Store(path) as store:
+        with store.transaction():
+            for n in range(5):
+                store.put_entry(f"{n}.txt", 10, 1, "h", Entry(
+                    id=f"tag:example.org,2025:{n}", stem=str(n), slug=str(n), title=str(n),
+                    summary=".", content_html="<p>.</p>", published=now, updated=now,
+                    language="en"), now)
+        if bulk:  # its drops and makes must be one transaction
+            with pytest.raises(StoreError, match="outside a transaction"):
+                store.place_unpaged([(9, "tag:example.org,2025:0")])
+        with store.transaction():
+            store.place_unpaged([(1, "tag:example.org,2025:3"), (1, "tag:example.org,2025:1"),
+                                 (2, "tag:example.org,2025:2")])
+        assert store.dirty_pages() == [1, 2]
+        assert dict(store.db.execute("SELECT id, page FROM places WHERE page IS NOT NULL")) == {
+            "tag:example.org,2025:1": 1, "tag:example.org,2025:3": 1,
+            "tag:example.org,2025:2": 2}
+        with store.transaction():
+            store.clear_pages([1, 2])
+            store.put_entry("2.txt", 10, 1, "h2", dataclasses.replace(
+                store.entry_by_name("2.txt"), title="Edited"), now)
+        assert store.dirty_pages() == [2]
+    assert schema(path) == schema(fresh(tmp_path / "new.sqlite3"))
 
 
 # -- corrupt: moved aside ----------------------------------------------------------------------

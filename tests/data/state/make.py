@@ -39,12 +39,15 @@ runpy.run_module("feeder", run_name="__main__")
 
 AFTER_BUILD = OLD_FEEDER + """
 import datetime as dt
-from feeder.store import Store
-store = Store(sys.argv[1])
-store.add_pings(["https://hub.example/"], ["https://example.org/atom.xml"], 1767225600.0)
-store.hub_result("https://hub.example/", False, "HTTP 503",
+from feeder import store as stores
+store = stores.Store(sys.argv[1])
+pings = stores.PingStore(sys.argv[1]) if hasattr(stores, "PingStore") else store  # later ones
+pings.add_pings(["https://hub.example/"], ["https://example.org/atom.xml"], 1767225600.0)
+pings.hub_result("https://hub.example/", False, "HTTP 503",
                  dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
 store.set_meta("fixture", "made by tests/data/state/make.py")
+if pings is not store:
+    pings.close()
 store.close()
 """
 
