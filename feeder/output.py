@@ -97,25 +97,28 @@ def _syncfs(folder: Path) -> None:
 
 
 class Helpers:
-    """A few daemon threads that run calls which let go of the GIL (fdatasync, zlib) beside
-    the caller: started once, at first use, and never joined (idle, they hold no work)."""
+    """Daemon threads that run calls which let go of the GIL (fdatasync, zlib) beside the
+    caller: ``count`` started at first use, more (up to ``most``) when ``map`` is given
+    more calls than there are threads, and never joined (idle, they hold no work)."""
 
-    def __init__(self, count: int) -> None:
-        self.count = count
+    def __init__(self, count: int, most: int | None = None) -> None:
+        self.count, self.most = count, max(count, most or count)
         self._jobs: queue.SimpleQueue | None = None
+        self._started = 0
         self._lock = threading.Lock()
         os.register_at_fork(after_in_child=self._forget)
 
     def _forget(self) -> None:  # a forked child has none of its parent's threads
-        self._jobs, self._lock = None, threading.Lock()
+        self._jobs, self._started, self._lock = None, 0, threading.Lock()
 
-    def _queue(self) -> queue.SimpleQueue:
+    def _queue(self, wanted: int = 0) -> queue.SimpleQueue:
         with self._lock:
             if self._jobs is None:
                 self._jobs = queue.SimpleQueue()
-                for i in range(self.count):
-                    threading.Thread(target=self._work, args=(self._jobs,),
-                                     name=f"feeder-io-{i}", daemon=True).start()
+            for i in range(self._started, min(max(self.count, wanted), self.most)):
+                threading.Thread(target=self._work, args=(self._jobs,),
+                                 name=f"feeder-io-{i}", daemon=True).start()
+                self._started = i + 1
             return self._jobs
 
     @staticmethod
@@ -128,17 +131,23 @@ class Helpers:
                 except BaseException as exc:  # noqa: BLE001 - handed to the caller
                     future.set_exception(exc)
 
-    def submit(self, fn: Callable[[Any], Any], arg: Any) -> concurrent.futures.Future:
+    def submit(self, fn: Callable[[Any], Any], arg: Any,
+               wanted: int = 0) -> concurrent.futures.Future:
         future: concurrent.futures.Future = concurrent.futures.Future()
-        self._queue().put((fn, arg, future))
+        self._queue(wanted).put((fn, arg, future))
         return future
 
     def map(self, fn: Callable[[Any], Any], args: list) -> list:
-        """``[fn(a) for a in args]``, run at once on the threads; raises the first error."""
-        return [f.result() for f in [self.submit(fn, a) for a in args]]
+        """``[fn(a) for a in args]``, run at once on the threads (one each, up to ``most``);
+        raises the first error."""
+        return [f.result() for f in [self.submit(fn, a, len(args)) for a in args]]
 
 
-HELPERS = Helpers(4)
+# Up to 32: a one-seed pass's head batch flushes ~18 files, and each fdatasync waits for a
+# journal commit. Issued all at once they share one or two commits; four at a time took five
+# rounds, each waiting behind what other processes had queued for the disk (at 100k seeds,
+# beside a writer flushing 100 MB at a time: that flush's median 26 -> 20 ms, p90 76 -> 53).
+HELPERS = Helpers(4, most=32)
 
 
 def _fdatasync(path: str) -> None:
@@ -146,7 +155,7 @@ def _fdatasync(path: str) -> None:
 
 
 def _flush_all(paths: list[str]) -> None:
-    """fdatasync each file; a few at once (in threads, which let go of the GIL while they
+    """fdatasync each file, all at once (in threads, which let go of the GIL while they
     wait), so that the file system commits them together: one journal commit's wait instead
     of one per file (6 files here: 4 ms instead of 10)."""
     if len(paths) < 2:
