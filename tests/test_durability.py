@@ -130,66 +130,6 @@ def test_every_output_is_flushed_before_its_rename_and_its_folder_after(tmp_path
         assert last_fsync.get(folder, -1) > n, f"{folder} not fsynced after its renames"
 
 
-_ONE_SEED_PASS = """
-import sys
-from pathlib import Path
-from feeder.builder import Builder
-from feeder.config import load
-from feeder.store import Store
-root = Path(sys.argv[1])
-config = load(None, env={}, seeds=root / "seeds", out=root / "public",
-              state=root / "state.sqlite3", base_url="http://127.0.0.1:8080/",
-              max_entries=4, archive_size=4)
-store = Store(config.state)
-report = Builder(config, store, progress=False).build(names={"099_new.txt"})
-assert report.added == ["099_new.txt"], report.summary()
-assert any(p.startswith("archive/") for p in report.written), report.written
-store.close()
-"""
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
-def test_a_one_seed_pass_flushes_its_files_in_one_round(tmp_path: Path) -> None:
-    """A pass of one new seed writes entry pages, feeds, archive pages and the sitemap:
-    every file is flushed before the first rename into the output folder (one round of
-    fdatasyncs, which the file system commits together, not one for the feeds and another
-    for the archive pages), and every folder is synced after the last rename."""
-    seeds = tmp_path / "seeds"
-    seeds.mkdir()
-    for i in range(12):
-        (seeds / f"{i:03d}_a.txt").write_bytes(
-            f" date 2025-01-{i + 1:02d} Article {i}. Text.".encode())
-    env = {**feeder_env(), "FEEDER_MAX_ENTRIES": "4", "FEEDER_ARCHIVE_SIZE": "4"}
-    subprocess.run([sys.executable, "-m", "feeder", "build", "--state", "state.sqlite3",
-                    "--base-url", "http://127.0.0.1:8080/"], cwd=tmp_path, env=env,
-                   capture_output=True, timeout=120, check=True)
-    (seeds / "099_new.txt").write_bytes(b" date 2025-02-01 A new article. Text.")
-    trace = tmp_path / "trace"
-    result = subprocess.run(
-        ["strace", "-f", "-qq", "-o", str(trace), "-e",
-         "trace=openat,fsync,fdatasync,syncfs,rename,renameat,renameat2",
-         sys.executable, "-c", _ONE_SEED_PASS, str(tmp_path)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
-    assert result.returncode == 0, result.stderr
-    public = str(tmp_path / "public")
-    fd_paths: dict[tuple[str, str], str] = {}
-    flushes, renames, folder_syncs = [], [], []
-    for n, (pid, call) in enumerate(_calls(trace.read_text().splitlines())):
-        if m := re.match(r'openat\(AT_FDCWD, "([^"]+)", .*\)\s+= (\d+)', call):
-            fd_paths[pid, m[2]] = m[1]
-        elif m := re.match(r"(f(?:data)?sync)\((\d+)\)\s*= 0", call):
-            path = fd_paths.get((pid, m[2]), "")
-            if path.startswith(public):  # not the state's
-                (flushes if m[1] == "fdatasync" else folder_syncs).append(n)
-        elif m := re.match(r'rename\w*\((?:AT_FDCWD, )?"[^"]+", (?:AT_FDCWD, )?"([^"]+)"',
-                           call):
-            renames.append((n, "archive" if m[1].startswith(public + "/archive/") else m[1]))
-    assert flushes and renames and any(kind == "archive" for _n, kind in renames)
-    assert max(flushes) < min(n for n, _kind in renames), "a flush after a rename"
-    assert folder_syncs and min(folder_syncs) > max(n for n, _kind in renames)
-
-
 def _open_copies(path: Path) -> list[str]:
     """This process's descriptors open on ``path`` (or on a file renamed over it)."""
     links = []
