@@ -210,7 +210,6 @@ class Batch:
         self.folders: dict[Path, None] = {}
         # (temp file, path); a .gz sibling still being compressed has its Future instead
         self._staged: list[tuple[str | concurrent.futures.Future, Path]] = []
-        self._flushed = 0  # how many of the staged files ``flush_together`` flushed already
 
     def __enter__(self) -> Batch:
         return self
@@ -259,18 +258,7 @@ class Batch:
                 gz.unlink()
         self._staged.append((_stage(path, data), path))
 
-    def _resolve(self) -> None:
-        """Stage the ``.gz`` siblings compressed meanwhile (wait for them)."""
-        path = None
-        try:
-            for i, (tmp, path) in enumerate(self._staged):
-                if not isinstance(tmp, str):
-                    self._staged[i] = (_stage(path, tmp.result()), path)
-        except OSError as exc:
-            raise OutputError(path, exc.strerror or str(exc)) from exc
-
     def commit(self) -> None:
-        flushed, self._flushed = self._flushed, 0
         staged, self._staged = self._staged, []
         path = None
         held: list[int] = []
@@ -278,8 +266,8 @@ class Batch:
             for i, (tmp, path) in enumerate(staged):
                 if not isinstance(tmp, str):  # a .gz sibling, compressed meanwhile
                     staged[i] = (_stage(path, tmp.result()), path)
-            if self.durable and staged[flushed:]:
-                self._flush(staged[flushed:], self.syncfs and not flushed)
+            if self.durable:
+                self._flush(staged, self.syncfs)
             for i, (tmp, path) in enumerate(staged):
                 before_rename(path)
                 _hold(path, held)
@@ -308,33 +296,11 @@ class Batch:
 
     def abort(self) -> None:
         """Remove the temp files not renamed yet."""
-        staged, self._staged, self._flushed = self._staged, [], 0
+        staged, self._staged = self._staged, []
         for tmp, _path in staged:
             if tmp and isinstance(tmp, str):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
-
-
-def flush_together(batches: list[Batch]) -> None:
-    """Flush the files staged in ``batches`` in one round (an fdatasync each, all at once),
-    so that each batch's commit then only renames, and syncs its folders: two batches
-    renamed one after the other (the feeds first, served at once, then the archive pages)
-    wait for the disk once, not twice. On an error every batch is aborted."""
-    todo = [(tmp, path) for batch in batches if batch.durable
-            for tmp, path in batch._staged[batch._flushed:]]
-    try:
-        for batch in batches:
-            batch._resolve()
-        _flush_all([tmp for batch in batches if batch.durable
-                    for tmp, _path in batch._staged[batch._flushed:]])
-    except BaseException as exc:
-        for batch in batches:
-            batch.abort()
-        if isinstance(exc, OSError) and todo:
-            raise OutputError(todo[0][1], exc.strerror or str(exc)) from exc
-        raise
-    for batch in batches:
-        batch._flushed = len(batch._staged)
 
 
 def _hold(path: Path, held: list[int]) -> None:

@@ -240,29 +240,24 @@ class Publisher:
         pages = self._assign_pages(newest, now, force=force, full=full)
         info = render.FeedInfo.from_config(c, archive_count=pages)
         small = not (full or force)  # a pass of named changes: a few pages, in this process
-        # The entry pages and the feeds go out in one batch (the head), the archive pages and
-        # the sitemap in another (the tail), both flushed in one round, where each file cost
-        # one: the head is renamed first (its feeds served at once), then the tail, and one
-        # round of folder syncs for both, after which the feeds' pings are released.
+        # The entry pages and the feeds go out in one batch, the archive pages and the
+        # sitemap in another: two flushes where each file cost one, and one round of folder
+        # syncs for both, after which the feeds' pings are released.
         head = self._head = output.Batch(syncfs=False, sync_folders=False) if small else None
-        staged: tuple[list[int], output.Batch] | None = None
         try:
             names = self._entry_pages(report, info, now, force=force, full=full)
             languages = langfeeds.publish(c, self.store, report, info, now, force=force,
                                           full=full, batch=self._head)
-            served = self._feeds(report, info, newest, pages, languages)
-            if head is not None:
-                try:
-                    staged = self._stage_tail(report, info, newest, pages, force=force)
-                finally:  # the feeds go out even if the tail failed
-                    self._commit_head(report, head, staged, served=served)
+            self._feeds(report, info, newest, pages, languages)
         finally:
             if self._head is not None:
                 self._head.abort()  # the temp files of a pass that failed before the feeds
-            if staged is not None:
-                staged[1].abort()  # those of a tail whose head failed
-        dirty = staged[0] if staged is not None else self._tail(report, info, newest, pages,
-                                                                   force=force)
+        try:
+            dirty = self._tail(report, info, newest, pages, head, force=force, small=small)
+        finally:
+            if head is not None:  # the feeds are in place: sync their folders (if the tail
+                output.sync_folders(head.folders)  # did not), then let their pings go
+                report.pings_released = self.store.release_pings()
         with self.store.transaction():
             self.store.clear_pages(dirty)
             self.store.set_meta("render_key", key)
@@ -273,67 +268,39 @@ class Publisher:
         report.scheduled = self.store.scheduled(now)
         render.forget_moments()
 
-    def _stage_tail(self, report: BuildReport, info: render.FeedInfo, newest: list[Entry],
-                    pages: int, *, force: bool) -> tuple[list[int], output.Batch] | None:
-        """Stage the archive pages that changed and the sitemap in a batch of their own, for
-        ``_commit_head`` to flush with the head's; return the dirty pages (to clear) and the
-        batch, or None if the pages are too many to render here (``_tail`` then does)."""
-        c, out = self.config, self.config.out
-        dirty = self.store.dirty_pages()
-        todo = [n for n in dirty if n <= pages]
-        if len(todo) * c.archive_size >= POOL_THRESHOLD:
-            return None
-        fits: dict[str, render.Fitted] = {}
-        written: list[str] = []
-        tail = output.Batch(syncfs=False)
-        try:
-            for n in todo:
-                written += write_archive_page(info, out, n, pages, self.store.page_entries(n),
-                                              tail, fits)
-            report.written.extend(site.write(c, self.store, newest, pages, todo, force=force,
-                                             batch=tail))
-        except BaseException:
-            tail.abort()
-            raise
-        paths = {out / p for n in todo for p in (render.archive_page_path(n),
-                                                 render.archive_path("atom", n),
-                                                 render.archive_path("rss", n))}
-        self._rendered(report, (written, hashes_of(out, tail, paths),
-                                fit_notes(fits, info.max_bytes)))
-        return dirty, tail
-
-    def _commit_head(self, report: BuildReport, head: output.Batch,
-                     staged: tuple[list[int], output.Batch] | None, *, served: bool) -> None:
-        """Flush the head's files and the staged tail's in one round, rename the head's (the
-        feeds are served from then on), then the tail's, sync the folders of both once, and
-        release the feeds' pings. A failure before the head's renames releases none."""
-        tail = staged[1] if staged is not None else None
-        output.flush_together([head] if tail is None else [head, tail])
-        head.commit()  # renames only: flushed, and its folders left for the tail's commit
-        try:
-            if served and self.on_feeds is not None:
-                self.on_feeds()
-            if tail is not None:
-                tail.folders.update(head.folders)
-                tail.commit()  # renames, then syncs its folders and the head's
-                head.folders.clear()
-        finally:  # the feeds are in place: sync their folders (if the tail did not), then
-            output.sync_folders(head.folders)  # let their pings go
-            report.pings_released = self.store.release_pings()
-
     def _tail(self, report: BuildReport, info: render.FeedInfo, newest: list[Entry],
-              pages: int, *, force: bool) -> list[int]:
-        """Write the archive pages that changed (in the pool when many) and the sitemap;
-        return the dirty pages, to clear."""
+              pages: int, head: output.Batch | None, *, force: bool,
+              small: bool) -> list[int]:
+        """Write the archive pages that changed and the sitemap (their batch also syncs the
+        folders ``head`` left unsynced); return the dirty pages, to clear."""
         c, out = self.config, self.config.out
         # archive pages (RFC 5005) whose entries or links changed
         dirty = self.store.dirty_pages()
         todo = [n for n in dirty if n <= pages]
-        jobs = (("archive", info, out, chunk) for chunk in chunks(
-            ((n, pages, self.store.page_entries(n)) for n in todo), ARCHIVE_CHUNK))
-        self._render_all(report, jobs, len(todo), len(todo) * c.archive_size,
-                         "archive", "writing archives")
-        report.written.extend(site.write(c, self.store, newest, pages, todo, force=force))
+        if small and len(todo) * c.archive_size < POOL_THRESHOLD:
+            fits: dict[str, render.Fitted] = {}
+            written: list[str] = []
+            with output.Batch(syncfs=False) as tail:
+                if head is not None:
+                    tail.folders.update(head.folders)
+                for n in todo:
+                    written += write_archive_page(info, out, n, pages,
+                                                  self.store.page_entries(n), tail, fits)
+                report.written.extend(site.write(c, self.store, newest, pages, todo,
+                                                 force=force, batch=tail))
+            paths = {out / p for n in todo for p in (render.archive_page_path(n),
+                                                     render.archive_path("atom", n),
+                                                     render.archive_path("rss", n))}
+            if head is not None:
+                head.folders.clear()  # synced with the tail's
+            self._rendered(report, (written, hashes_of(out, tail, paths),
+                                    fit_notes(fits, info.max_bytes)))
+        else:
+            jobs = (("archive", info, out, chunk) for chunk in chunks(
+                ((n, pages, self.store.page_entries(n)) for n in todo), ARCHIVE_CHUNK))
+            self._render_all(report, jobs, len(todo), len(todo) * c.archive_size,
+                             "archive", "writing archives")
+            report.written.extend(site.write(c, self.store, newest, pages, todo, force=force))
         return dirty
 
     def _entry_pages(self, report: BuildReport, info: render.FeedInfo, now: dt.datetime, *,
@@ -386,10 +353,8 @@ class Publisher:
         return entry, before, after
 
     def _feeds(self, report: BuildReport, info: render.FeedInfo, newest: list[Entry],
-               pages: int, languages: list[str]) -> bool:
-        """The current feeds and the index; queues a ping for each feed that changed. With a
-        head batch, they are staged in it (``_commit_head`` commits it); return whether the
-        pass wrote anything so far (to serve once it is in place)."""
+               pages: int, languages: list[str]) -> None:
+        """The current feeds and the index; queues a ping for each feed that changed."""
         c, out = self.config, self.config.out
         archive = render.Archive(prev=render.archive_path("atom", pages) if pages else None)
         rss_archive = render.Archive(prev=render.archive_path("rss", pages) if pages else None)
@@ -431,8 +396,7 @@ class Publisher:
         # One batch: the feeds and the index are flushed together, then renamed in order,
         # and their folder synced once. Not by syncfs, which would also wait for whatever
         # other processes have written.
-        with (contextlib.nullcontext(self._head) if self._head is not None
-              else output.Batch(syncfs=False)) as batch:
+        with self._head or output.Batch(syncfs=False) as batch:
             for path, data, digest, new, gz in todo:
                 if gz is not None:
                     batch.write(out / path, data, check=False, gz=gz, hashed=digest)
@@ -441,17 +405,15 @@ class Publisher:
                     report.changed_feeds.append(path)
             if batch.write(out / "index.html", index):
                 report.written.append("index.html")
-        served = bool(todo or report.written)
-        if self._head is None and served and self.on_feeds is not None:
+        if self.on_feeds is not None and (todo or report.written):
             self.on_feeds()
         for level, message in fit_notes(fits, info.max_bytes):  # only when written: no repeats
             log.log(level, message)
         # Every feed holds its recorded version now: its pings may go (also those held by
         # a pass that stopped between recording and renaming), once the folders are synced
-        # (by _commit_head, when the feeds went out in the head batch).
+        # (by the caller, with the tail's, when the feeds went out in its head batch).
         if self._head is None:
             report.pings_released = self.store.release_pings()
-        return served
 
     def _remove(self, report: BuildReport, path: str) -> None:
         self.removed.append(path)
