@@ -121,6 +121,10 @@ class Helpers:
                 self._started = i + 1
             return self._jobs
 
+    def start(self, count: int) -> None:
+        """Have ``count`` threads (up to ``most``) ready now, not when first needed."""
+        self._queue(count)
+
     @staticmethod
     def _work(jobs: queue.SimpleQueue) -> None:
         while True:
@@ -143,11 +147,14 @@ class Helpers:
         return [f.result() for f in [self.submit(fn, a, len(args)) for a in args]]
 
 
-# Up to 32: a one-seed pass's head batch flushes ~18 files, and each fdatasync waits for a
-# journal commit. Issued all at once they share one or two commits; four at a time took five
-# rounds, each waiting behind what other processes had queued for the disk (at 100k seeds,
-# beside a writer flushing 100 MB at a time: that flush's median 26 -> 20 ms, p90 76 -> 53).
-HELPERS = Helpers(4, most=32)
+HELPERS = Helpers(4)  # compression (zlib) and closing replaced files
+# The flushes (fdatasync, folder fsync), on threads of their own, up to 32: a one-seed pass
+# flushes ~20 files, and each fdatasync waits for a journal commit. Issued all at once they
+# share one or two commits; four at a time took five rounds, each waiting behind what other
+# processes had queued for the disk (at 100k seeds, beside a writer flushing 100 MB at a
+# time: that flush's median 26 -> 20 ms, p90 76 -> 53). They allocate next to nothing, so
+# the threads hold no heap of their own (compression's buffers stay on HELPERS' four).
+FLUSHERS = Helpers(4, most=32)
 
 
 def _fdatasync(path: str) -> None:
@@ -162,7 +169,7 @@ def _flush_all(paths: list[str]) -> None:
         for path in paths:
             _fdatasync(path)
         return
-    HELPERS.map(_fdatasync, paths)
+    FLUSHERS.map(_fdatasync, paths)
 
 
 def fsync(path: Path) -> None:
@@ -173,7 +180,7 @@ def fsync(path: Path) -> None:
 def sync_folders(folders: dict[Path, None]) -> None:
     """fsync ``folders`` at once (a batch's left unsynced), then forget them."""
     if folders:
-        HELPERS.map(fsync, list(folders))
+        FLUSHERS.map(fsync, list(folders))
         folders.clear()
 
 
@@ -276,7 +283,7 @@ class Batch:
                 self.folders[path.parent] = None
             if self.durable and self.sync_folders:  # at once, like the files
                 folders, self.folders = list(self.folders), {}
-                HELPERS.map(fsync, folders)
+                FLUSHERS.map(fsync, folders)
         except BaseException as exc:
             self._staged = staged
             self.abort()

@@ -182,7 +182,7 @@ def test_a_sibling_that_fails_to_compress_leaves_the_old_files(tmp_path: Path) -
 
 
 def test_the_flushes_of_a_batch_are_all_in_flight_at_once() -> None:
-    """``_flush_all`` and the folder syncs go through ``HELPERS.map``: each of a pass's ~20
+    """``_flush_all`` and the folder syncs go through ``FLUSHERS.map``: each of a pass's ~20
     fdatasyncs runs on a thread of its own at the same time, so the file system commits them
     in one or two journal commits, not in rounds of four each waiting behind the disk. Each
     call here waits for all the others at a barrier: run a few at a time, they never meet."""
@@ -193,4 +193,4 @@ def test_the_flushes_of_a_batch_are_all_in_flight_at_once() -> None:
         barrier.wait()
         return i
 
-    assert output.HELPERS.map(meet, list(range(calls))) == list(range(calls))
+    assert output.FLUSHERS.map(meet, list(range(calls))) == list(range(calls))
