@@ -11,6 +11,10 @@ per tree, take turns at one pass each (``Builder.build(names={new seed})``, the 
 ``scale.py``'s "one new seed, in-process" row), so both see the same load from other work.
 Prints, per tree, the median wall time, main-thread CPU and process CPU of a pass (the
 first pass, which compiles the templates, left out). The new seeds are removed after.
+
+``--writer MB`` runs a neighbour beside the passes: a process that writes ``MB`` megabytes
+to a file beside ``SITE_B``, fdatasyncs it, and starts again (as another program's big
+writes would), so the passes' flushes wait behind a busy disk; p90 and max are printed too.
 """
 
 from __future__ import annotations
@@ -65,15 +69,33 @@ def worker(site: Path) -> None:
     store.close()
 
 
+def writer(path: Path, mb: int) -> None:
+    """Write ``mb`` MB to ``path`` and fdatasync it, again and again, until killed."""
+    block = b"\0" * (1 << 20)
+    while True:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            for _ in range(mb):
+                os.write(fd, block)
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+
+
 def main() -> None:
     if sys.argv[1:2] == ["--worker"]:
         worker(Path(sys.argv[2]))
+        return
+    if sys.argv[1:2] == ["--writer"]:
+        writer(Path(sys.argv[2]), int(sys.argv[3]))
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("base_code", type=Path)
     ap.add_argument("site_a", type=Path)
     ap.add_argument("site_b", type=Path)
     ap.add_argument("--reps", type=int, default=30)
+    ap.add_argument("--writer", type=int, default=0, metavar="MB",
+                    help="a neighbour writing and flushing MB megabytes at a time meanwhile")
     args = ap.parse_args()
     procs = {}
     for label, code, site in (("A (base)", args.base_code, args.site_a),
@@ -85,6 +107,11 @@ def main() -> None:
         if proc.stdout.readline().strip() != "ready":
             raise SystemExit(f"the worker for {code} on {site} did not start")
         procs[label] = proc
+    noise = None
+    if args.writer:
+        noise_file = args.site_b.resolve().parent / f".pass_ab-writer-{os.getpid()}"
+        noise = subprocess.Popen([sys.executable, __file__, "--writer", str(noise_file),
+                                  str(args.writer)])
     rows: dict[str, list[list[float]]] = {label: [] for label in procs}
     loads = []
     for i in range(args.reps):
@@ -94,6 +121,10 @@ def main() -> None:
             proc.stdin.flush()
             rows[label].append(json.loads(proc.stdout.readline()))
         loads.append(os.getloadavg()[0])
+    if noise is not None:
+        noise.kill()
+        noise.wait()
+        noise_file.unlink(missing_ok=True)
     for proc in procs.values():
         proc.stdin.write("stop\n")
         proc.stdin.flush()
@@ -102,8 +133,10 @@ def main() -> None:
           f"load average {min(loads):.1f}-{max(loads):.1f}")
     for label, done in rows.items():
         wall, thread, process = ([row[k] * 1000 for row in done[1:]] for k in range(3))
-        print(f"  {label}: wall median {statistics.median(wall):.1f} ms, main-thread CPU "
-              f"median {statistics.median(thread):.1f} ms, process CPU median "
+        tail = (f" (p90 {sorted(wall)[int(0.9 * (len(wall) - 1))]:.1f}, max {max(wall):.1f})"
+                if args.writer else "")
+        print(f"  {label}: wall median {statistics.median(wall):.1f} ms{tail}, main-thread "
+              f"CPU median {statistics.median(thread):.1f} ms, process CPU median "
               f"{statistics.median(process):.1f} ms")
 
 

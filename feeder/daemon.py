@@ -467,13 +467,14 @@ def _utf8(name: str) -> bool:
 
 
 def _warm_up(rules: object) -> None:
-    """Unpack the language model (about a second, once per machine) and compile the page
-    templates now rather than when the first seed arrives; mapping the model again for a
-    later pass takes a few ms."""
+    """Unpack the language model (about a second, once per machine), compile the page
+    templates and start the threads that flush a pass's files now rather than when the
+    first seed arrives; mapping the model again for a later pass takes a few ms."""
     from . import render
 
     language.identifier(rules.languages)  # type: ignore[attr-defined]
     render.load_templates()
+    output.FLUSHERS.start(24)  # a one-seed pass flushes ~20 files at once
 
 
 def _give_back_memory() -> None:

@@ -193,3 +193,18 @@ def test_outputs_are_readable_by_all_whatever_the_umask(tmp_path: Path) -> None:
         os.umask(old)
     for name in ("new.html", "feed.xml", "feed.xml.gz"):
         assert (tmp_path / name).stat().st_mode & 0o7777 == 0o644, name
+
+
+def test_the_flushes_of_a_batch_are_all_in_flight_at_once() -> None:
+    """``_flush_all`` and the folder syncs go through ``FLUSHERS.map``: each of a pass's ~20
+    fdatasyncs runs on a thread of its own at the same time, so the file system commits them
+    in one or two journal commits, not in rounds of four each waiting behind the disk. Each
+    call here waits for all the others at a barrier: run a few at a time, they never meet."""
+    calls = 20
+    barrier = threading.Barrier(calls, timeout=10)  # the timeout only ends a failing run
+
+    def meet(i: int) -> int:
+        barrier.wait()
+        return i
+
+    assert output.FLUSHERS.map(meet, list(range(calls))) == list(range(calls))

@@ -359,7 +359,9 @@ def test_a_cold_build_is_made_in_a_child_process(daemon_factory):
     assert not _children_running(d.proc.pid, b"feeder.apart")
     d.write_seed("2026-01-05", "After the cold build. Published by the daemon.")
     d.wait_for_entry("After the cold build")
-    assert d.health()["last_build"]["entries"] == POOL_THRESHOLD + 1
+    # the feeds are served before the pass's report reaches /healthz: poll for it
+    d.wait_until(lambda: d.health()["last_build"]["entries"] == POOL_THRESHOLD + 1,
+                 what="the daemon's own pass in /healthz")
 
 
 def _children_running(parent: int, marker: bytes) -> set[int]:
