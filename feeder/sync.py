@@ -112,11 +112,13 @@ def _read_upto(fd: int, size: int, limit: int) -> bytes:
 
 
 def _stem(name: str) -> str:
-    """``Path(name).stem``, without making a Path for a plain file name."""
-    if os.sep in name or not name or name in (".", ".."):
+    """``Path(name).stem``, without making a Path for a plain file name. A name that starts
+    or ends with a dot goes to pathlib: Python 3.14 changed its rule for those ("a." -> "a",
+    "..a" -> "..a"; "a." and "." before), and for no other name."""
+    if os.sep in name or name[:1] == "." or name[-1:] == ".":
         return Path(name).stem
     dot = name.rfind(".")
-    return name[:dot] if 0 < dot < len(name) - 1 else name
+    return name[:dot] if dot > 0 else name
 
 
 def read_seed(path: Path | str, name: str, max_bytes: int, rules: Rules,
