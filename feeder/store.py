@@ -850,9 +850,11 @@ class Store:
         return os.path.abspath(self.path)
 
     def slugs_by_name(self, until: dt.datetime) -> list[tuple[str, str]]:
-        """(name, slug) of the entries published by ``until``."""
-        return list(self.db.execute("SELECT name, slug FROM entries WHERE pub_ts <= ?",
-                                    (until.timestamp(),)))
+        """(name, slug) of the entries published by ``until``, in no particular order. Read
+        from the table itself, not by the date index and then each row (all but the few
+        scheduled ones are wanted: 100,000 entries, 0.28 -> 0.18 s)."""
+        return list(self.db.execute("SELECT name, slug FROM entries NOT INDEXED"
+                                    " WHERE pub_ts <= ?", (until.timestamp(),)))
 
     def stale_pages(self, until: dt.datetime) -> list[tuple[str, bool]]:
         """(name, published by ``until``?) of entries whose page must be written."""
