@@ -60,7 +60,7 @@ class Builder:
         self.on_feeds: Callable[[], None] | None = None  # each pass's new feeds are in place
         # the outputs full passes found as written, by their stat (``publish._holds``): a
         # rescan reads again only those that changed since
-        self.checked: dict[str, int] = {}
+        self.checked: set[int] = set()
 
     def build(self, names: Iterable[str] | None = None, force: bool = False) -> BuildReport:
         """Sync ``names`` (or the whole folder) into the store, then publish what changed;
