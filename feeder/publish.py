@@ -14,11 +14,13 @@ no entry owns. Each feed and archive document is kept under ``max_feed_bytes``
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
 import hashlib
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -31,7 +33,7 @@ from .errors import OutputError
 from .normalizer import Entry
 from .pool import POOL_THRESHOLD, Pool, chunks
 from .report import BuildCancelled, BuildReport
-from .store import Store, entries_named, page_entries, reader, sitemap_rows
+from .store import Source, Store, Unreadable, entries_named, page_entries, reader, sitemap_rows
 
 log = logging.getLogger("feeder")
 
@@ -158,10 +160,11 @@ def named_neighbours(names: Iterable[str], wanted: Callable[[str, str | None, st
         yield held, before, None
 
 
-def stored_pages(source: str, items: list[tuple[str, str | None, str | None]]) -> list[Paged]:
-    """``named_neighbours`` items as ``Paged``, their entries read from the store at
-    ``source`` (in a worker process)."""
-    named = entries_named(reader(source), {n for item in items for n in item if n is not None})
+def stored_pages(db: sqlite3.Connection, items: list[tuple[str, str | None, str | None]],
+                 ) -> list[Paged]:
+    """``named_neighbours`` items as ``Paged``, their entries read from the store ``db``
+    (a worker's ``reader``)."""
+    named = entries_named(db, {n for item in items for n in item if n is not None})
     return [(named[name], before and _neighbour(named[before]),
              after and _neighbour(named[after])) for name, before, after in items]
 
@@ -207,25 +210,33 @@ def write_archive_page(info: render.FeedInfo, out: Path, n: int, pages: int,
     return written
 
 
-def _render_job(job: tuple) -> tuple[int, list[str], Hashes, list[tuple[int, str]]]:
+def _render_job(job: tuple, db: sqlite3.Connection | None = None,
+                ) -> tuple[int, list[str], Hashes, list[tuple[int, str]]] | None:
     """(units done for the progress bar, paths written, hashes of the pages, log lines)"""
     kind, info, out, payload = job
     if kind == "pages":
         return len(payload), *write_entry_pages(info, out, payload), []
-    if kind == "stored pages":  # (store, named_neighbours items): read here
-        source, items = payload
-        return len(items), *write_entry_pages(info, out, stored_pages(source, items)), []
-    if kind == "stored archive":  # (store, [(page number, page count)]): read here
-        source, items = payload
-        db = reader(source)
-        payload = [(n, pages, page_entries(db, n)) for n, pages in items]
+    if kind in ("stored pages", "stored archive"):  # (store, items): read here, from ``db``
+        source, items = payload  # or the worker's reader of ``source``
+        try:
+            db = db or reader(source)
+        except Unreadable:  # not the writer's file at its path now: the writer renders it
+            return None
+        if kind == "stored pages":  # named_neighbours items
+            return len(items), *write_entry_pages(info, out, stored_pages(db, items)), []
+        payload = [(n, pages, page_entries(db, n)) for n, pages in items]  # (page, count)
     return len(payload), *write_archive_pages(info, out, payload)
 
 
-def _sitemap_job(job: tuple) -> site.Rendered:
-    """A sitemap chunk (``site.render_chunk``), its rows read from the store here."""
+def _sitemap_job(job: tuple) -> site.Rendered | None:
+    """A sitemap chunk (``site.render_chunk``), its rows read from the store here; None if
+    the state file is not the writer's any more (``Unreadable``): the writer renders it."""
     source, base_url, first, final, current = job
-    return site.render_chunk(base_url, sitemap_rows(reader(source), first, final), current)
+    try:
+        db = reader(source)
+    except Unreadable:
+        return None
+    return site.render_chunk(base_url, sitemap_rows(db, first, final), current)
 
 
 # -- publishing ----------------------------------------------------------------------------
@@ -371,8 +382,11 @@ class Publisher:
                 self.pool.close()  # done with: the workers go before the chunks are made
                 return [site.render_chunk(base, self.store.sitemap_rows(first, final), current)
                         for first, final, current in specs]
-            return self.pool.map(_sitemap_job, [(source, base, *spec) for spec in specs],
+            made = self.pool.map(_sitemap_job, [(source, base, *spec) for spec in specs],
                                  weight=pages * self.config.archive_size)
+            return (chunk if chunk is not None else site.render_chunk(
+                base, self.store.sitemap_rows(first, final), current)
+                for (first, final, current), chunk in zip(specs, made, strict=True))
         return render
 
     def _entry_pages(self, report: BuildReport, info: render.FeedInfo, now: dt.datetime, *,
@@ -422,7 +436,7 @@ class Publisher:
         self._render_all(report, jobs, count, count, "page", "writing pages")
         return names
 
-    def _source(self, weight: int) -> str | None:
+    def _source(self, weight: int) -> Source | None:
         """Where the workers can read the store themselves, for jobs of this ``weight`` if
         they run in the workers; None to send them the entries."""
         return self.store.source() if self.pool.in_workers(weight) else None
@@ -610,7 +624,19 @@ class Publisher:
         in the pool when there are many. Only a few jobs are in flight at a time, so the
         entries are streamed from the store, not all held."""
         bar = self.pool.progress(weight, count, unit, desc)
-        for done, written, hashes, notes in self.pool.map(_render_job, jobs, weight=weight):
+        sent: collections.deque[tuple] = collections.deque()  # in flight, oldest first
+
+        def sending() -> Iterator[tuple]:
+            for job in jobs:
+                sent.append(job)
+                yield job
+
+        for result in self.pool.map(_render_job, sending(), weight=weight):
+            job = sent.popleft()  # the results come in the jobs' order
+            if result is None:  # a worker could not read the state file: this process can
+                result = _render_job(job, self.store.db)
+            assert result is not None
+            done, written, hashes, notes = result
             if bar is not None:
                 bar.update(done)
             self._rendered(report, (written, hashes, notes))

@@ -389,22 +389,42 @@ def entries_named(db: sqlite3.Connection, names: Iterable[str]) -> dict[str, Ent
     return found
 
 
-_READERS: dict[str, sqlite3.Connection] = {}
+Source = tuple[str, int, int]  # Store.source: the state file's absolute path, device, inode
+_READERS: dict[Source, sqlite3.Connection] = {}
 READER_CACHE_KB = 512
 
 
-def reader(source: str) -> sqlite3.Connection:
+class Unreadable(Exception):
+    """The state file a worker was sent (``Source``) is no longer at its path: deleted, or
+    replaced by another file, since the publishing process looked (``reader``)."""
+
+
+def reader(source: Source) -> sqlite3.Connection:
     """A read-only connection to the state file at ``source`` (``Store.source``), for the
     worker processes that write pages: they read their entries themselves, rather than
     have the publishing process read and send them. Kept open for the worker's life (a
-    worker never writes, and holds no lock of the writer's)."""
+    worker never writes, and holds no lock of the writer's). Raises ``Unreadable`` when the
+    file at the path is not that one (any more), or cannot be opened: the worker must not
+    read another file's entries, and the writer's own connection still reads its file."""
     db = _READERS.get(source)
     if db is None:
-        db = sqlite3.connect(f"{Path(source).as_uri()}?mode=ro", uri=True,
-                             isolation_level=None, check_same_thread=False)
-        # a small cache: a worker reads each entry once (the default, 2 MB, in each worker
-        # is memory the process tree's peak would hold)
-        db.execute(f"PRAGMA cache_size = {-READER_CACHE_KB}")
+        path, dev, ino = source
+        db = None
+        try:
+            db = sqlite3.connect(f"{Path(path).as_uri()}?mode=ro", uri=True,
+                                 isolation_level=None, check_same_thread=False)
+            # a small cache: a worker reads each entry once (the default, 2 MB, in each
+            # worker is memory the process tree's peak would hold)
+            db.execute(f"PRAGMA cache_size = {-READER_CACHE_KB}")
+            # the file is open (its schema read): is it the one sent, still at its path?
+            db.execute("SELECT 1 FROM places LIMIT 1").fetchall()
+            st = os.stat(path)
+            if (st.st_dev, st.st_ino) != (dev, ino):
+                raise Unreadable(f"{path}: another file now")
+        except (OSError, sqlite3.Error, Unreadable) as exc:
+            if db is not None:
+                db.close()
+            raise Unreadable(f"{path}: {exc}") from exc
         _READERS[source] = db
     return db
 
@@ -838,16 +858,17 @@ class Store:
             "SELECT name FROM entries WHERE pub_ts <= ? ORDER BY pub_ts, name",
             (until.timestamp(),)))
 
-    def source(self) -> str | None:
-        """The absolute path at which other processes can read this store (``reader``): None
-        for one in memory, or whose file was deleted or replaced since it was opened."""
+    def source(self) -> Source | None:
+        """Where other processes can read this store (``reader``): its absolute path, with
+        the file's identity, which they check; None for one in memory, or whose file was
+        deleted or replaced since it was opened."""
         try:
             st = os.stat(self.path)
         except OSError:
             return None
         if self._file != (st.st_dev, st.st_ino):
             return None
-        return os.path.abspath(self.path)
+        return os.path.abspath(self.path), st.st_dev, st.st_ino
 
     def slugs_by_name(self, until: dt.datetime) -> list[tuple[str, str]]:
         """(name, slug) of the entries published by ``until``, in no particular order. Read

@@ -58,10 +58,10 @@ def test_workers_read_the_entries_from_the_state_file_or_are_sent_them(
     monkeypatch.setattr(pool, "POOL_THRESHOLD", 1)
     monkeypatch.setattr(publish, "STREAM_FROM", 1)
     monkeypatch.setattr(site_mod, "CHUNK_URLS", 10)  # sitemap chunks of 2 archive pages
-    sources: list[str | None] = []
+    sources: list[tuple[str, int, int] | None] = []
     real = publish.Publisher._source
 
-    def spying(self, weight: int) -> str | None:  # noqa: ANN001
+    def spying(self, weight: int) -> tuple[str, int, int] | None:  # noqa: ANN001
         sources.append(real(self, weight))
         return sources[-1]
 
@@ -70,7 +70,8 @@ def test_workers_read_the_entries_from_the_state_file_or_are_sent_them(
     for site in sites:
         fill(site)
     sites[0].build(force=force)
-    assert sources and all(s == os.path.abspath(sites[0].config.state) for s in sources)
+    assert sources and all(s is not None and s[0] == os.path.abspath(sites[0].config.state)
+                           for s in sources)
     sources.clear()
     sites[1].config.state.rename(sites[1].root / "moved.sqlite3")  # the store keeps its file
     sites[1].build(force=force)
@@ -254,3 +255,50 @@ def test_a_stray_folder_in_entries_does_not_stop_publishing(site: Site, caplog) 
     assert b"Second" in site.read("atom.xml")
     assert report.deleted_outputs == ["entries/gone.html.gz"]
     assert "cannot remove stray entries/stray.html" in caplog.text
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_state_file_gone_from_its_path_as_the_workers_start_leaves_the_pages_right(
+        make_site, monkeypatch, how: str) -> None:  # noqa: ANN001
+    """The state file deleted (as under a running daemon, which publishes on in the file it
+    opened) or replaced by another one after the pass saw it at its path, but before the
+    workers open it: the workers must not read another file, nor fail the pass; the pages
+    are those of the store the pass writes with. (On 6c12512 a deleted file failed the pass,
+    "unable to open database file", and a replaced one had its entries written.)"""
+    import shutil
+
+    from feeder import publish
+    from feeder import site as site_mod
+
+    monkeypatch.setattr(pool, "POOL_THRESHOLD", 1)
+    monkeypatch.setattr(publish, "STREAM_FROM", 1)
+    monkeypatch.setattr(site_mod, "CHUNK_URLS", 10)
+    sites = [make_site(max_entries=5, archive_size=4) for _ in range(2)]
+    for site in sites:
+        fill(site)
+        site.build()
+    old = sites[1].root / "old.sqlite3"
+    sites[1].store.db.execute("VACUUM INTO ?", (str(old),))  # the entries before the edits
+    for site in sites:
+        for n in range(40):
+            site.write(f"{n:03d}_s.txt", f"2025-{n % 12 + 1:02d}-{n % 28 + 1:02d}",
+                       f"Seed number {n}, edited. Other words now.\n\nA heading\n\nMore.")
+    sites[0].build(force=True)
+    real, moved = publish.Publisher._source, []
+
+    def then_gone(self, weight: int):  # noqa: ANN001, ANN202 - the file goes just after
+        source = real(self, weight)
+        if source is not None and not moved:
+            moved.append(source)
+            state = sites[1].config.state
+            if how == "deleted":
+                state.unlink()
+            else:
+                shutil.copy(old, state.with_name("other"))
+                state.with_name("other").replace(state)
+        return source
+
+    monkeypatch.setattr(publish.Publisher, "_source", then_gone)
+    sites[1].build(force=True)
+    assert moved
+    assert tree(sites[0].out) == tree(sites[1].out)
