@@ -18,8 +18,10 @@ import itertools
 import logging
 import os
 import queue
+import re
+import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -360,6 +362,40 @@ def write(path: Path, data: bytes, *, compress: bool = True, durable: bool = Tru
     A batch of one file (see ``Batch``); ``durable=False`` skips the flush to disk."""
     with Batch(durable=durable) as batch:
         return batch.write(path, data, compress=compress, check=check, gz=gz)
+
+
+_TEMP = re.compile(r"\..+\.(\d+)-\d+\.tmp", re.S)  # _stage's names: .NAME.PID-SERIAL.tmp
+
+
+def remove_dead_temps(folder: Path, names: Iterable[str] | None = None) -> list[str]:
+    """Remove the temp files ``_stage`` left in ``folder`` (``names``: its listing, when the
+    caller has it) for processes that are gone: a writer killed between its write and its
+    rename. Those of live processes (a pass in flight, its workers) are kept. Returns the
+    names removed."""
+    if names is None:
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            return []
+    gone = []
+    for name in names:
+        if name[:1] != "." or not name.endswith(".tmp") or not (m := _TEMP.fullmatch(name)):
+            continue
+        try:
+            os.kill(int(m[1]), 0)
+            continue  # alive (or pid 0: no one's)
+        except PermissionError:
+            continue  # alive, another user's
+        except ProcessLookupError:
+            pass
+        except (OverflowError, ValueError):
+            continue  # no pid: not ours
+        path = folder / name
+        with contextlib.suppress(OSError):
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                path.unlink()
+                gone.append(name)
+    return gone
 
 
 def remove(path: Path) -> bool:

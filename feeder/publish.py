@@ -323,7 +323,12 @@ class Publisher:
         report.entries = visible
         report.scheduled = self.store.scheduled(now)
         render.forget_moments()
-        if full:  # the stamps of pages changed or gone since go with the last pass's
+        if full:  # temp files of killed writers, beside the pages they were writing
+            lang = self.config.out / "lang"
+            for folder in ("", "archive", *(f"lang/{code}" for code in sorted(_listdir(lang))
+                                            if (lang / code).is_dir())):
+                self._remove_dead_temps(folder)
+            # the stamps of pages changed or gone since go with the last pass's
             self.checked.clear()
             self.checked.update(self.confirmed)
 
@@ -518,6 +523,12 @@ class Publisher:
         if output.remove(self.config.out / path):
             report.deleted_outputs.append(path)
 
+    def _remove_dead_temps(self, folder: str, names: Iterable[str] | None = None) -> None:
+        """Remove the temp files left in ``folder`` (of the output) by killed writers."""
+        for name in output.remove_dead_temps(self.config.out / folder, names):
+            log.info("removed %s: the temp file of a writer stopped before its rename",
+                     f"{folder}/{name}".lstrip("/"))
+
     def _check_entry_folder(self, report: BuildReport, now: dt.datetime,
                             force: bool) -> set[str]:
         """A full pass looks at the entries folder: returns the names of published entries
@@ -526,6 +537,7 @@ class Publisher:
         owns, such as those of seeds that went away after a pass stopped between a worker
         writing their page and the store taking their entry."""
         existing = _listdir(self.config.out / "entries")
+        self._remove_dead_temps("entries", existing)
         published = self.store.slugs_by_name(now)
         owned = {f"{slug}.html" for _name, slug in published}
         for file in sorted(existing - owned):  # not a loop over 100,000 owned pages
@@ -631,9 +643,15 @@ class Publisher:
                 sent.append(job)
                 yield job
 
+        took_over = False
         for result in self.pool.map(_render_job, sending(), weight=weight):
             job = sent.popleft()  # the results come in the jobs' order
             if result is None:  # a worker could not read the state file: this process can
+                if not took_over:
+                    log.info("the workers cannot read the state file at %s (moved or replaced"
+                             " during the pass): this process renders their %ss instead",
+                             self.config.state, unit)
+                took_over = True
                 result = _render_job(job, self.store.db)
             assert result is not None
             done, written, hashes, notes = result

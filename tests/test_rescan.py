@@ -5,6 +5,8 @@ stat on the next one, read again only once changed. Real files and real builds."
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -100,3 +102,26 @@ def test_pages_that_changed_since_a_rescan_trusted_them_are_restored(make_site, 
     assert {p: site.read(p) for p in pages} == before
     assert not (site.out / "entries/stray.html").exists()
     assert builder.build().written == []
+
+
+def test_a_full_pass_removes_the_temp_files_of_killed_writers_only(make_site) -> None:  # noqa: ANN001
+    """A writer killed between its write and its rename leaves ``.NAME.PID-N.tmp`` beside
+    the page; a full pass removes those of processes that are gone, and keeps those of live
+    ones (a pass in flight, its pool's workers) and hidden files of other shapes."""
+    site = make_site(max_entries=2, archive_size=2)
+    site_of_pages(site)
+    builder = site.builder()
+    builder.build()
+    gone = subprocess.Popen([sys.executable, "-c", ""])
+    gone.wait()  # its pid names no process now
+    dead = [f"entries/.001_a.html.{gone.pid}-3.tmp", f"archive/.atom-1.xml.{gone.pid}-7.tmp",
+            f".atom.xml.gz.{gone.pid}-12.tmp"]
+    kept = [f"entries/.002_a.html.{os.getpid()}-5.tmp", "entries/.keep.tmp",
+            f"entries/.x.{gone.pid}.tmp", f"entries/.x.html.{gone.pid}-1.tmp.gz"]
+    for rel in dead + kept:
+        (site.out / rel).write_bytes(b"half a page")
+    (site.out / f"archive/.page-1.html.{gone.pid}-2.tmp").mkdir()  # not a file: left
+    builder.build()
+    assert [rel for rel in dead if (site.out / rel).exists()] == []
+    assert [rel for rel in kept if not (site.out / rel).exists()] == []
+    assert (site.out / f"archive/.page-1.html.{gone.pid}-2.tmp").is_dir()
