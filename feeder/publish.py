@@ -21,6 +21,7 @@ import hashlib
 import logging
 import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -326,7 +327,7 @@ class Publisher:
         if full:  # temp files of killed writers, beside the pages they were writing
             lang = self.config.out / "lang"
             for folder in ("", "archive", *(f"lang/{code}" for code in sorted(_listdir(lang))
-                                            if (lang / code).is_dir())):
+                                            if _is_folder(lang / code))):
                 self._remove_dead_temps(folder)
             # the stamps of pages changed or gone since go with the last pass's
             self.checked.clear()
@@ -712,6 +713,14 @@ def _same(path: str, digest: str) -> bool:
     finally:
         os.close(fd)
     return size > 0 and output.digest(b"".join(chunks)) == digest
+
+
+def _is_folder(path: Path) -> bool:
+    """A folder itself, not a symlink to one (which could lead out of the output)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _listdir(folder: Path) -> set[str]:

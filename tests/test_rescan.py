@@ -118,10 +118,17 @@ def test_a_full_pass_removes_the_temp_files_of_killed_writers_only(make_site) ->
             f".atom.xml.gz.{gone.pid}-12.tmp"]
     kept = [f"entries/.002_a.html.{os.getpid()}-5.tmp", "entries/.keep.tmp",
             f"entries/.x.{gone.pid}.tmp", f"entries/.x.html.{gone.pid}-1.tmp.gz"]
-    for rel in dead + kept:
-        (site.out / rel).write_bytes(b"half a page")
     (site.out / f"archive/.page-1.html.{gone.pid}-2.tmp").mkdir()  # not a file: left
+    (site.out / "lang/yy").mkdir(parents=True, exist_ok=True)  # a language's folder
+    dead.append(f"lang/yy/.atom.xml.{gone.pid}-9.tmp")
+    outside = site.root / "outside"  # a symlink out of the output is not followed
+    outside.mkdir()
+    (site.out / "lang/zz").symlink_to(outside)
+    elsewhere = outside / f".atom.xml.{gone.pid}-4.tmp"
+    for path in [*(site.out / rel for rel in dead + kept), elsewhere]:
+        path.write_bytes(b"half a page")
     builder.build()
     assert [rel for rel in dead if (site.out / rel).exists()] == []
     assert [rel for rel in kept if not (site.out / rel).exists()] == []
     assert (site.out / f"archive/.page-1.html.{gone.pid}-2.tmp").is_dir()
+    assert elsewhere.exists()
