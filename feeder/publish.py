@@ -382,17 +382,16 @@ class Publisher:
         which read their rows from the store themselves (~0.1 s a chunk, most of it reading
         the entries' ``updated``, stored after their content)."""
         source, base = self._source(pages * self.config.archive_size), self.config.base_url
+        here = site.renderer(self.store, base)  # in this process, from the writer's store
 
         def render(specs: list[site.Spec]) -> Iterable[site.Rendered]:
             if source is None or len(specs) < 2:
                 self.pool.close()  # done with: the workers go before the chunks are made
-                return [site.render_chunk(base, self.store.sitemap_rows(first, final), current)
-                        for first, final, current in specs]
+                return list(here(specs))
             made = self.pool.map(_sitemap_job, [(source, base, *spec) for spec in specs],
                                  weight=pages * self.config.archive_size)
-            return (chunk if chunk is not None else site.render_chunk(
-                base, self.store.sitemap_rows(first, final), current)
-                for (first, final, current), chunk in zip(specs, made, strict=True))
+            return (chunk if chunk is not None else next(here([spec]))
+                    for spec, chunk in zip(specs, made, strict=True))
         return render
 
     def _entry_pages(self, report: BuildReport, info: render.FeedInfo, now: dt.datetime, *,

@@ -190,7 +190,7 @@ def write(config: Config, store: Store, newest: list[Entry], pages: int,
         if spliced is not None:
             done[k] = spliced
     specs = {k: spec for k, spec in specs.items() if k not in done}
-    done.update(zip(specs, (render or _renderer(store, base))(list(specs.values())),
+    done.update(zip(specs, (render or renderer(store, base))(list(specs.values())),
                     strict=True))
     for k in sorted(done):
         data, count, mod = done[k]
@@ -217,7 +217,7 @@ def write(config: Config, store: Store, newest: list[Entry], pages: int,
     return written
 
 
-def _renderer(store: Store, base_url: str) -> Callable[[list[Spec]], Iterator[Rendered]]:
+def renderer(store: Store, base_url: str) -> Callable[[list[Spec]], Iterator[Rendered]]:
     """``render_chunk`` of each spec, from ``store``, in this process."""
     def render(specs: list[Spec]) -> Iterator[Rendered]:
         return (render_chunk(base_url, store.sitemap_rows(first, final), current)
