@@ -202,3 +202,18 @@ def _listdir(path: os.PathLike[str]) -> list[str]:
         return os.listdir(path)
     except (FileNotFoundError, NotADirectoryError):
         return []
+
+
+def sitemap_pages(store: Store, codes: Iterable[str], limit: int,
+                  now: dt.datetime) -> list[tuple[str, str | None]]:
+    """(code, lastmod) of each language's page, for the sitemap: the newest ``updated`` (W3C,
+    to the second) of the ``limit`` entries it lists; None for a page that lists none."""
+    pages = []
+    for code in codes:
+        rows = store.db.execute(
+            "SELECT updated FROM entries WHERE language = ? AND pub_ts <= ?"
+            " ORDER BY pub_ts DESC, name DESC LIMIT ?", (code, now.timestamp(), limit))
+        newest_update = max((dt.datetime.fromisoformat(u) for (u,) in rows), default=None)
+        pages.append((code, None if newest_update is None
+                      else newest_update.isoformat(timespec="seconds")))
+    return pages

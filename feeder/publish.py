@@ -232,12 +232,12 @@ def _render_job(job: tuple, db: sqlite3.Connection | None = None,
 def _sitemap_job(job: tuple) -> site.Rendered | None:
     """A sitemap chunk (``site.render_chunk``), its rows read from the store here; None if
     the state file is not the writer's any more (``Unreadable``): the writer renders it."""
-    source, base_url, first, final, current = job
+    source, base_url, first, final, current, languages = job
     try:
         db = reader(source)
     except Unreadable:
         return None
-    return site.render_chunk(base_url, sitemap_rows(db, first, final), current)
+    return site.render_chunk(base_url, sitemap_rows(db, first, final), current, languages)
 
 
 # -- publishing ----------------------------------------------------------------------------
@@ -310,7 +310,9 @@ class Publisher:
             if self._head is not None:
                 self._head.abort()  # the temp files of a pass that failed before the feeds
         try:
-            dirty = self._tail(report, info, newest, pages, head, force=force, small=small)
+            dirty = self._tail(report, info, newest, pages, head, force=force, small=small,
+                               languages=langfeeds.sitemap_pages(self.store, languages,
+                                                                 c.max_entries, now))
         finally:
             if head is not None:  # the feeds are in place: sync their folders (if the tail
                 output.sync_folders(head.folders)  # did not), then let their pings go
@@ -334,10 +336,11 @@ class Publisher:
             self.checked.update(self.confirmed)
 
     def _tail(self, report: BuildReport, info: render.FeedInfo, newest: list[Entry],
-              pages: int, head: output.Batch | None, *, force: bool,
-              small: bool) -> list[int]:
-        """Write the archive pages that changed and the sitemap (their batch also syncs the
-        folders ``head`` left unsynced); return the dirty pages, to clear."""
+              pages: int, head: output.Batch | None, *, force: bool, small: bool,
+              languages: list[site.Language]) -> list[int]:
+        """Write the archive pages that changed and the sitemap, which lists the
+        ``languages``' pages too (their batch also syncs the folders ``head`` left unsynced);
+        return the dirty pages, to clear."""
         c, out = self.config, self.config.out
         # archive pages (RFC 5005) whose entries or links changed
         dirty = self.store.dirty_pages()
@@ -352,7 +355,7 @@ class Publisher:
                     written += write_archive_page(info, out, n, pages,
                                                   self.store.page_entries(n), tail, fits)
                 report.written.extend(site.write(c, self.store, newest, pages, todo,
-                                                 force=force, batch=tail))
+                                                 force=force, batch=tail, languages=languages))
             paths = {out / p for n in todo for p in (render.archive_page_path(n),
                                                      render.archive_path("atom", n),
                                                      render.archive_path("rss", n))}
@@ -371,7 +374,7 @@ class Publisher:
             self._render_all(report, jobs, len(todo), len(todo) * c.archive_size,
                              "archive", "writing archives")
             report.written.extend(site.write(c, self.store, newest, pages, todo, force=force,
-                                             render=self._sitemaps(pages)))
+                                             render=self._sitemaps(pages), languages=languages))
             # The workers' last job is done: they go now, not after the store has taken
             # this pass's records (the process tree's peak, 100k seeds, was there).
             self.pool.close()

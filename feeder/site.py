@@ -2,18 +2,19 @@
 
 The URLs are split into chunks that follow the RFC 5005 archive pages: chunk ``k`` lists
 archive pages ``(k-1)*P+1 .. k*P`` (P pages of ``archive_size`` entries make about
-``CHUNK_URLS`` URLs) with their entries, and the last chunk also lists ``/`` and the entries
-still in the current feeds. A chunk is written again only when one of its archive pages is
-dirty, so a new seed rewrites the last chunk (and the chunk of the newest archive page, the
-same one nearly always). Each chunk is a sitemap of its own, ``sitemap-<k>.xml``.
-``sitemap.xml`` is one sitemap of every URL while there are at most ``MAX_URLS``, spliced
-from the chunk files, and beyond that a sitemap index of the chunks.
+``CHUNK_URLS`` URLs) with their entries, and the last chunk also lists ``/``, the language
+pages ``lang/<code>/`` and the entries still in the current feeds. A chunk is written
+again only when one of its archive pages is dirty, so a new seed rewrites the last chunk
+(and the chunk of the newest archive page, the same one nearly always). Each chunk is a
+sitemap of its own, ``sitemap-<k>.xml``. ``sitemap.xml`` is one sitemap of every URL while
+there are at most ``MAX_URLS``, spliced from the chunk files, and beyond that a sitemap
+index of the chunks.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from html import escape
 from pathlib import Path
 
@@ -51,12 +52,16 @@ def _w3c(stored: str) -> str:
     return dt.datetime.fromisoformat(stored).isoformat(timespec="seconds")
 
 
+Language = tuple[str, str | None]  # a language page: its code, its lastmod (W3C) if any
+
+
 def render_chunk(base_url: str, rows: Iterable[tuple[int, str, str]],
-                 current: list[Entry] | None) -> tuple[bytes, int, str | None]:
+                 current: list[Entry] | None,
+                 languages: Sequence[Language] = ()) -> tuple[bytes, int, str | None]:
     """A sitemap of the archive pages and entries in ``rows`` (store.sitemap_rows), and,
-    for the last chunk, of ``/`` and the ``current`` entries (newest first).
-    Returns (bytes, number of URLs, newest lastmod)."""
-    return _chunk(_page_blocks(base_url, rows), base_url, current)
+    for the last chunk, of ``/``, the ``languages``' pages and the ``current`` entries
+    (newest first). Returns (bytes, number of URLs, newest lastmod)."""
+    return _chunk(_page_blocks(base_url, rows), base_url, current, languages=languages)
 
 
 def _page_blocks(base_url: str, rows: Iterable[tuple[int, str, str]]) -> dict[int, list[str]]:
@@ -77,17 +82,19 @@ def _lastmod(line: str) -> str | None:
     return None if start < 0 else line[start + 9:line.index("</lastmod>", start)]
 
 
-def _chunk(blocks: dict[int, list[str]], base_url: str,
-           current: list[Entry] | None, merged: int = 0) -> tuple[bytes, int, str | None]:
+def _chunk(blocks: dict[int, list[str]], base_url: str, current: list[Entry] | None,
+           merged: int = 0, languages: Sequence[Language] = ()) -> tuple[bytes, int, str | None]:
     """A chunk of these page blocks (the first line of each is the page's, whose lastmod is
     the newest of its entries; the other parts are one or more of its entries' lines) and,
-    for the last chunk, of ``/`` and the ``current`` entries. ``merged``: how many more lines
-    the parts hold than there are parts."""
+    for the last chunk, of ``/``, the ``languages``' pages and the ``current`` entries.
+    ``merged``: how many more lines the parts hold than there are parts."""
     lines = [line for block in blocks.values() for line in block]
     mods = [m for block in blocks.values() if (m := _lastmod(block[0])) is not None]
     if current is not None:
         newest = [e.updated.isoformat(timespec="seconds") for e in reversed(current)]
         lines.append(_url(base_url, max(newest, default=None)))
+        lines.extend(_url(f"{base_url}lang/{code}/", mod) for code, mod in languages)
+        mods.extend(mod for _code, mod in languages if mod is not None)
         lines.extend(_url(base_url + render.entry_path(e), m)
                      for e, m in zip(reversed(current), newest, strict=True))
         mods.extend(newest)
@@ -97,7 +104,8 @@ def _chunk(blocks: dict[int, list[str]], base_url: str,
 
 
 def splice_chunk(old: bytes, base_url: str, pages: range, fresh: dict[int, list[str]],
-                 current: list[Entry] | None) -> tuple[bytes, int, str | None] | None:
+                 current: list[Entry] | None,
+                 languages: Sequence[Language] = ()) -> tuple[bytes, int, str | None] | None:
     """Chunk ``pages`` again from its ``old`` bytes: the blocks of the pages in ``fresh``
     (``_page_blocks`` of the dirty pages) replace theirs, the blocks of pages outside
     ``pages`` go, the others are kept as they are, and the ``/`` section is made anew. The
@@ -143,7 +151,7 @@ def splice_chunk(old: bytes, base_url: str, pages: range, fresh: dict[int, list[
         merged.pop(n, None)
     blocks.update(fresh)
     return _chunk({n: blocks[n] for n in sorted(blocks)}, base_url, current,
-                  sum(merged.values()))
+                  sum(merged.values()), languages)
 
 
 def render_index(base_url: str, chunks: list[tuple[int, str | None]]) -> bytes:
@@ -156,21 +164,24 @@ def render_index(base_url: str, chunks: list[tuple[int, str | None]]) -> bytes:
             + "".join(lines) + "</sitemapindex>\n").encode()
 
 
-Spec = tuple[int, int, list[Entry] | None]  # a chunk to render: first and last page, current
+# a chunk to render: first and last page, current entries and language pages (the last's)
+Spec = tuple[int, int, list[Entry] | None, Sequence[Language]]
 Rendered = tuple[bytes, int, str | None]  # render_chunk's
 
 
 def write(config: Config, store: Store, newest: list[Entry], pages: int,
           dirty: Iterable[int], *, force: bool, batch: output.Batch | None = None,
-          render: Callable[[list[Spec]], Iterable[Rendered]] | None = None) -> list[str]:
+          render: Callable[[list[Spec]], Iterable[Rendered]] | None = None,
+          languages: Sequence[Language] = ()) -> list[str]:
     """Write the chunks that changed (all when ``force``; any that are missing), then
     sitemap.xml and robots.txt if their bytes change, in one batch (or staged in ``batch``,
     which its owner commits); return the paths written. The chunks not spliced are made by
-    ``render`` (``render_chunk`` of each, in order; by default from ``store`` here)."""
+    ``render`` (``render_chunk`` of each, in order; by default from ``store`` here).
+    ``languages``: the language pages to list in the last chunk (``language_pages``)."""
     if batch is None:
         with output.Batch() as own:
             return write(config, store, newest, pages, dirty, force=force, batch=own,
-                         render=render)
+                         render=render, languages=languages)
     out, base = config.out, config.base_url
     per = pages_per_chunk(config.archive_size)
     last = max(1, -(-pages // per))
@@ -182,11 +193,12 @@ def write(config: Config, store: Store, newest: list[Entry], pages: int,
     written, made = [], {}
     chunks = (known + [[0, None]] * last)[:last]
     specs: dict[int, Spec] = {k: ((k - 1) * per + 1, min(k * per, pages),
-                                  newest if k == last else None) for k in sorted(todo)}
+                                  *((newest, languages) if k == last else (None, ())))
+                              for k in sorted(todo)}
     done: dict[int, Rendered] = {}
-    for k, (first, final, current) in specs.items():
+    for k, (first, final, current, langs) in specs.items():
         spliced = None if force or k > len(known) else _spliced(
-            store, out / chunk_path(k), base, range(first, final + 1), dirty, current)
+            store, out / chunk_path(k), base, range(first, final + 1), dirty, current, langs)
         if spliced is not None:
             done[k] = spliced
     specs = {k: spec for k, spec in specs.items() if k not in done}
@@ -220,13 +232,14 @@ def write(config: Config, store: Store, newest: list[Entry], pages: int,
 def renderer(store: Store, base_url: str) -> Callable[[list[Spec]], Iterator[Rendered]]:
     """``render_chunk`` of each spec, from ``store``, in this process."""
     def render(specs: list[Spec]) -> Iterator[Rendered]:
-        return (render_chunk(base_url, store.sitemap_rows(first, final), current)
-                for first, final, current in specs)
+        return (render_chunk(base_url, store.sitemap_rows(first, final), current, langs)
+                for first, final, current, langs in specs)
     return render
 
 
 def _spliced(store: Store, path: Path, base_url: str, pages: range, dirty: set[int],
-             current: list[Entry] | None) -> tuple[bytes, int, str | None] | None:
+             current: list[Entry] | None,
+             languages: Sequence[Language]) -> tuple[bytes, int, str | None] | None:
     """Chunk ``pages`` again from the file at ``path``, reading only its dirty pages' rows
     from the store (a one-seed pass touches one or two of the ~200 pages of a chunk); None
     if there is no such file, or it is not one this module wrote."""
@@ -237,7 +250,7 @@ def _spliced(store: Store, path: Path, base_url: str, pages: range, dirty: set[i
     fresh = {}
     for n in sorted(dirty.intersection(pages)):
         fresh.update(_page_blocks(base_url, store.sitemap_rows(n, n)))
-    return splice_chunk(old, base_url, pages, fresh, current)
+    return splice_chunk(old, base_url, pages, fresh, current, languages)
 
 
 def _body(chunk: bytes) -> memoryview:

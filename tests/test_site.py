@@ -18,6 +18,7 @@ import lxml.etree
 import lxml.html
 import pytest
 
+from feeder import langfeeds
 from feeder import site as site_mod
 from feeder.server import create_app
 
@@ -164,11 +165,12 @@ def test_sitemap_is_valid_and_lists_every_page_once_with_its_updated_date(
     assert all(loc.startswith(base) for loc in locs)
     assert all(W3C_DATETIME.fullmatch(mod or "") for _loc, mod in urls)
     assert {loc[len(base):] for loc in locs if "/entries/" in loc} == entry_pages(out)
-    assert set(locs) - {base + p for p in entry_pages(out)} == {base} | {
+    assert set(locs) - {base + p for p in entry_pages(out)} == {base, f"{base}lang/en/"} | {
         f"{base}archive/page-{n}.html" for n in range(1, 20)}
     lastmod = dict(urls)
     entry = thousand.store.entry_by_name("00123.txt")
     assert lastmod[base + "entries/00123.html"] == entry.updated.isoformat(timespec="seconds")
+    assert lastmod[base + "lang/en/"] == lastmod[base] == "2022-09-26T00:00:00+00:00"
     assert (out / "robots.txt").read_text() == (
         f"User-agent: *\nDisallow:\n\nSitemap: {base}sitemap.xml\n")
 
@@ -194,7 +196,7 @@ def test_sitemap_becomes_an_index_of_its_chunks_beyond_the_url_limit(
         doc = lxml.etree.parse(out / f"sitemap-{k}.xml")
         SCHEMA.assertValid(doc)
         locs += [loc for loc, _mod in sitemap_urls(doc)]
-    assert sorted(locs) == sorted({base} | {base + p for p in entry_pages(out)}
+    assert sorted(locs) == sorted({base, f"{base}lang/en/"} | {base + p for p in entry_pages(out)}
                                   | {f"{base}archive/page-{n}.html" for n in range(1, 5)})
 
 
@@ -218,6 +220,36 @@ def test_one_new_seed_rewrites_a_few_pages_and_the_last_sitemap_chunks(
     assert sorted(p for p in report.written if p.startswith("sitemap")) == [
         "sitemap-5.xml", "sitemap.xml"]
     assert len([p for p in report.written if p.endswith(".html")]) == 5  # + lang/en/
+
+
+def test_the_sitemap_lists_each_language_page_with_its_newest_update(site: Site) -> None:
+    """Each language with a published entry has its page ``lang/<code>/`` in the sitemap,
+    its lastmod the newest ``updated`` of the entries it lists; a language whose entries are
+    gone, or not published yet, is not listed."""
+    english = "The harvest began early this year. Farmers were glad of the sun and the rain."
+    german = "Die Ernte begann dieses Jahr früher. Die Bauern freuten sich über Sonne und Regen."
+    site.write("001_en.txt", "2025-03-01", english)
+    site.write("002_de.txt", "2025-03-02", german)
+    site.write("003_en.txt", "2025-03-05", english)
+    site.write("004_de.txt", "2099-01-01", german)  # scheduled: not on the page yet
+    site.build()
+    base = site.config.base_url
+
+    def listed() -> dict[str, str | None]:
+        doc = lxml.etree.parse(site.out / "sitemap.xml")
+        SCHEMA.assertValid(doc)
+        return {loc[len(base):]: mod for loc, mod in sitemap_urls(doc)
+                if loc.startswith(base + "lang/")}
+
+    assert listed() == {"lang/de/": "2025-03-02T00:00:00+00:00",
+                        "lang/en/": "2025-03-05T00:00:00+00:00"}
+    (site.seeds / "002_de.txt").unlink()
+    site.build({"002_de.txt"})  # a named pass: the last chunk is spliced
+    assert listed() == {"lang/en/": "2025-03-05T00:00:00+00:00"}
+    site.write("002_de.txt", "2025-03-09", german)
+    site.build({"002_de.txt"})
+    assert listed() == {"lang/de/": "2025-03-09T00:00:00+00:00",
+                        "lang/en/": "2025-03-05T00:00:00+00:00"}
 
 
 def test_the_server_serves_the_site_files_with_their_types(site: Site) -> None:
@@ -272,11 +304,13 @@ def test_a_named_pass_splices_its_sitemap_chunks_as_a_full_render_would_write_th
         pages = int(s.store.get_meta("archive_pages"))
         last = max(1, -(-pages // per))
         newest = s.store.newest(c.max_entries, s.now)
+        languages = langfeeds.sitemap_pages(s.store, langfeeds.listed(s.store, s.now),
+                                            c.max_entries, s.now)
         chunks = []
         for k in range(1, last + 1):
             data, count, mod = site_mod.render_chunk(
                 c.base_url, rows((k - 1) * per + 1, min(k * per, pages)),
-                newest if k == last else None)
+                *((newest, languages) if k == last else (None,)))
             assert s.read(site_mod.chunk_path(k)) == data, (what, n, k)
             chunks.append([count, mod])
         assert s.store.get_meta("sitemap_chunks") == chunks
