@@ -13,8 +13,9 @@ httptools, uvloop, feeder's protocol) that answers each case with constant bytes
 status, headers and body feeder sent for it. No ASGI app on this server can be faster, so
 ``nginx/floor`` is the best ``nginx/feeder`` can get without leaving uvicorn. When granian
 is importable (``pip install granian``: not a dependency of feeder), two more floors answer
-the same bytes on granian's embedded server (one process, one runtime thread), through its
-RSGI and its ASGI interface; ``nginx/best`` is nginx against the fastest floor.
+the same bytes on granian's embedded server (one process, one runtime thread, uvloop if
+installed), through its RSGI and its ASGI interface; ``nginx/best`` is nginx against the
+fastest floor.
 
 Uses wrk if installed, else an httpx asyncio loop. Without --out it writes a synthetic
 output folder (~430 KB atom.xml and its .gz). Loopback only; stops by itself.
@@ -263,6 +264,23 @@ async def _httpx_loop(url: str, headers: dict[str, str], duration: float, conns:
         return count / (time.monotonic() - start)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and its descendants (nginx's workers), all threads."""
+    ticks, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/stat") as fh:
+                fields = fh.read().rpartition(")")[2].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as fh:
+                    todo += [int(c) for c in fh.read().split()]
+        except OSError:
+            pass
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def measure(url: str, headers: dict[str, str], duration: float, conns: int) -> float:
     if shutil.which("wrk"):
         return run_wrk(url, headers, duration, conns)
@@ -316,6 +334,7 @@ def main() -> None:
         ]
         try:
             servers = {"feeder": f"http://127.0.0.1:{ours}", "nginx": f"http://127.0.0.1:{theirs}"}
+            pids = {"feeder": procs[0].pid, "nginx": procs[1].pid}
             for name, base in servers.items():
                 wait_http(base + "/", procs[0 if name == "feeder" else 1])
                 check_headers(name, base, base_url, out)
@@ -345,6 +364,7 @@ def main() -> None:
                 procs.append(subprocess.Popen([sys.executable, __file__, how[0], str(floor),
                                                str(port), *how[1:]], env=env))
                 servers[name] = f"http://127.0.0.1:{port}"
+                pids[name] = procs[-1].pid
                 wait_http(servers[name] + "/0", procs[-1])
                 for i, (label, _, _) in enumerate(CASES):
                     sent[label][name] = (f"{servers[name]}/{i}", sent[label]["feeder"][1])
@@ -369,14 +389,19 @@ def main() -> None:
             print(f"{'case':24}" + "".join(f"{titles.get(name, name) + ' req/s':>20}"
                                            for name in columns)
                   + f"{'nginx/feeder':>14}{'nginx/floor':>13}{'nginx/best':>12}  best floor")
-            summary = {}
+            summary, per_request = {}, {}
             for label, _, _ in CASES:
                 rates = dict.fromkeys(servers, 0.0)
+                cpus = dict.fromkeys(servers, float("inf"))
                 for _ in range(args.repeat):  # alternate, so all see the same machine load
                     for name in servers:
                         url, hdrs = sent[label][name]
-                        rates[name] = max(rates[name],
-                                          measure(url, hdrs, args.duration, args.connections))
+                        cpu = cpu_seconds(pids[name])
+                        rate = measure(url, hdrs, args.duration, args.connections)
+                        cpu = cpu_seconds(pids[name]) - cpu
+                        rates[name] = max(rates[name], rate)
+                        cpus[name] = min(cpus[name], cpu / (rate * args.duration) * 1e6)
+                per_request[label] = cpus
                 best = max(floors, key=rates.__getitem__)
                 print(f"{label:24}" + "".join(f"{rates[name]:20.0f}" for name in columns)
                       + f"{rates['nginx'] / rates['feeder']:13.2f}x"
@@ -389,6 +414,22 @@ def main() -> None:
                                   f"{rates['nginx'] / rates['floor']:.2f}x; best floor "
                                   f"{titles.get(best, best)} {rates[best]:.0f} req/s, "
                                   f"nginx/best floor {rates['nginx'] / rates[best]:.2f}x")
+            print("\nthe server's CPU per request (µs, its process tree, least of the runs): "
+                  "less moved by the machine's other load than req/s")
+            print(f"{'case':24}" + "".join(f"{titles.get(name, name) + ' µs':>20}"
+                                           for name in columns)
+                  + f"{'feeder/nginx':>14}{'floor/nginx':>13}{'best/nginx':>12}  least floor")
+            for label, cpus in per_request.items():
+                least = min(floors, key=cpus.__getitem__)
+                print(f"{label:24}" + "".join(f"{cpus[name]:20.1f}" for name in columns)
+                      + f"{cpus['feeder'] / cpus['nginx']:13.2f}x"
+                      f"{cpus['floor'] / cpus['nginx']:12.2f}x"
+                      f"{cpus[least] / cpus['nginx']:11.2f}x  {titles.get(least, least)}")
+                summary[label] += (f"; CPU per request: feeder/nginx "
+                                   f"{cpus['feeder'] / cpus['nginx']:.2f}x, uvicorn floor/nginx "
+                                   f"{cpus['floor'] / cpus['nginx']:.2f}x, least floor "
+                                   f"{titles.get(least, least)}/nginx "
+                                   f"{cpus[least] / cpus['nginx']:.2f}x")
             print("\n" + "\n".join(summary.values()))
         finally:
             for proc in procs:
