@@ -15,7 +15,8 @@ status, headers and body feeder sent for it. No ASGI app on this server can be f
 is importable (``pip install granian``: not a dependency of feeder), two more floors answer
 the same bytes on granian's embedded server (one process, one runtime thread, uvloop if
 installed), through its RSGI and its ASGI interface; ``nginx/best`` is nginx against the
-fastest floor.
+fastest floor. Each server's CPU per request (its process tree, from /proc) is printed too:
+less moved by the machine's other load than req/s.
 
 Uses wrk if installed, else an httpx asyncio loop. Without --out it writes a synthetic
 output folder (~430 KB atom.xml and its .gz). Loopback only; stops by itself.
@@ -222,9 +223,9 @@ def serve_granian(responses_file: Path, port: int, interface: str) -> None:
                     websockets=False, log_access=False, log_level="warning")
     try:
         import uvloop
-        uvloop.run(server.serve())
     except ImportError:
-        asyncio.run(server.serve())
+        uvloop = None
+    (asyncio.run if uvloop is None else uvloop.run)(server.serve())
 
 
 def same_response(a: tuple, b: tuple) -> bool:
