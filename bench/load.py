@@ -11,7 +11,12 @@ and Link headers, then measures requests/second for
 A third server gives the floor: a trivial ASGI app behind the same ``make_server`` (uvicorn,
 httptools, uvloop, feeder's protocol) that answers each case with constant bytes, the very
 status, headers and body feeder sent for it. No ASGI app on this server can be faster, so
-``nginx/floor`` is the best ``nginx/feeder`` can get without leaving uvicorn.
+``nginx/floor`` is the best ``nginx/feeder`` can get without leaving uvicorn. When granian
+is importable (``pip install granian``: not a dependency of feeder), two more floors answer
+the same bytes on granian's embedded server (one process, one runtime thread, uvloop if
+installed), through its RSGI and its ASGI interface; ``nginx/best`` is nginx against the
+fastest floor. Each server's CPU per request (its process tree, from /proc) is printed too:
+less moved by the machine's other load than req/s.
 
 Uses wrk if installed, else an httpx asyncio loop. Without --out it writes a synthetic
 output folder (~430 KB atom.xml and its .gz). Loopback only; stops by itself.
@@ -34,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 import httpx
@@ -191,6 +197,45 @@ def serve_floor(responses_file: Path, port: int) -> None:
     make_server(app, port=port).run()
 
 
+def serve_granian(responses_file: Path, port: int, interface: str) -> None:
+    """A granian floor server: constant responses by path on granian's embedded server
+    (one process, one runtime thread), through its RSGI or ASGI interface."""
+    from granian.constants import HTTPModes, Interfaces
+    from granian.server.embed import Server
+
+    responses = pickle.loads(responses_file.read_bytes())
+    as_str = {path: (status, [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers],
+                     body) for path, (status, headers, body) in responses.items()}
+
+    async def rsgi(scope: object, proto: object) -> None:
+        status, headers, body = as_str[scope.path]
+        proto.response_bytes(status, headers, body)
+
+    async def asgi(scope: dict, receive: object, send: object) -> None:
+        if scope["type"] != "http":
+            return
+        status, headers, body = responses[scope["path"]]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    server = Server(rsgi if interface == "rsgi" else asgi, address="127.0.0.1", port=port,
+                    interface=Interfaces(interface), http=HTTPModes.http1, runtime_threads=1,
+                    websockets=False, log_access=False, log_level="warning")
+    try:
+        import uvloop
+    except ImportError:
+        uvloop = None
+    (asyncio.run if uvloop is None else uvloop.run)(server.serve())
+
+
+def same_response(a: tuple, b: tuple) -> bool:
+    """Do two ``capture`` results hold the same status, body and headers (names in any
+    case, in any order)?"""
+    def norm(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        return sorted((k.lower(), v) for k, v in headers)
+    return a[0] == b[0] and a[2] == b[2] and norm(a[1]) == norm(b[1])
+
+
 def run_wrk(url: str, headers: dict[str, str], duration: float, conns: int) -> float:
     cmd = ["wrk", "-t1", f"-c{conns}", f"-d{duration:g}s", "--latency", url]
     for key, value in headers.items():
@@ -220,6 +265,23 @@ async def _httpx_loop(url: str, headers: dict[str, str], duration: float, conns:
         return count / (time.monotonic() - start)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and its descendants (nginx's workers), all threads."""
+    ticks, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/stat") as fh:
+                fields = fh.read().rpartition(")")[2].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as fh:
+                    todo += [int(c) for c in fh.read().split()]
+        except OSError:
+            pass
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def measure(url: str, headers: dict[str, str], duration: float, conns: int) -> float:
     if shutil.which("wrk"):
         return run_wrk(url, headers, duration, conns)
@@ -239,9 +301,15 @@ def main() -> None:
                         help="only check nginx's and feeder's headers, no load")
     parser.add_argument("--serve-floor", nargs=2, metavar=("RESPONSES", "PORT"),
                         help=argparse.SUPPRESS)  # the floor server's own process
+    parser.add_argument("--serve-granian", nargs=3, metavar=("RESPONSES", "PORT", "INTERFACE"),
+                        help=argparse.SUPPRESS)  # a granian floor's own process
     args = parser.parse_args()
     if args.serve_floor:
         serve_floor(Path(args.serve_floor[0]), int(args.serve_floor[1]))
+        return
+    if args.serve_granian:
+        serve_granian(Path(args.serve_granian[0]), int(args.serve_granian[1]),
+                      args.serve_granian[2])
         return
     if not shutil.which("nginx"):
         sys.exit("nginx not found: apt-get update && apt-get install -y nginx wrk")
@@ -267,6 +335,7 @@ def main() -> None:
         ]
         try:
             servers = {"feeder": f"http://127.0.0.1:{ours}", "nginx": f"http://127.0.0.1:{theirs}"}
+            pids = {"feeder": procs[0].pid, "nginx": procs[1].pid}
             for name, base in servers.items():
                 wait_http(base + "/", procs[0 if name == "feeder" else 1])
                 check_headers(name, base, base_url, out)
@@ -283,38 +352,86 @@ def main() -> None:
                                                           headers=hdrs).headers["etag"]
                         assert httpx.get(base + "/atom.xml", headers=hdrs).status_code == 304
                     sent[label][name] = (base + "/atom.xml", hdrs)
-            floor, floor_port = work / "floor.pickle", free_port()
-            floor.write_bytes(pickle.dumps({f"/{i}": capture(*sent[label]["feeder"])
-                                            for i, (label, _, _) in enumerate(CASES)}))
-            procs.append(subprocess.Popen([sys.executable, __file__, "--serve-floor", str(floor),
-                                           str(floor_port)], env=env))
-            servers["floor"] = f"http://127.0.0.1:{floor_port}"
-            wait_http(servers["floor"] + "/0", procs[-1])
-            for i, (label, _, _) in enumerate(CASES):
-                sent[label]["floor"] = (f"{servers['floor']}/{i}", sent[label]["feeder"][1])
+            floor = work / "floor.pickle"
+            answers = {f"/{i}": capture(*sent[label]["feeder"])
+                       for i, (label, _, _) in enumerate(CASES)}
+            floor.write_bytes(pickle.dumps(answers))
+            floors = {"floor": ["--serve-floor"]}
+            if importlib.util.find_spec("granian"):
+                floors |= {f"granian {iface.upper()}": ["--serve-granian", iface]
+                           for iface in ("rsgi", "asgi")}
+            for name, how in floors.items():
+                port = free_port()
+                procs.append(subprocess.Popen([sys.executable, __file__, how[0], str(floor),
+                                               str(port), *how[1:]], env=env))
+                servers[name] = f"http://127.0.0.1:{port}"
+                pids[name] = procs[-1].pid
+                wait_http(servers[name] + "/0", procs[-1])
+                for i, (label, _, _) in enumerate(CASES):
+                    sent[label][name] = (f"{servers[name]}/{i}", sent[label]["feeder"][1])
+                    if not same_response(capture(*sent[label][name]), answers[f"/{i}"]):
+                        raise SystemExit(f"{name} does not answer {label} as feeder did")
 
             size = len((out / "atom.xml").read_bytes())
             tool = "wrk -t1" if shutil.which("wrk") else "httpx"
             stack = ", ".join(f"{m} {'yes' if importlib.util.find_spec(m) else 'no'}"
                               for m in ("httptools", "uvloop"))
             cache = ", open_file_cache" if args.open_file_cache else ""
+            granian = (f"; granian {version('granian')} RSGI and ASGI: the same app on "
+                       "granian's embedded server, 1 process, 1 runtime thread"
+                       if len(floors) > 1 else "; granian not installed")
             print(f"\nfeeder: uvicorn ({stack}); nginx: 1 worker, sendfile on{cache}; floor: a "
-                  "constant-response ASGI app on feeder's make_server (the same bytes)")
+                  f"constant-response ASGI app on feeder's make_server (the same bytes){granian}")
             print(f"\n/atom.xml: {size} bytes; best of {args.repeat} runs of {args.duration:g} s, "
                   f"{args.connections} connections, {tool}; load average before: "
                   f"{os.getloadavg()[0]:.1f}")
-            print(f"{'case':24} {'feeder req/s':>13} {'floor req/s':>12} {'nginx req/s':>12} "
-                  f"{'nginx/feeder':>13} {'nginx/floor':>12}")
+            columns = ["feeder", *floors, "nginx"]
+            titles = {"floor": "uvicorn floor"}
+            print(f"{'case':24}" + "".join(f"{titles.get(name, name) + ' req/s':>20}"
+                                           for name in columns)
+                  + f"{'nginx/feeder':>14}{'nginx/floor':>13}{'nginx/best':>12}  best floor")
+            summary, per_request = {}, {}
             for label, _, _ in CASES:
                 rates = dict.fromkeys(servers, 0.0)
+                cpus = dict.fromkeys(servers, float("inf"))
                 for _ in range(args.repeat):  # alternate, so all see the same machine load
                     for name in servers:
                         url, hdrs = sent[label][name]
-                        rates[name] = max(rates[name],
-                                          measure(url, hdrs, args.duration, args.connections))
-                print(f"{label:24} {rates['feeder']:13.0f} {rates['floor']:12.0f} "
-                      f"{rates['nginx']:12.0f} {rates['nginx'] / rates['feeder']:12.2f}x "
-                      f"{rates['nginx'] / rates['floor']:11.2f}x")
+                        cpu = cpu_seconds(pids[name])
+                        rate = measure(url, hdrs, args.duration, args.connections)
+                        cpu = cpu_seconds(pids[name]) - cpu
+                        rates[name] = max(rates[name], rate)
+                        cpus[name] = min(cpus[name], cpu / (rate * args.duration) * 1e6)
+                per_request[label] = cpus
+                best = max(floors, key=rates.__getitem__)
+                print(f"{label:24}" + "".join(f"{rates[name]:20.0f}" for name in columns)
+                      + f"{rates['nginx'] / rates['feeder']:13.2f}x"
+                      f"{rates['nginx'] / rates['floor']:12.2f}x"
+                      f"{rates['nginx'] / rates[best]:11.2f}x  {titles.get(best, best)}")
+                summary[label] = (f"{label}: feeder {rates['feeder']:.0f} req/s, nginx "
+                                  f"{rates['nginx']:.0f} req/s, nginx/feeder "
+                                  f"{rates['nginx'] / rates['feeder']:.2f}x; uvicorn floor "
+                                  f"{rates['floor']:.0f} req/s, nginx/floor "
+                                  f"{rates['nginx'] / rates['floor']:.2f}x; best floor "
+                                  f"{titles.get(best, best)} {rates[best]:.0f} req/s, "
+                                  f"nginx/best floor {rates['nginx'] / rates[best]:.2f}x")
+            print("\nthe server's CPU per request (µs, its process tree, least of the runs): "
+                  "less moved by the machine's other load than req/s")
+            print(f"{'case':24}" + "".join(f"{titles.get(name, name) + ' µs':>20}"
+                                           for name in columns)
+                  + f"{'feeder/nginx':>14}{'floor/nginx':>13}{'best/nginx':>12}  least floor")
+            for label, cpus in per_request.items():
+                least = min(floors, key=cpus.__getitem__)
+                print(f"{label:24}" + "".join(f"{cpus[name]:20.1f}" for name in columns)
+                      + f"{cpus['feeder'] / cpus['nginx']:13.2f}x"
+                      f"{cpus['floor'] / cpus['nginx']:12.2f}x"
+                      f"{cpus[least] / cpus['nginx']:11.2f}x  {titles.get(least, least)}")
+                summary[label] += (f"; CPU per request: feeder/nginx "
+                                   f"{cpus['feeder'] / cpus['nginx']:.2f}x, uvicorn floor/nginx "
+                                   f"{cpus['floor'] / cpus['nginx']:.2f}x, least floor "
+                                   f"{titles.get(least, least)}/nginx "
+                                   f"{cpus[least] / cpus['nginx']:.2f}x")
+            print("\n" + "\n".join(summary.values()))
         finally:
             for proc in procs:
                 proc.terminate()

@@ -7,7 +7,10 @@ CPU time, peak RSS of the biggest process and of the whole process tree (sampled
 /proc); (2) a restart with nothing changed; (3) one new seed: time until the feeds on disk
 hold it, median and p99 of ``--reps``, in-process (``Builder.build(names={new})``) and
 through a running ``python -m feeder run`` (write the file, poll atom.xml on disk);
-(4) one seed edited, one deleted, in-process. Prints a table and writes bench/RESULTS.md.
+(4) one seed edited, one deleted, in-process; (5) floors: the required work of a build on
+all cores (``floor_build``, alternating with the naive script), and two partial ones (read +
+parse + normalize in one process, and creating as many small files). Prints a table and
+writes bench/RESULTS.md.
 Seeds come from bench/generate.py (kept under --data between runs); outputs and state
 are rebuilt from scratch each run. Loopback only.
 """
@@ -264,7 +267,151 @@ def read_only(seeds: Path) -> dict:
     return {"cpu": time.process_time() - t0}
 
 
-def one_size(n: int, data: Path, reps: int, daemon: bool) -> dict:
+# -- the floor of the required work, on all cores -------------------------------------------
+
+FLOOR_ROWS = 250  # entries per message from a floor worker to the parent
+
+
+def slices(n: int, parts: int) -> list[tuple[int, int]]:
+    """``parts`` contiguous (start, stop) ranges over ``range(n)``, their sizes differing by
+    at most one, none empty (fewer ranges when ``n < parts``)."""
+    parts = max(1, min(parts, n))
+    size, extra = divmod(n, parts)
+    bounds, start = [], 0
+    for i in range(parts if n else 0):
+        stop = start + size + (i < extra)
+        bounds.append((start, stop))
+        start = stop
+    return bounds
+
+
+def _floor_worker(seeds: str, pages: str, names: list[str], rules, info, rows) -> None:  # noqa: ANN001
+    """One process's share of the floor: for each of its seeds (a contiguous slice of the
+    sorted names) read, parse, normalize (language included), render the entry page (its
+    neighbours: the seeds before and after it in the slice) into a temp file; send the
+    minimal rows to the parent every ``FLOOR_ROWS`` seeds; then one ``syncfs`` for all the
+    temp files, the renames, and one fsync of the folder (feeder's guarantee: a page is on
+    disk before its rename)."""
+    from feeder import output, render
+    from feeder.normalizer import normalize
+    from feeder.seed import parse_seed
+
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+
+    def read(name: str):  # noqa: ANN202
+        with open(os.path.join(seeds, name), "rb") as fh:
+            return normalize(parse_seed(fh.read(), name), name[:-4], rules)
+
+    def near(entry) -> render.Neighbour | None:  # noqa: ANN001
+        return None if entry is None else render.Neighbour(entry.title, entry.slug,
+                                                           entry.language)
+
+    staged, batch, pid = [], [], os.getpid()
+    prev, entry = None, read(names[0]) if names else None
+    for i in range(len(names)):
+        after = read(names[i + 1]) if i + 1 < len(names) else None
+        data = render.render_entry_page(info, entry, near(prev), near(after))
+        final = os.path.join(pages, f"{entry.slug}.html")
+        tmp = os.path.join(pages, f".{entry.slug}.html.{pid}-{i}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        staged.append((tmp, final))
+        batch.append((entry.stem, entry.published.isoformat(), entry.title, entry.language,
+                      entry.content_html))
+        if len(batch) == FLOOR_ROWS:
+            rows.put(batch)
+            batch = []
+        prev, entry = entry, after
+    if batch:
+        rows.put(batch)
+    t0 = time.perf_counter()
+    output._syncfs(Path(pages))
+    synced = time.perf_counter() - t0
+    for tmp, final in staged:
+        os.replace(tmp, final)
+    output.fsync(Path(pages))
+    rows.put({"cpu": time.process_time() - cpu0, "wall": time.perf_counter() - wall0,
+              "syncfs": synced, "pages": len(staged)})
+
+
+def floor_build(seeds: Path, out: Path, db_path: Path, processes: int) -> dict:
+    """Runs in a subprocess (``--floor``), timed from its start like the builds: the least
+    a build must do, with feeder's own per-seed functions and none of its orchestration.
+    The language model is loaded once, before the fork; ``processes`` workers each take a
+    contiguous slice of the sorted names (``_floor_worker``); the parent inserts the rows
+    they send, as they come, into one SQLite table in one transaction (WAL, synchronous
+    NORMAL, as feeder's store). No archives, no feeds, no sitemap."""
+    import multiprocessing
+    import sqlite3
+
+    from feeder import render
+    from feeder.config import load
+    from feeder.normalizer import Rules, _identifier
+
+    start = time.perf_counter()
+    cfg = load(None, env={}, base_url=BASE)
+    rules, info = Rules.from_config(cfg), render.FeedInfo.from_config(cfg)
+    _identifier(rules.languages)  # the model, shared by the forked workers
+    names = sorted(n for n in os.listdir(seeds) if n.endswith(".txt"))
+    pages = out / "entries"
+    pages.mkdir(parents=True)
+    ctx = multiprocessing.get_context("fork")
+    rows = ctx.Queue()
+    workers = [ctx.Process(target=_floor_worker, args=(str(seeds), str(pages), names[a:b], rules,
+                                                        info, rows))
+               for a, b in slices(len(names), processes)]
+    for w in workers:
+        w.start()
+    setup = time.perf_counter() - start
+    db = sqlite3.connect(db_path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("CREATE TABLE entries (stem TEXT PRIMARY KEY, published TEXT, title TEXT, "
+               "language TEXT, content TEXT)")
+    db.execute("BEGIN")
+    stats, insert = [], 0.0
+    while len(stats) < len(workers):
+        msg = rows.get()
+        if isinstance(msg, dict):
+            stats.append(msg)
+            continue
+        t0 = time.process_time()
+        db.executemany("INSERT INTO entries VALUES (?, ?, ?, ?, ?)", msg)
+        insert += time.process_time() - t0
+    t0 = time.process_time()
+    db.execute("COMMIT")
+    insert += time.process_time() - t0
+    count = db.execute("SELECT count(*) FROM entries").fetchone()[0]
+    db.close()
+    for w in workers:
+        w.join()
+        if w.exitcode:
+            raise SystemExit(f"floor worker exited with {w.exitcode}")
+    if count != len(names) or sum(s["pages"] for s in stats) != len(names):
+        raise SystemExit(f"floor: {count} rows, {len(names)} seeds")
+    return {"processes": len(workers), "setup": setup, "insert_cpu": insert,
+            "inner": time.perf_counter() - start, "worker_cpu": [s["cpu"] for s in stats],
+            "worker_wall": [s["wall"] for s in stats], "syncfs": max(s["syncfs"] for s in stats)}
+
+
+def run_floor(seeds: Path, work: Path, processes: int) -> dict:
+    """``floor_build`` in a subprocess, measured as the builds are."""
+    report = work / "floor.json"
+    r = run_measured([PY, __file__, "--floor", str(seeds), str(work / "floor"),
+                      str(work / "floor.sqlite3"), str(processes), str(report)])
+    r.update(json.loads(report.read_text()))
+    shutil.rmtree(work / "floor")
+    for suffix in ("", "-wal", "-shm"):
+        (work / f"floor.sqlite3{suffix}").unlink(missing_ok=True)
+    return r
+
+
+def one_size(n: int, data: Path, reps: int, daemon: bool, floor_reps: int = 3) -> dict:
     from generate import generate
 
     seeds = data / f"seeds-{n}"
@@ -281,13 +428,24 @@ def one_size(n: int, data: Path, reps: int, daemon: bool) -> dict:
     # 100k in one run where it took 10.4 s right after another reader.)
     for path in seeds.iterdir():
         path.read_bytes()
-    print(f"[{n}] naive cold build", flush=True)
-    r["naive"] = run_measured([PY, str(ROOT / "bench" / "naive.py"), str(seeds),
-                               str(work / "naive")])
-    shutil.rmtree(work / "naive")
-    # Each phase starts with the previous one's writes on disk: the kernel's write-back
-    # of one phase (the naive feeds are 600 MB at 100k) is not billed to the next.
-    os.sync()
+    cores = os.cpu_count() or 1
+    naives, floors = [], []
+    for k in range(max(1, floor_reps)):  # alternating, so both see the same load
+        print(f"[{n}] naive cold build", flush=True)
+        naives.append(run_measured([PY, str(ROOT / "bench" / "naive.py"), str(seeds),
+                                    str(work / "naive")]))
+        shutil.rmtree(work / "naive")
+        # Each phase starts with the previous one's writes on disk: the kernel's write-back
+        # of one phase (the naive feeds are 600 MB at 100k) is not billed to the next.
+        os.sync()
+        print(f"[{n}] floor: the required work on {cores} processes ({k + 1} of "
+              f"{floor_reps})", flush=True)
+        floors.append(run_floor(seeds, work, cores))
+        os.sync()
+    r["naive"] = naives[0]  # feeder's cold build is compared with one naive run, as before
+    r["naive_best"] = {key: min(x[key] for x in naives) for key in ("wall", "cpu")}
+    r["floor"] = {**min(floors, key=lambda x: x["wall"]),
+                  "cpu": min(x["cpu"] for x in floors), "reps": len(floors)}
     print(f"[{n}] feeder cold build", flush=True)
     r["cold"] = run_measured([PY, "-m", "feeder", "build", *feeder_args(seeds, out, state)])
     os.sync()
@@ -330,6 +488,17 @@ def table(results: list[dict]) -> str:
         lambda r: f"{r['read_floor']:.1f} s")
     row("floor: creating as many 4 KB files, one process (temp + rename)",
         lambda r: f"{r['files_floor']:.1f} s")
+    row("floor: required work on all cores (read, parse, normalize + language, entry page "
+        "written atomically, one SQLite transaction; no feeds, archives or sitemap), best "
+        "of runs alternating with naive: wall (ratio to naive's best) / CPU",
+        lambda r: f"{r['floor']['wall']:.1f} s ({r['floor']['wall'] / r['naive_best']['wall']:.2f}"
+                  f"× naive's {r['naive_best']['wall']:.1f} s) / {r['floor']['cpu']:.1f} s on "
+                  f"{r['floor']['processes']} processes, best of {r['floor']['reps']}")
+    row("CPU, least of the runs: naive / floor (÷ its processes: ratio to naive) / feeder "
+        "cold build",
+        lambda r: f"{r['naive_best']['cpu']:.1f} / {r['floor']['cpu']:.1f} ("
+                  f"{r['floor']['cpu'] / r['floor']['processes'] / r['naive_best']['cpu']:.2f}×)"
+                  f" / {r['cold']['cpu']:.1f} s")
     row("feeder: cold build, wall (ratio to naive)", lambda r: f"{r['cold']['wall']:.1f} s "
         f"({r['cold']['wall'] / r['naive']['wall']:.2f}× naive)")
     row("feeder: cold build, peak RSS of largest process / peak PSS of all processes",
@@ -357,6 +526,11 @@ def main() -> None:
         seeds, out, state, reps = sys.argv[2:6]
         print(json.dumps(in_process(Path(seeds), Path(out), Path(state), int(reps))))
         return
+    if len(sys.argv) > 1 and sys.argv[1] == "--floor":
+        seeds, out, db, processes, report = sys.argv[2:7]
+        Path(report).write_text(json.dumps(floor_build(Path(seeds), Path(out), Path(db),
+                                                       int(processes))))
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "--read-only":
         print(json.dumps(read_only(Path(sys.argv[2]))))
         return
@@ -365,10 +539,12 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("/work/bench-data"))
     parser.add_argument("--reps", type=int, default=50)
     parser.add_argument("--no-daemon", action="store_true")
+    parser.add_argument("--floor-reps", type=int, default=3,
+                        help="naive and floor runs, alternating (the best of each counts)")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "bench"))
-    results = [one_size(int(n), args.data, args.reps, not args.no_daemon)
+    results = [one_size(int(n), args.data, args.reps, not args.no_daemon, args.floor_reps)
                for n in args.sizes.split(",")]
     text = table(results)
     print(text)
