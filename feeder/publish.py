@@ -74,16 +74,14 @@ Listing = frozenset[str] | None  # the names in entries/ at a full pass's start,
 def write_entry_page(info: render.FeedInfo, out: Path, entry: Entry,
                      prev: render.Neighbour | None = None,
                      next: render.Neighbour | None = None,  # noqa: A002
-                     batch: output.Batch | None = None, listing: Listing = None) -> bool:
+                     batch: output.Batch | None = None) -> bool:
     """Render and write one entry page (staged in ``batch`` if given); True if its bytes
-    changed. ``listing``: the names in ``entries/`` at the pass's start, if known (a page
-    that was not there, nor its .gz sibling, is not looked for)."""
+    changed."""
     # No .gz sibling: the servers compress an entry page on demand, once per version.
     data = render.render_entry_page(info, entry, prev, next)
-    path = render.entry_path(entry)
     if batch is None:
-        return output.write(out / path, data, compress=False)
-    return batch.write(out / path, data, compress=False, absent=_absent(listing, path))
+        return output.write(out / render.entry_path(entry), data, compress=False)
+    return batch.write(out / render.entry_path(entry), data, compress=False)
 
 
 def _absent(listing: Listing, path: str) -> bool:
@@ -111,13 +109,19 @@ def write_entry_pages(info: render.FeedInfo, out: Path, items: list[Paged],
                       batch: output.Batch | None = None,
                       listing: Listing = None) -> tuple[list[str], Hashes]:
     """(entry, the entry before, the entry after), written as one batch (or staged in
-    ``batch``) -> the paths of the pages whose bytes changed, and every page's hash.
-    ``listing``: as for ``write_entry_page``."""
+    ``batch``) -> the paths of the pages whose bytes changed, and every page's hash, as
+    ``write_entry_page`` writes them. ``listing``: the names in ``entries/`` at the pass's
+    start, if known (a page that was not there, nor its .gz sibling, is not looked for)."""
     paths = [render.entry_path(e) for e, _p, _n in items]  # one string each: pickled once
+    written, hashes = [], []
     with _batch(batch) as batch:
-        written = [path for path, (e, prev, next_) in zip(paths, items, strict=True)
-                   if write_entry_page(info, out, e, prev, next_, batch, listing)]
-    return written, [(p, batch.hashes[out / p]) for p in paths]
+        for path, (e, prev, next_) in zip(paths, items, strict=True):
+            full = out / path  # made and hashed once (3 us a page)
+            data = render.render_entry_page(info, e, prev, next_)  # no .gz: as above
+            if batch.write(full, data, compress=False, absent=_absent(listing, path)):
+                written.append(path)
+            hashes.append((path, batch.hashes[full]))
+    return written, hashes
 
 
 def fit_notes(fits: dict[str, render.Fitted], limit: int) -> list[tuple[int, str]]:
