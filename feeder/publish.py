@@ -45,6 +45,10 @@ PAGE_CHUNK = 200  # entry pages sent to a worker at a time
 # are mostly there, is not sent: those few lookups are not worth it.
 LISTING_SENT = 2000
 ARCHIVE_CHUNK = 4  # archive pages (3 files each, one flush) sent to a worker at a time
+# ...or named to it, when it reads their entries itself (one page's at a time): nothing of
+# them is in flight, and each job's one flush (syncfs) covers 48 files, not 12 (at 100k
+# seeds, 125 flushes instead of 500)
+STORED_ARCHIVE_CHUNK = 16
 STREAM_FROM = 400  # pages to write from which all entries are streamed, not looked up each
 # Output hashes held before they are recorded in the store, in a big pass: a cold build of
 # 100,000 seeds would hold ~30 MB of them until its end.
@@ -193,7 +197,7 @@ def stored_pages(db: sqlite3.Connection, items: list[tuple[str, str | None, str 
 
 
 def write_archive_pages(info: render.FeedInfo, out: Path,
-                        items: list[tuple[int, int, list[Entry]]],
+                        items: Iterable[tuple[int, int, list[Entry]]],
                         ) -> tuple[list[str], Hashes, list[tuple[int, str]]]:
     """Archive pages (page number, page count, entries oldest first), written as one batch
     (one flush to disk for all, not one per file); return the paths written, the hashes of
@@ -249,7 +253,9 @@ def _render_job(job: tuple, db: sqlite3.Connection | None = None,
         if kind == "stored pages":  # named_neighbours items
             return len(items), *write_entry_pages(info, out, stored_pages(db, items),
                                                   listing=listing[0]), []
-        payload = [(n, pages, page_entries(db, n)) for n, pages in items]  # (page, count)
+        # (page, count): each page's entries read as it is written, not all of the job's
+        return len(items), *write_archive_pages(
+            info, out, ((n, pages, page_entries(db, n)) for n, pages in items))
     return len(payload), *write_archive_pages(info, out, payload)
 
 
@@ -391,7 +397,7 @@ class Publisher:
             source = self._source(len(todo) * c.archive_size)
             if source is not None:  # the workers read the pages' entries themselves
                 jobs = (("stored archive", info, out, (source, chunk))
-                        for chunk in chunks(((n, pages) for n in todo), ARCHIVE_CHUNK))
+                        for chunk in chunks(((n, pages) for n in todo), STORED_ARCHIVE_CHUNK))
             else:
                 jobs = (("archive", info, out, chunk) for chunk in chunks(
                     ((n, pages, self.store.page_entries(n)) for n in todo), ARCHIVE_CHUNK))
