@@ -102,7 +102,9 @@ _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
 def _open_folder(root: str | None) -> int | None:
     """The seeds folder at ``root`` opened for a chunk's reads (``_open_seed``), if /proc
     says the folder opened is the one at ``root``; None otherwise (then each seed is opened
-    by its path and checked)."""
+    by its path and checked). Should the folder be moved away during the chunk, the rest of
+    the chunk is read from it (where each seed was opened by its path, the rest was gone):
+    the folder the scan listed, and still no symlink followed out of it."""
     if root is None:
         return None
     try:
