@@ -516,8 +516,22 @@ def _xml_fragments(kind: str, info: FeedInfo, entries: Sequence[Entry],
 # through feedgen, which escapes or refuses it in its own way.
 _UNSURE = re.compile("[^\t\n -~\xa0-\ud7ff\ue000-\ufdcf\ufdf0-\ufffd\U00010000-\U0010ffff]")
 _UNSURE_ATTRIBUTE = re.compile("[^ -~\xa0-\ud7ff\ue000-\ufdcf\ufdf0-\ufffd\U00010000-\U0010ffff]")
+# The characters ``_UNSURE`` lets through among the first 256: a text of those alone (most
+# Latin-script text) is checked by deleting them from its Latin-1 bytes (a copy), in a tenth
+# of the regex's time (9 us for a 3 KB article's content here, once per entry of an archive
+# page: a third of the CPU of its Atom and RSS documents).
+_SURE_LATIN1 = bytes([0x09, 0x0A, *range(0x20, 0x7F), *range(0xA0, 0x100)])
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _unsure(text: str) -> bool:
+    """Does ``text`` hold a character of ``_UNSURE``? (its answer, sooner)"""
+    try:
+        return bool(text.encode("latin-1").translate(None, _SURE_LATIN1))
+    except UnicodeEncodeError as exc:  # the rest, from the first character past Latin-1
+        return (bool(text[:exc.start].encode("latin-1").translate(None, _SURE_LATIN1))
+                or _UNSURE.search(text, exc.start) is not None)
 
 
 def _text(text: str) -> str:
@@ -563,7 +577,7 @@ def _escaped_texts(entry: Entry) -> tuple[str, str, str, str] | None:
             _escaped.clear()
         texts = (entry.id, entry.title, _replacing(entry.summary, _XML_TEXT),
                  entry.content_html)
-        sure = all(texts) and not any(_UNSURE.search(text) for text in texts)
+        sure = all(texts) and not any(map(_unsure, texts))
         held = (entry, tuple(map(_text, texts)) if sure else None)  # type: ignore[assignment]
         _escaped[id(entry)] = held
     return held[1]

@@ -96,6 +96,47 @@ def _opened_inside(fd: int, root: str | None) -> bool:
     return real.startswith(root.rstrip(os.sep) + os.sep)
 
 
+_OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
+
+
+def _open_folder(root: str | None) -> int | None:
+    """The seeds folder at ``root`` opened for a chunk's reads (``_open_seed``), if /proc
+    says the folder opened is the one at ``root``; None otherwise (then each seed is opened
+    by its path and checked). Should the folder be moved away during the chunk, the rest of
+    the chunk is read from it (where each seed was opened by its path, the rest was gone):
+    the folder the scan listed, and still no symlink followed out of it."""
+    if root is None:
+        return None
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if os.readlink(f"/proc/self/fd/{fd}") == root:
+            return fd
+    except OSError:  # no /proc
+        pass
+    os.close(fd)
+    return None
+
+
+def _open_seed(path: str, name: str, root: str | None, folder: int | None) -> tuple[int, bool]:
+    """Open a seed to read it (O_NONBLOCK: a FIFO put in place of a seed since the scan
+    would wait for a writer; it has no effect on a regular file's reads); also whether it is
+    known to be inside the seeds folder. A seed the scan found directly in the folder is
+    opened in ``folder`` (the folder at ``root``, opened for the chunk) with O_NOFOLLOW:
+    the file itself, inside the folder, and no symlink swapped in since (one readlink per
+    chunk of seeds, not one per seed). One that is a symlink now is followed, as is any
+    other seed, and the caller checks where it led (``_opened_inside``)."""
+    if folder is not None and path == f"{root}{os.sep}{name}":
+        try:
+            return os.open(name, _OPEN_FLAGS | os.O_NOFOLLOW, dir_fd=folder), True
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+    return os.open(path, _OPEN_FLAGS), False
+
+
 def _read_upto(fd: int, size: int, limit: int) -> bytes:
     """The bytes of ``fd`` to its end, at most ``limit``; ``size`` (from fstat) is the first
     read's length. (A buffered file object asks isatty and seeks, and reading ``limit`` bytes
@@ -122,17 +163,16 @@ def _stem(name: str) -> str:
 
 
 def read_seed(path: Path | str, name: str, max_bytes: int, rules: Rules,
-              root: str | None = None) -> ReadResult | None:
-    """Read, hash, parse and normalize one seed; None if the file is gone."""
+              root: str | None = None, folder: int | None = None) -> ReadResult | None:
+    """Read, hash, parse and normalize one seed; None if the file is gone. ``root`` is the
+    seeds folder's real path, ``folder`` that folder opened (``_open_folder``), if known."""
     try:
-        # O_NONBLOCK: a FIFO put in place of a seed since the scan would wait for a writer
-        # (it has no effect on a regular file's reads)
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        fd, inside = _open_seed(os.fspath(path), name, root, folder)
         try:
             st = os.fstat(fd)
             if stat.S_ISDIR(st.st_mode):  # as open() says it
                 raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
-            if not _opened_inside(fd, root):
+            if not inside and not _opened_inside(fd, root):
                 return ReadResult(name, 0, 0, "", reason="symlink points outside the seeds folder")
             if not stat.S_ISREG(st.st_mode):
                 return ReadResult(name, 0, 0, "", reason="not a regular file")
@@ -171,8 +211,13 @@ class ReadContext:
 
 def _read_chunk(job: tuple[ReadContext, list[tuple[str, str]]]) -> list[ReadResult | None]:
     ctx, seeds = job
-    return [read_seed(path, name, ctx.max_bytes, ctx.rules, ctx.root)
-            for path, name in seeds]
+    folder = _open_folder(ctx.root)
+    try:
+        return [read_seed(path, name, ctx.max_bytes, ctx.rules, ctx.root, folder)
+                for path, name in seeds]
+    finally:
+        if folder is not None:
+            os.close(folder)
 
 
 # -- recording them ------------------------------------------------------------------------

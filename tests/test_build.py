@@ -249,6 +249,44 @@ def test_symlink_swapped_in_after_the_scan_is_not_read(site: Site, tmp_path) -> 
     assert "outside the seeds folder" in (result.reason or "")
 
 
+@pytest.mark.parametrize("threshold", [10**9, 1])  # read in this process, then in workers
+@pytest.mark.parametrize("target", ["outside", "inside"])
+def test_a_seed_swapped_for_a_symlink_after_the_scan(make_site, tmp_path, monkeypatch,  # noqa: ANN001
+                                                     target: str, threshold: int) -> None:
+    """The scan saw a regular file; when its chunk is read, a symlink is in its place. One
+    leading out of the seeds folder is refused and never read (the chunk opens the seeds
+    folder's files with O_NOFOLLOW); one to a file inside the folder is read, as any
+    symlink inside it is."""
+    from feeder import folder, pool
+
+    from ._daemon import seed_bytes
+
+    monkeypatch.setattr(pool, "POOL_THRESHOLD", threshold)
+    site = make_site()
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(seed_bytes("2025-12-01", "Top secret. Text."))
+    site.write("002_y.txt", "2025-12-02", "Inside text. More.")
+    path = site.write("001_x.txt")
+    real_scan = folder.Folder.scan
+
+    def scan_then_swap(self: folder.Folder) -> dict:
+        found = real_scan(self)
+        path.unlink()
+        path.symlink_to(secret if target == "outside" else "002_y.txt")
+        return found
+
+    monkeypatch.setattr(folder.Folder, "scan", scan_then_swap)
+    report = site.build()
+    published = b"".join(p.read_bytes() for p in site.out.rglob("*.*") if not p.is_symlink())
+    assert b"Top secret" not in published
+    if target == "outside":
+        assert report.rejected == [("001_x.txt", "symlink points outside the seeds folder")]
+        assert report.added == ["002_y.txt"]
+    else:
+        assert report.rejected == [] and report.added == ["001_x.txt", "002_y.txt"]
+        assert b"Inside text" in site.read("entries/001_x.html")
+
+
 def test_rejected_duplicate_is_published_once_its_twin_is_gone(make_site) -> None:  # noqa: ANN001
     site = make_site(extensions=[".txt", ".text"])
     site.write("001_x.txt", body="One. Text.")

@@ -297,3 +297,17 @@ def test_rfc2822_dates_are_strftime_s(moment: dt.datetime) -> None:
     reference = (f"{render._DAYS[moment.weekday()]}, {moment.day:02d} "
                  f"{render._MONTHS[moment.month - 1]} {moment.year} {moment:%H:%M:%S %z}")
     assert render._rfc2822(moment) == reference
+
+
+# every character class _UNSURE draws a line between, on both sides of each line
+EDGES = st.sampled_from("\x00\x08\t\n\x0b\r\x1f -~\x7f\x80\x85\x9f\xa0\xe9\xff\u0100\u2014"
+                        "\ud7ff\ud800\udfff\ue000\ufdcf\ufdd0\ufdef\ufdf0\ufffd\ufffe\uffff"
+                        "\U00010000\U0001f600\U0010ffff")
+
+
+@settings(SETTINGS, max_examples=1000)
+@given(st.text(EDGES | st.characters(max_codepoint=0xFF) | st.characters(), max_size=30))
+def test_the_quick_unsure_test_is_the_regex_s(text: str) -> None:
+    """``_unsure`` (Latin-1 text by its bytes, the rest by the regex from its first character
+    past Latin-1) says what ``_UNSURE.search`` says, for any text."""
+    assert render._unsure(text) == (render._UNSURE.search(text) is not None)

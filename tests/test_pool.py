@@ -306,3 +306,50 @@ def test_a_state_file_gone_from_its_path_as_the_workers_start_leaves_the_pages_r
     assert tree(sites[0].out) == tree(sites[1].out)
     assert "the workers cannot read the state file" in caplog.text  # said once a render
     assert caplog.text.count("the workers cannot read the state file") <= 3
+
+
+@pytest.mark.parametrize("threshold", [10**9, 1])
+def test_a_stray_gz_beside_a_page_written_for_the_first_time_is_removed(
+        make_site, monkeypatch, threshold: int) -> None:  # noqa: ANN001
+    """A full pass lists entries/ and does not look for the pages, nor the .gz siblings,
+    that its listing does not hold. A .gz that IS in it, beside a page that is not (left by
+    an older version, or put there), must still go when the page is written, serially or in
+    the workers: nginx's gzip_static would serve it for the page."""
+    from feeder import publish
+
+    monkeypatch.setattr(pool, "POOL_THRESHOLD", threshold)
+    monkeypatch.setattr(publish, "STREAM_FROM", 1)  # the workers read the entries themselves
+    site = make_site(max_entries=5, archive_size=4)
+    fill(site)
+    entries = site.out / "entries"
+    entries.mkdir(parents=True)
+    (entries / "003_s.html.gz").write_bytes(b"stale")  # no page yet
+    (entries / "004_s.html").write_bytes(b"old page")
+    (entries / "004_s.html.gz").write_bytes(b"stale")
+    report = site.build()
+    assert {"entries/003_s.html", "entries/004_s.html"} <= set(report.written)
+    assert sorted(p.name for p in entries.glob("*.gz")) == []
+    (entries / "005_s.html").unlink()  # a later full pass: a page gone, a .gz in its place
+    (entries / "005_s.html.gz").write_bytes(b"stale")
+    report = site.build()
+    assert [p for p in report.written if p.startswith("entries/")] == ["entries/005_s.html"]
+    assert sorted(p.name for p in entries.glob("*.gz")) == []
+    assert b"Seed number 5." in site.read("entries/005_s.html")
+
+
+@pytest.mark.parametrize("threshold", [10**9, 1])
+def test_a_forced_full_pass_leaves_the_pages_in_its_listing_alone(
+        make_site, monkeypatch, threshold: int) -> None:  # noqa: ANN001
+    """The pages a full pass found in entries/ are compared before they are written: a forced
+    pass renders every page again and replaces none whose bytes are the same."""
+    from feeder import publish
+
+    monkeypatch.setattr(pool, "POOL_THRESHOLD", threshold)
+    monkeypatch.setattr(publish, "STREAM_FROM", 1)
+    site = make_site(max_entries=5, archive_size=4)
+    fill(site)
+    site.build()
+    inodes = {p.name: p.stat().st_ino for p in (site.out / "entries").iterdir()}
+    report = site.build(force=True)
+    assert [p for p in report.written if p.startswith("entries/")] == []
+    assert {p.name: p.stat().st_ino for p in (site.out / "entries").iterdir()} == inodes
