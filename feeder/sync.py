@@ -297,7 +297,8 @@ class Sync:
         bulk = len(seeds) >= 2 * BULK_BATCH
         # a first build: without the indexes and trigger made again after (Store.bulk_load)
         loading = self.store.bulk_load() if bulk else contextlib.nullcontext()
-        with self.store.cache(BULK_CACHE_MB if bulk else None), loading:
+        aside = self.store.checkpoints_aside() if bulk else contextlib.nullcontext()
+        with self.store.cache(BULK_CACHE_MB if bulk else None), loading, aside:
             for batch in chunks(results, BULK_BATCH if bulk else BATCH):
                 with self.store.transaction():
                     for result in batch:

@@ -554,3 +554,52 @@ def test_reads_in_a_snapshot_agree_while_the_writer_commits(tmp_path: Path) -> N
     finally:
         reader.close()
         writer.close()
+
+
+# -- checkpoints on a thread of their own (a first build's read) -------------------------------
+
+def wal_pages(path: Path) -> int:
+    """The pages the WAL file has room for: it never shrinks, so the most it ever held."""
+    wal = Path(f"{path}-wal")
+    return wal.stat().st_size // 4096 if wal.exists() else 0
+
+
+def test_checkpoints_aside_keep_the_wal_from_growing_and_give_back_the_commits_own(
+        tmp_path: Path) -> None:
+    """In ``checkpoints_aside`` the commits leave the checkpoints to a thread, and each
+    transaction begins once the last one is done: the WAL is written again from its start,
+    so it holds about one commit, not every commit made while a checkpoint ran. After the
+    block, the commits checkpoint themselves again, and every row is there."""
+    path = tmp_path / "state.sqlite3"
+    blob = "x" * 400_000  # ~100 pages a commit
+    with Store.open_locked(path) as store:
+        assert store.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+        with store.checkpoints_aside():
+            assert store.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+            for n in range(30):
+                with store.transaction():
+                    store.set_meta(f"blob{n}", blob)
+        assert wal_pages(path) < 3 * 110  # 30 commits of ~100 pages went through it
+        assert store.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+    with Store(path) as store:
+        assert all(store.get_meta(f"blob{n}") == blob for n in range(30))
+
+
+def test_checkpoints_aside_leave_a_state_file_replaced_at_the_path_alone(
+        tmp_path: Path) -> None:
+    """The thread's connection is to the writer's own file: when another file is at the
+    path (the writer's was deleted and a new one put there), there is no thread and the
+    commits checkpoint themselves, into the writer's file."""
+    path = tmp_path / "state.sqlite3"
+    with Store.open_locked(path) as store:
+        path.unlink()
+        other = sqlite3.connect(path)
+        other.execute("CREATE TABLE t (x)")
+        other.close()
+        assert store._checkpointer() is None
+        with store.checkpoints_aside():
+            assert store.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+            with store.transaction():
+                store.set_meta("kept", 1)
+        assert store.get_meta("kept") == 1
+    assert [r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master")] == ["t"]
