@@ -603,3 +603,32 @@ def test_checkpoints_aside_leave_a_state_file_replaced_at_the_path_alone(
                 store.set_meta("kept", 1)
         assert store.get_meta("kept") == 1
     assert [r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master")] == ["t"]
+
+
+def test_a_bulk_load_counts_its_entries_and_marks_their_languages_as_the_triggers_would(
+        tmp_path: Path) -> None:
+    """A bulk load goes without the triggers that count the entries and mark their
+    languages; the end of the load does both: a language known from entries gone before
+    (its feeds written, not dirty) is dirty again, a new one is listed, the others not."""
+    path = tmp_path / "state.sqlite3"
+    now = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+
+    def entry(stem: str, language: str) -> Entry:
+        return Entry(id=f"tag:example.org,2025:{stem}", stem=stem, slug=stem, title=stem,
+                     summary=".", content_html="<p>.</p>", published=now, updated=now,
+                     language=language)
+
+    with Store(path) as store:
+        with store.transaction():
+            store.db.executemany("INSERT INTO languages (code, dirty) VALUES (?, 0)",
+                                 [("en",), ("fr",)])
+        with store.bulk_load():
+            with store.transaction():
+                for stem, language in (("a", "en"), ("b", "de"), ("c", "en")):
+                    store.put_entry(f"{stem}.txt", 1, 1, stem, entry(stem, language), now)
+            assert store.db.execute(  # the triggers are not there yet
+                "SELECT count(*) FROM sqlite_master WHERE name IN"
+                " ('entries_added', 'entries_language_new')").fetchone()[0] == 0
+        assert store.total() == 3
+        assert sorted(store.db.execute("SELECT code, dirty FROM languages")) == [
+            ("de", 1), ("en", 1), ("fr", 0)]
