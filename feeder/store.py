@@ -947,7 +947,10 @@ class Store:
             " ON e.name = s.name", (until.timestamp(),))]
 
     def pages_written(self, names: Iterable[str]) -> None:
-        self.db.executemany("DELETE FROM stale_pages WHERE name = ?", ((n,) for n in names))
+        """In key order: the leaves of the table's index one after the other, not at random
+        (a first build's 100,000 names: 0.55 s -> 0.17 s, with the pool gone)."""
+        self.db.executemany("DELETE FROM stale_pages WHERE name = ?",
+                            ((n,) for n in sorted(names)))
 
     def slug_owner(self, slug: str) -> str | None:
         """The seed whose entry has the page ``slug``."""
@@ -1012,12 +1015,16 @@ class Store:
         return dict(rows)
 
     def record_outputs(self, hashes: Iterable[tuple[str, str]], now: dt.datetime) -> None:
-        """(path, sha256) of outputs just written, or found holding those bytes."""
+        """(path, sha256) of outputs just written, or found holding those bytes; by path
+        (a stable sort: the last of a path's hashes still wins), so the inserts go through
+        the index's leaves in order (a first build, 100,000 entry pages recorded 5,000 at a
+        time: 0.61 s -> 0.42 s of CPU)."""
+        stamp = _iso(now)
         self.db.executemany(
             "INSERT INTO outputs (path, sha256, time) VALUES (?, ?, ?) ON CONFLICT (path)"
             " DO UPDATE SET sha256 = excluded.sha256, time = excluded.time"
             " WHERE sha256 != excluded.sha256",
-            [(p, h, _iso(now)) for p, h in hashes])
+            [(p, h, stamp) for p, h in sorted(hashes, key=operator.itemgetter(0))])
 
     def forget_outputs(self, paths: Iterable[str]) -> None:
         self.db.executemany("DELETE FROM outputs WHERE path = ?", [(p,) for p in paths])

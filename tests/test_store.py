@@ -632,3 +632,12 @@ def test_a_bulk_load_counts_its_entries_and_marks_their_languages_as_the_trigger
         assert store.total() == 3
         assert sorted(store.db.execute("SELECT code, dirty FROM languages")) == [
             ("de", 1), ("en", 1), ("fr", 0)]
+
+
+def test_record_outputs_keeps_the_last_hash_given_for_a_path(tmp_path: Path) -> None:
+    """The hashes are recorded by path (for the index's sake), the last one given for a
+    path winning, as in the order they came: it is the one on disk."""
+    now = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+    with Store(tmp_path / "state.sqlite3") as store, store.transaction():
+        store.record_outputs([("b.html", "2"), ("a.html", "9"), ("b.html", "1")], now)
+        assert store.output_hashes() == {"a.html": "9", "b.html": "1"}
