@@ -50,13 +50,16 @@ class Pool:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def map(self, fn: Callable[[Any], Any], jobs: Iterable, *, weight: int) -> Iterator:
+    def map(self, fn: Callable[[Any], Any], jobs: Iterable, *, weight: int,
+            ahead: int = 2) -> Iterator:
         """``fn`` over ``jobs``, results in order: in the workers if the jobs hold ``weight``
-        seeds or pages in all, at least ``POOL_THRESHOLD`` (and there are two cores)."""
+        seeds or pages in all, at least ``POOL_THRESHOLD`` (and there are two cores); at most
+        ``ahead`` jobs per worker (plus two) are in flight, taken from ``jobs`` as the
+        results are."""
         executor = self._start() if weight >= POOL_THRESHOLD else None
         if executor is None:
             return map(fn, jobs)
-        return _bounded(executor, fn, jobs, 2 * self.workers + 2)
+        return _bounded(executor, fn, jobs, ahead * self.workers + 2)
 
     def in_workers(self, weight: int) -> bool:
         """Would ``map`` run jobs of this ``weight`` in the worker processes?"""

@@ -61,7 +61,16 @@ BATCH = 500  # seeds recorded per transaction
 # 5,000 and 12 MB 13.4 s; 2,000 and 32 MB 12.6 s (+1.3 s to make the indexes again).
 BULK_BATCH = 2000  # results held in memory at once: ~8 KB each
 BULK_CACHE_MB = 12
-READ_CHUNK = 32  # seeds sent to a worker at a time
+# Seeds sent to a worker at a time: from READ_CHUNK, up to MAX_READ_CHUNK in a big pass
+# (each chunk's results come back in one message, which this process's pool thread takes
+# in and unpickles: at 10,000 seeds its CPU went 0.19 s -> 0.13 s with chunks of 128).
+READ_CHUNK = 32
+MAX_READ_CHUNK = 128
+# Seeds in flight per worker while reading: the workers go on reading while this process
+# records a batch and commits it (~0.1 s at 2,000 seeds), instead of waiting for new seeds
+# after the few they had (10,000 seeds: the workers slept 1.5 s of the read with 2 chunks
+# of 32 each ahead, 0.6 s with 16). ~8 KB of results each.
+READ_AHEAD = 512
 QUIET_ABOVE = 1000  # seeds read in one pass beyond which "added" lines go to debug
 MASS_DELETION = 10  # entries removed in one go below which the mass-deletion guard keeps out
 
@@ -333,16 +342,18 @@ class Sync:
             return
         c = self.config
         ctx = ReadContext(self.rules, c.max_seed_bytes, str(self.folder.root))
-        jobs = ((ctx, chunk) for chunk in chunks(seeds, READ_CHUNK))
-        results = itertools.chain.from_iterable(
-            self.pool.map(_read_chunk, jobs, weight=len(seeds)))
+        size = max(READ_CHUNK, min(MAX_READ_CHUNK, len(seeds) // 64))
+        jobs = ((ctx, chunk) for chunk in chunks(seeds, size))
+        results = itertools.chain.from_iterable(self.pool.map(
+            _read_chunk, jobs, weight=len(seeds), ahead=max(2, READ_AHEAD // size)))
         bar = self.pool.progress(len(seeds), len(seeds), "seed", "reading seeds")
         # one line per seed for the daemon's changes; a big first build only counts them
         level = logging.INFO if len(seeds) <= QUIET_ABOVE else logging.DEBUG
         bulk = len(seeds) >= 2 * BULK_BATCH
         # a first build: without the indexes and trigger made again after (Store.bulk_load)
         loading = self.store.bulk_load() if bulk else contextlib.nullcontext()
-        with self.store.cache(BULK_CACHE_MB if bulk else None), loading:
+        aside = self.store.checkpoints_aside() if bulk else contextlib.nullcontext()
+        with self.store.cache(BULK_CACHE_MB if bulk else None), loading, aside:
             for batch in chunks(results, BULK_BATCH if bulk else BATCH):
                 with self.store.transaction():
                     for result in batch:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from feeder import folder, pool, sync
 from feeder.builder import BuildCancelled
+from feeder.pool import POOL_THRESHOLD, Pool
 
 from .conftest import Site
 
@@ -353,3 +355,24 @@ def test_a_forced_full_pass_leaves_the_pages_in_its_listing_alone(
     report = site.build(force=True)
     assert [p for p in report.written if p.startswith("entries/")] == []
     assert {p.name: p.stat().st_ino for p in (site.out / "entries").iterdir()} == inodes
+
+
+def test_pool_map_takes_jobs_ahead_within_its_bound() -> None:
+    """The workers get ``ahead`` jobs each (plus two) before the first result is taken, so
+    they go on while the caller is busy; never more, so the results held stay bounded."""
+    taken: list[int] = []
+
+    def jobs() -> Iterator[int]:
+        for n in range(200):
+            taken.append(n)
+            yield n
+
+    with Pool() as workers:
+        if not workers.in_workers(POOL_THRESHOLD):
+            pytest.skip("one core: no workers")
+        for ahead in (2, 16):
+            taken.clear()
+            results = workers.map(abs, jobs(), weight=POOL_THRESHOLD, ahead=ahead)
+            assert next(results) == 0
+            assert len(taken) == ahead * workers.workers + 2
+            assert list(results) == list(range(1, 200))

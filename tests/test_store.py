@@ -554,3 +554,90 @@ def test_reads_in_a_snapshot_agree_while_the_writer_commits(tmp_path: Path) -> N
     finally:
         reader.close()
         writer.close()
+
+
+# -- checkpoints on a thread of their own (a first build's read) -------------------------------
+
+def wal_pages(path: Path) -> int:
+    """The pages the WAL file has room for: it never shrinks, so the most it ever held."""
+    wal = Path(f"{path}-wal")
+    return wal.stat().st_size // 4096 if wal.exists() else 0
+
+
+def test_checkpoints_aside_keep_the_wal_from_growing_and_give_back_the_commits_own(
+        tmp_path: Path) -> None:
+    """In ``checkpoints_aside`` the commits leave the checkpoints to a thread, and each
+    transaction begins once the last one is done: the WAL is written again from its start,
+    so it holds about one commit, not every commit made while a checkpoint ran. After the
+    block, the commits checkpoint themselves again, and every row is there."""
+    path = tmp_path / "state.sqlite3"
+    blob = "x" * 400_000  # ~100 pages a commit
+    with Store.open_locked(path) as store:
+        assert store.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+        with store.checkpoints_aside():
+            assert store.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+            for n in range(30):
+                with store.transaction():
+                    store.set_meta(f"blob{n}", blob)
+        assert wal_pages(path) < 3 * 110  # 30 commits of ~100 pages went through it
+        assert store.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+    with Store(path) as store:
+        assert all(store.get_meta(f"blob{n}") == blob for n in range(30))
+
+
+def test_checkpoints_aside_leave_a_state_file_replaced_at_the_path_alone(
+        tmp_path: Path) -> None:
+    """The thread's connection is to the writer's own file: when another file is at the
+    path (the writer's was deleted and a new one put there), there is no thread and the
+    commits checkpoint themselves, into the writer's file."""
+    path = tmp_path / "state.sqlite3"
+    with Store.open_locked(path) as store:
+        path.unlink()
+        other = sqlite3.connect(path)
+        other.execute("CREATE TABLE t (x)")
+        other.close()
+        assert store._checkpointer() is None
+        with store.checkpoints_aside():
+            assert store.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+            with store.transaction():
+                store.set_meta("kept", 1)
+        assert store.get_meta("kept") == 1
+    assert [r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master")] == ["t"]
+
+
+def test_a_bulk_load_counts_its_entries_and_marks_their_languages_as_the_triggers_would(
+        tmp_path: Path) -> None:
+    """A bulk load goes without the triggers that count the entries and mark their
+    languages; the end of the load does both: a language known from entries gone before
+    (its feeds written, not dirty) is dirty again, a new one is listed, the others not."""
+    path = tmp_path / "state.sqlite3"
+    now = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+
+    def entry(stem: str, language: str) -> Entry:
+        return Entry(id=f"tag:example.org,2025:{stem}", stem=stem, slug=stem, title=stem,
+                     summary=".", content_html="<p>.</p>", published=now, updated=now,
+                     language=language)
+
+    with Store(path) as store:
+        with store.transaction():
+            store.db.executemany("INSERT INTO languages (code, dirty) VALUES (?, 0)",
+                                 [("en",), ("fr",)])
+        with store.bulk_load():
+            with store.transaction():
+                for stem, language in (("a", "en"), ("b", "de"), ("c", "en")):
+                    store.put_entry(f"{stem}.txt", 1, 1, stem, entry(stem, language), now)
+            assert store.db.execute(  # the triggers are not there yet
+                "SELECT count(*) FROM sqlite_master WHERE name IN"
+                " ('entries_added', 'entries_language_new')").fetchone()[0] == 0
+        assert store.total() == 3
+        assert sorted(store.db.execute("SELECT code, dirty FROM languages")) == [
+            ("de", 1), ("en", 1), ("fr", 0)]
+
+
+def test_record_outputs_keeps_the_last_hash_given_for_a_path(tmp_path: Path) -> None:
+    """The hashes are recorded by path (for the index's sake), the last one given for a
+    path winning, as in the order they came: it is the one on disk."""
+    now = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+    with Store(tmp_path / "state.sqlite3") as store, store.transaction():
+        store.record_outputs([("b.html", "2"), ("a.html", "9"), ("b.html", "1")], now)
+        assert store.output_hashes() == {"a.html": "9", "b.html": "1"}

@@ -216,7 +216,8 @@ def test_reading_a_folder_for_a_seed_says_so(tmp_path: Path) -> None:
     assert result is not None and result.reason == "cannot read: Is a directory"
 
 
-DEFERRED = {"entries_order", "entries_language", "entries_page_new", "entries_placed"}
+DEFERRED = {"entries_order", "entries_language", "entries_page_new", "entries_placed",
+            "entries_added", "entries_language_new"}
 
 
 def schema(db) -> list[tuple]:  # noqa: ANN001
