@@ -581,14 +581,18 @@ class Publisher:
         owned = {f"{slug}.html" for _name, slug in published}
         for file in sorted(existing - owned):  # not a loop over 100,000 owned pages
             page = file[:-3] if file.endswith(".html.gz") else file
-            if file[0] == "." or not page.endswith(".html") or page in owned:
+            if file[0] == "." or not page.endswith(".html"):
                 continue
+            # An entry page has no .gz sibling: one beside an owned page (an older feeder's,
+            # restored with a backup, maybe after this pass's listing) is not its bytes, and
+            # nginx's gzip_static would serve it; a page written as known absent leaves it.
             try:
                 self._remove(report, f"entries/{file}")
             except OutputError as exc:  # a folder named x.html, say: not worth a failure
                 log.warning("cannot remove stray entries/%s: %s", file, exc.reason)
             else:
-                log.info("removed entries/%s: no entry of that name", file)
+                log.info("removed entries/%s: %s", file, "entry pages have no .gz sibling"
+                         if page in owned else "no entry of that name")
         if force:
             return set()
         folder, recorded = f"{self.config.out}{os.sep}entries", self.store.output_hashes("entries/")
