@@ -715,6 +715,13 @@ class Store:
         finally:
             _finish_bulk_load(self.db)
 
+    def finish_bulk_load(self) -> None:
+        """Finish a bulk load that another process left cut short in this file (a cold
+        build's child, ``apart.py``, killed: the daemon's own connection opened the file
+        before it, so its opening did not): what ``_finish_bulk_load`` does at an opening.
+        Writes nothing when there is none (one lookup)."""
+        _finish_bulk_load(self.db)
+
     # -- seeds -----------------------------------------------------------------------------
     def fingerprints(self, names: Iterable[str] | None = None) -> dict[str, Fingerprint]:
         """Every seed's fingerprint, or only those of ``names`` (the ones that exist)."""
