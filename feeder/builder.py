@@ -68,6 +68,10 @@ class Builder:
         t0 = time.perf_counter()
         report = BuildReport(started=self.clock())
         self.config.out.mkdir(parents=True, exist_ok=True)
+        # a first build's child (apart.py) killed in its bulk load left the deferred indexes
+        # and triggers dropped: a pass here would record entries without their rows of
+        # places, stale pages and languages
+        self.store.finish_bulk_load()
         with Pool(progress=self.progress) as pool:
             if names is None and self.first_big_pass():
                 pool.warm()  # every seed will be read in the workers

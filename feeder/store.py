@@ -318,13 +318,14 @@ _E_COLUMNS = ", ".join(f"e.{c}" for c in _ENTRY_COLUMNS.split(", "))  # of entri
 # and the triggers that list each new entry's page as stale and give it its row of places: each
 # insert would touch a random leaf of each, and every commit write them all again (at 10,000
 # seeds, half the CPU of recording). They are made again after the load, from their stored
-# SQL, with the rows the triggers would have written. So are the triggers that count the
-# entries and list their languages (100,000 seeds: 0.5 s of the recording's 4.8 s of CPU):
-# the count and the languages are made again from the entries. Those of updates and deletions
+# SQL, with the rows the triggers would have written. So is the trigger that lists the
+# entries' languages: they are made again from the entries. Those of updates and deletions
 # stay (a load inserts into an empty table: it updates no entry, and deletes none it did not
-# insert itself).
+# insert itself). The trigger that counts the entries stays too: readers beside the load
+# (/healthz, `feeder check`, also after a load killed) read the count, which must be the
+# entries committed, not 0 until the load ends.
 _BULK_DEFERRED = ("entries_order", "entries_language", "entries_page_new", "entries_placed",
-                  "entries_added", "entries_language_new")
+                  "entries_language_new")
 # Placing this many unpaged entries at once goes without these (Store.place_unpaged).
 _PLACE_IN_BULK = 5000
 _PLACE_DEFERRED = ("places_page", "places_changed_page")
@@ -713,6 +714,13 @@ class Store:
             yield
         finally:
             _finish_bulk_load(self.db)
+
+    def finish_bulk_load(self) -> None:
+        """Finish a bulk load that another process left cut short in this file (a cold
+        build's child, ``apart.py``, killed: the daemon's own connection opened the file
+        before it, so its opening did not): what ``_finish_bulk_load`` does at an opening.
+        Writes nothing when there is none (one lookup)."""
+        _finish_bulk_load(self.db)
 
     # -- seeds -----------------------------------------------------------------------------
     def fingerprints(self, names: Iterable[str] | None = None) -> dict[str, Fingerprint]:

@@ -34,7 +34,7 @@ import os
 import stat
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +66,12 @@ BULK_CACHE_MB = 12
 # in and unpickles: at 10,000 seeds its CPU went 0.19 s -> 0.13 s with chunks of 128).
 READ_CHUNK = 32
 MAX_READ_CHUNK = 128
+# ...and at most about this many bytes of seeds (as the scan saw them, each counted up to
+# max_seed_bytes): a chunk ends once it holds them. A chunk of 128 seeds at the 4 MB limit
+# came back as one message of ~0.5 GB (the worker holds the results and their pickle, this
+# process the pickle and the results), and 10 such chunks could be in flight; seeds of the
+# usual few KB never reach it (128 seeds of 8 KB).
+READ_CHUNK_BYTES = 1024 * 1024
 # Seeds in flight per worker while reading: the workers go on reading while this process
 # records a batch and commits it (~0.1 s at 2,000 seeds), instead of waiting for new seeds
 # after the few they had (10,000 seeds: the workers slept 1.5 s of the read with 2 chunks
@@ -218,6 +224,22 @@ class ReadContext:
     root: str | None
 
 
+def _chunks(seeds: Iterable[tuple[str, str, int]], size: int,
+            max_bytes: int) -> Iterator[list[tuple[str, str]]]:
+    """(path, name) of ``seeds`` ((path, name, size as scanned)) in chunks of ``size``, each
+    ended sooner once it holds ``READ_CHUNK_BYTES`` (a seed counted up to ``max_bytes``)."""
+    chunk: list[tuple[str, str]] = []
+    held = 0
+    for path, name, length in seeds:
+        chunk.append((path, name))
+        held += min(length, max_bytes)
+        if len(chunk) >= size or held >= READ_CHUNK_BYTES:
+            yield chunk
+            chunk, held = [], 0
+    if chunk:
+        yield chunk
+
+
 def _read_chunk(job: tuple[ReadContext, list[tuple[str, str]]]) -> list[ReadResult | None]:
     ctx, seeds = job
     folder = _open_folder(ctx.root)
@@ -281,7 +303,7 @@ class Sync:
                     and not recheck):
                 report.unchanged += 1
                 continue
-            to_read.append((os.fspath(seen.path), name))
+            to_read.append((os.fspath(seen.path), name, seen.size))
         del found
         # By name, not in the folder's order (a hash order on most file systems): the rows go
         # into the store's tables and indexes, all keyed by name, id or stem, one after the
@@ -333,17 +355,17 @@ class Sync:
                 self.store.set_meta("held_deletions", held)
         return hold
 
-    def _read(self, report: BuildReport, seeds: list[tuple[str, str]],
+    def _read(self, report: BuildReport, seeds: list[tuple[str, str, int]],
               fps: dict[str, Fingerprint], now: dt.datetime, *, renormalize: bool) -> None:
-        """Read ``seeds`` ((path, name) pairs; in the pool when there are many) and record
-        the results, one transaction per batch; a cancelled pass stops after the batch it
-        committed."""
+        """Read ``seeds`` ((path, name, size as scanned); in the pool when there are many)
+        and record the results, one transaction per batch; a cancelled pass stops after the
+        batch it committed."""
         if not seeds:
             return
         c = self.config
         ctx = ReadContext(self.rules, c.max_seed_bytes, str(self.folder.root))
         size = max(READ_CHUNK, min(MAX_READ_CHUNK, len(seeds) // 64))
-        jobs = ((ctx, chunk) for chunk in chunks(seeds, size))
+        jobs = ((ctx, chunk) for chunk in _chunks(seeds, size, c.max_seed_bytes))
         results = itertools.chain.from_iterable(self.pool.map(
             _read_chunk, jobs, weight=len(seeds), ahead=max(2, READ_AHEAD // size)))
         bar = self.pool.progress(len(seeds), len(seeds), "seed", "reading seeds")

@@ -99,3 +99,65 @@ def _parent(pid: str) -> int | None:
     except OSError:
         return None
     return int(stat[stat.rindex(b")") + 2:].split()[1])
+
+
+@pytest.mark.slow
+def test_a_first_build_child_killed_in_its_bulk_load_leaves_the_daemon_a_whole_state(
+        make_site, tmp_path) -> None:  # noqa: ANN001
+    """`feeder run`'s cold build runs in a child (apart.py); killed (kill -9, the OOM killer)
+    in the middle of its bulk load, it leaves the deferred indexes and triggers dropped
+    (Store.bulk_load). The daemon, whose connection opened the file before the child, retries
+    the pass: its state and outputs must end as an uninterrupted build's (every entry placed
+    in the archive, languages listed), not with entries recorded without those rows."""
+    import signal
+    import sqlite3
+
+    from ._daemon import FeederDaemon, seed_bytes
+
+    n = 6000  # a bulk load: 2 * BULK_BATCH seeds at least
+    daemon = FeederDaemon(tmp_path / "d")
+    site = make_site(base_url=daemon.base_url)
+    for i in range(n):
+        data = seed_bytes(f"2025-{i % 12 + 1:02d}-{i % 28 + 1:02d}",
+                          f"Seed number {i}. It has some words in it.\n\nMore text here.")
+        for folder in (site.seeds, daemon.seeds):
+            (folder / f"{i:05d}_s.txt").write_bytes(data)
+            os.utime(folder / f"{i:05d}_s.txt", (1_700_000_000,) * 2)  # settled
+    site.build()
+
+    def loading() -> bool:
+        try:
+            db = sqlite3.connect(f"file:{daemon.state}?mode=ro", uri=True)
+            try:
+                return bool(db.execute("SELECT 1 FROM meta WHERE key = 'bulk_load'").fetchone()
+                            and db.execute("SELECT count(*) FROM entries").fetchone()[0])
+            finally:
+                db.close()
+        except sqlite3.Error:
+            return False
+
+    daemon.start(wait=False)
+    try:
+        daemon.wait_until(loading, timeout=60, what="the child's bulk load to commit a batch")
+        procs = daemon.processes()
+        child = [p for p, parent in procs.items() if parent == daemon.proc.pid
+                 and b"feeder.apart" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        os.kill(child[0], signal.SIGKILL)
+        daemon.wait_until(lambda: daemon._built() and daemon.health()["entries"] == n
+                          and daemon.health()["last_build"].get("ok"), timeout=120,
+                          what="the daemon's retry to build every seed")
+    finally:
+        daemon.stop()
+    assert "first build's process ended" in daemon.log_text()
+    db = sqlite3.connect(daemon.state)
+    rows = {
+        "places": "SELECT e.name, p.page FROM entries e JOIN places p ON p.id = e.id",
+        "languages": "SELECT code FROM languages",
+        "schema": "SELECT type, name FROM sqlite_master",
+        "bulk": "SELECT key FROM meta WHERE key = 'bulk_load'",
+    }
+    for what, query in rows.items():
+        assert sorted(db.execute(query)) == sorted(site.store.db.execute(query)), what
+    db.close()
+    assert sorted(p.relative_to(daemon.out) for p in daemon.out.rglob("*")) == sorted(
+        p.relative_to(site.out) for p in site.out.rglob("*"))
