@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -114,14 +115,17 @@ def build(config_path: Path | None, seeds: Path | None, out: Path | None, state:
     _setup_logging(verbose)
     cfg = load_config(config_path, seeds=seeds, out=out, state=state, base_url=base_url)
     _prepare_folders(cfg)
-    with Store.open_locked(cfg.state, output=cfg.out) as store:
-        if base_url is None and not config_mod.sets(config_path, "base_url"):
-            cfg = _stored_base_url(cfg, store)
-        _make_folder("output folder", cfg.out)
-        output.sweep_temp_files(cfg.out)
-        report = Builder(cfg, store, allow_mass_delete=allow_mass_delete).build(force=force)
-        left = _announce(cfg) if cfg.hubs and not no_ping else 0
-        indexed = search.update(cfg, report, force=force)
+    try:
+        with Store.open_locked(cfg.state, output=cfg.out) as store:
+            if base_url is None and not config_mod.sets(config_path, "base_url"):
+                cfg = _stored_base_url(cfg, store)
+            _make_folder("output folder", cfg.out)
+            output.sweep_temp_files(cfg.out)
+            report = Builder(cfg, store, allow_mass_delete=allow_mass_delete).build(force=force)
+            left = _announce(cfg) if cfg.hubs and not no_ping else 0
+            indexed = search.update(cfg, report, force=force)
+    except sqlite3.Error as exc:  # a full disk, an I/O error: what was committed stays
+        raise click.ClickException(f"state file {cfg.state}: {exc}") from exc
     click.echo(report.summary())
     if indexed:
         click.echo(indexed)

@@ -1502,6 +1502,17 @@ class _Transaction:
         return self.db
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
-        if self.aside is not None and not exc_type:
+        if exc_type:
+            # An I/O error or a full disk may have rolled it back already: a ROLLBACK then
+            # would raise "no transaction is active" and hide the cause.
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            return
+        try:
+            self.db.execute("COMMIT")
+        except sqlite3.Error:
+            if self.db.in_transaction:  # a failed COMMIT may leave it open: not half-kept
+                self.db.execute("ROLLBACK")
+            raise
+        if self.aside is not None:
             self.aside.after_commit()

@@ -91,6 +91,38 @@ def test_a_file_where_a_folder_belongs_is_one_line(site: Path, args: list[str],
     assert (site / "seeds").is_dir(), "the state folder was moved aside"
 
 
+def test_a_state_file_that_cannot_grow_is_one_line_and_loses_nothing(site: Path) -> None:
+    """A full disk (here: a file size limit, RLIMIT_FSIZE) met by SQLite in the middle of a
+    transaction: SQLite has rolled it back already, and the build says so in one line (it
+    was a traceback about a rollback with no transaction, which hid the cause). The state
+    file stays sound, and the next build, with room, publishes every seed."""
+    import resource
+
+    body = " ".join(f"Sentence {i} of a long article about nothing much." for i in range(60))
+    for n in range(300):
+        (site / "seeds" / f"{n:03d}_x.txt").write_text(f" date 2025-01-02 Article {n}. {body}")
+    limit = 256 * 1024
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    args = [sys.executable, "-m", "feeder", "build", "--seeds", "seeds", "--out", "public",
+            "--state", "state.sqlite3"]
+    full = subprocess.run(args, cwd=site, env=feeder_env(), capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=60, check=False,
+                          preexec_fn=small_files)  # noqa: PLW1509 - no threads here
+    assert "Traceback" not in full.stderr, full.stderr
+    assert full.returncode == 1, full.stderr
+    last = full.stderr.strip().splitlines()[-1]  # after the log lines of the seeds read
+    assert last.startswith("Error: state file state.sqlite3: "), last
+    with sqlite3.connect(site / "state.sqlite3") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    done = run_feeder(site, "build", "--seeds", "seeds", "--out", "public",
+                      "--state", "state.sqlite3")
+    assert done.returncode == 0, done.stderr
+    assert len(list((site / "public" / "entries").glob("*.html"))) == 301
+
+
 def test_build_without_a_base_url_reuses_the_stored_one(site: Path) -> None:
     """A build with the default base URL would fight a daemon on another port (or behind a
     proxy): each would render every output again with its own URLs."""
