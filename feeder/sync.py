@@ -99,15 +99,25 @@ class ReadResult:
 
 # -- reading seeds (runs in the worker processes too) --------------------------------------
 
-def _opened_inside(fd: int, root: str | None) -> bool:
+_PROC_FD = "/proc/self/fd"  # where an opened file's path is read back (Linux's /proc)
+
+
+def _proc_path(fd: int) -> str | None:
+    """The path ``fd`` was opened at, as the kernel resolved it; None without /proc."""
+    try:
+        return os.readlink(f"{_PROC_FD}/{fd}")
+    except OSError:
+        return None
+
+
+def _opened_inside(fd: int, root: str | None) -> bool | None:
     """Is the opened file really under ``root``? (A symlink may have been swapped in since
-    the folder was looked at.)"""
+    the folder was looked at.) None if that cannot be told: no /proc."""
     if root is None:
         return True
-    try:
-        real = os.readlink(f"/proc/self/fd/{fd}")
-    except OSError:  # no /proc
-        return True
+    real = _proc_path(fd)
+    if real is None:
+        return None
     return real.startswith(root.rstrip(os.sep) + os.sep)
 
 
@@ -127,9 +137,14 @@ def _open_folder(root: str | None) -> int | None:
     except OSError:
         return None
     try:
-        if os.readlink(f"/proc/self/fd/{fd}") == root:
+        real = _proc_path(fd)
+        if real == root:
             return fd
-    except OSError:  # no /proc
+        if real is None:  # no /proc: the folder at ``root`` by its identity
+            opened, there = os.fstat(fd), os.stat(root)
+            if (opened.st_dev, opened.st_ino) == (there.st_dev, there.st_ino):
+                return fd
+    except OSError:
         pass
     os.close(fd)
     return None
@@ -142,13 +157,17 @@ def _open_seed(path: str, name: str, root: str | None, folder: int | None) -> tu
     opened in ``folder`` (the folder at ``root``, opened for the chunk) with O_NOFOLLOW:
     the file itself, inside the folder, and no symlink swapped in since (one readlink per
     chunk of seeds, not one per seed). One that is a symlink now is followed, as is any
-    other seed, and the caller checks where it led (``_opened_inside``)."""
-    if folder is not None and path == f"{root}{os.sep}{name}":
-        try:
-            return os.open(name, _OPEN_FLAGS | os.O_NOFOLLOW, dir_fd=folder), True
-        except OSError as exc:
-            if exc.errno != errno.ELOOP:
-                raise
+    other seed, and the caller checks where it led (``_opened_inside``). So is a symlinked
+    seed whose target the scan found directly in the folder: that target is opened the same
+    way (without /proc, the only way a symlinked seed can be checked)."""
+    if folder is not None and root is not None:
+        parent, _sep, target = path.rpartition(os.sep)
+        if parent == root:
+            try:
+                return os.open(target, _OPEN_FLAGS | os.O_NOFOLLOW, dir_fd=folder), True
+            except OSError as exc:
+                if exc.errno != errno.ELOOP:
+                    raise
     return os.open(path, _OPEN_FLAGS), False
 
 
@@ -187,7 +206,12 @@ def read_seed(path: Path | str, name: str, max_bytes: int, rules: Rules,
             st = os.fstat(fd)
             if stat.S_ISDIR(st.st_mode):  # as open() says it
                 raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
-            if not inside and not _opened_inside(fd, root):
+            where = True if inside else _opened_inside(fd, root)
+            if where is None:  # no /proc to read where it led: a symlink is not followed
+                return ReadResult(name, 0, 0, "", reason=(
+                    "a symlink whose target cannot be checked (no /proc): link only to "
+                    "files directly in the seeds folder, or copy it in"))
+            if not where:
                 return ReadResult(name, 0, 0, "", reason="symlink points outside the seeds folder")
             if not stat.S_ISREG(st.st_mode):
                 return ReadResult(name, 0, 0, "", reason="not a regular file")

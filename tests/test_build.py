@@ -287,6 +287,44 @@ def test_a_seed_swapped_for_a_symlink_after_the_scan(make_site, tmp_path, monkey
         assert b"Inside text" in site.read("entries/001_x.html")
 
 
+def test_without_proc_a_symlink_is_read_only_where_it_can_be_checked(
+        make_site, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """Where /proc is missing (a chroot, some containers) nothing can say where an opened
+    symlink led. Plain seeds are still read (in the seeds folder opened once, by its
+    identity, with O_NOFOLLOW), and so is a symlink to a file directly in the folder (its
+    target opened the same way); any other symlink is refused, never read: one swapped in
+    after the scan and leading outside was read and published before."""
+    from feeder import folder, sync
+
+    from ._daemon import seed_bytes
+
+    monkeypatch.setattr(sync, "_PROC_FD", os.fspath(tmp_path / "no-proc"))
+    site = make_site()
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(seed_bytes("2025-12-01", "Top secret. Text."))
+    site.write("002_y.txt", "2025-12-02", "Inside text. More.")
+    (site.seeds / "sub").mkdir()
+    (site.seeds / "sub" / "deep.md").write_bytes(seed_bytes("2025-12-03", "Deep text. More."))
+    (site.seeds / "003_near.txt").symlink_to("002_y.txt")
+    (site.seeds / "004_deep.txt").symlink_to("sub/deep.md")
+    path = site.write("001_x.txt")
+    real_scan = folder.Folder.scan
+
+    def scan_then_swap(self: folder.Folder) -> dict:
+        found = real_scan(self)
+        path.unlink()
+        path.symlink_to(secret)
+        return found
+
+    monkeypatch.setattr(folder.Folder, "scan", scan_then_swap)
+    report = site.build()
+    published = b"".join(p.read_bytes() for p in site.out.rglob("*.*") if not p.is_symlink())
+    assert b"Top secret" not in published
+    assert report.added == ["002_y.txt", "003_near.txt"]
+    assert sorted(name for name, _reason in report.rejected) == ["001_x.txt", "004_deep.txt"]
+    assert all("no /proc" in reason for _name, reason in report.rejected)
+
+
 def test_rejected_duplicate_is_published_once_its_twin_is_gone(make_site) -> None:  # noqa: ANN001
     site = make_site(extensions=[".txt", ".text"])
     site.write("001_x.txt", body="One. Text.")
