@@ -84,6 +84,9 @@ class Rules:
     summary_length: int = 300
     default_language: str = "en"
     languages: tuple[str, ...] = ()
+    # how languages are detected: part of the rules' key (sync.py), so that a state made
+    # with another detector has its entries detected again, not a mix of two detectors'
+    detector: str = "cld2, else py3langid"
 
     @classmethod
     def from_config(cls, config) -> Rules:  # noqa: ANN001 - avoids importing config here
@@ -175,11 +178,41 @@ def _enough_letters(text: str, needed: int) -> bool:
     return False
 
 
+# CLD2's codes that py3langid (and so DETECTABLE_LANGUAGES) spells otherwise
+_CLD2_CODES = {"iw": "he", "jw": "jv", "zh-Hant": "zh"}
+_cld2: Callable[[str], tuple] | None = None
+_cld2_refused: tuple[type[Exception], ...] = (UnicodeError,)
+
+
+def _cld2_language(sample: str, languages: tuple[str, ...]) -> str | None:
+    """CLD2's answer for ``sample`` (pycld2: ~11 us where py3langid takes ~75), if it is
+    sure of it and it is one feeder knows (and, with ``languages``, one of them); else
+    None, and py3langid decides. On the tests' texts, the bundled seeds and 10,000
+    generated ones both give the same answers (``python bench/langdet.py``)."""
+    global _cld2, _cld2_refused
+    if _cld2 is None:
+        import pycld2
+
+        _cld2, _cld2_refused = pycld2.detect, (pycld2.error, UnicodeError)
+    try:
+        reliable, _bytes, details = _cld2(sample)
+    except _cld2_refused:  # text it cannot take (control characters, surrogates)
+        return None
+    code = _CLD2_CODES.get(details[0][1], details[0][1])
+    if not reliable or code not in DETECTABLE_LANGUAGES or (languages and code not in languages):
+        return None
+    return code
+
+
 def detect_language(text: str, default: str, languages: tuple[str, ...] = ()) -> str:
-    """Offline and deterministic (py3langid's naive Bayes); ``default`` for too little text."""
+    """Offline and deterministic: CLD2 where it is sure, else py3langid's naive Bayes;
+    ``default`` for too little text."""
     sample = text[:_LANG_SAMPLE]
     if not _enough_letters(sample, _LANG_MIN_LETTERS):
         return default
+    sure = _cld2_language(sample, languages)
+    if sure is not None:
+        return sure
     lang, _score = _identifier(languages).classify(sample)
     return lang
 

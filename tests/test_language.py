@@ -70,3 +70,25 @@ def test_without_a_writable_cache_the_model_is_loaded(tmp_path: Path,
     finally:
         language._loaded = False
         language.release()
+
+
+def test_cld2_decides_where_it_is_sure_and_py3langid_elsewhere() -> None:
+    """detect_language asks CLD2 first and keeps its answer only if CLD2 is sure of it and
+    it is a code feeder knows (one of ``languages``, when given); else py3langid's answer
+    (restricted the same way) is the one, as before."""
+    from feeder.normalizer import DETECTABLE_LANGUAGES, _cld2_language, detect_language
+
+    german = "Die Ernte begann dieses Jahr früher. Die Bauern freuten sich über Sonne und Regen."
+    assert _cld2_language(german, ()) == "de" == detect_language(german, "en")
+    # not among the configured languages: py3langid, limited to them, decides
+    restricted = language.identifier(("es", "fr")).classify(german)[0]
+    assert _cld2_language(german, ("es", "fr")) is None
+    assert detect_language(german, "en", ("es", "fr")) == restricted
+    # CLD2 unsure (a few words of two languages) or refusing the text (a control
+    # character): py3langid's answer
+    for text in ("Hello bonjour hallo ciao hola gracias danke merci thanks grazie",
+                 "Die Ernte\x01 begann dieses Jahr früher, die Bauern freuten sich sehr."):
+        assert _cld2_language(text, ()) is None
+        assert detect_language(text, "en") == language.identifier(()).classify(text)[0]
+    # every answer is one of feeder's codes, for each of the tests' texts
+    assert {detect_language(text, "en") for text in TEXTS} <= DETECTABLE_LANGUAGES
