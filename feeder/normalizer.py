@@ -7,6 +7,7 @@ store's business, so a fresh entry has ``updated == published``.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import operator
 import re
@@ -180,8 +181,13 @@ def _enough_letters(text: str, needed: int) -> bool:
 
 # CLD2's codes that py3langid (and so DETECTABLE_LANGUAGES) spells otherwise
 _CLD2_CODES = {"iw": "he", "jw": "jv", "zh-Hant": "zh"}
-_cld2: Callable[[str], tuple] | None = None
-_cld2_refused: tuple[type[Exception], ...] = (UnicodeError,)
+
+
+@functools.cache
+def _pycld2():  # noqa: ANN202 - untyped; imported on first use (not by `feeder serve`)
+    import pycld2
+
+    return pycld2
 
 
 def _cld2_language(sample: str, languages: tuple[str, ...]) -> str | None:
@@ -189,14 +195,10 @@ def _cld2_language(sample: str, languages: tuple[str, ...]) -> str | None:
     sure of it and it is one feeder knows (and, with ``languages``, one of them); else
     None, and py3langid decides. On the tests' texts, the bundled seeds and 10,000
     generated ones both give the same answers (``python bench/langdet.py``)."""
-    global _cld2, _cld2_refused
-    if _cld2 is None:
-        import pycld2
-
-        _cld2, _cld2_refused = pycld2.detect, (pycld2.error, UnicodeError)
+    cld2 = _pycld2()
     try:
-        reliable, _bytes, details = _cld2(sample)
-    except _cld2_refused:  # text it cannot take (control characters, surrogates)
+        reliable, _bytes, details = cld2.detect(sample)
+    except (cld2.error, UnicodeError):  # text it cannot take (control characters, surrogates)
         return None
     code = _CLD2_CODES.get(details[0][1], details[0][1])
     if not reliable or code not in DETECTABLE_LANGUAGES or (languages and code not in languages):
