@@ -23,7 +23,7 @@ from pathlib import Path
 
 TIMES: defaultdict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0])
 STACK = ["start"]
-PEAK = {"tree": 0, "at": "", "parent": 0}
+PEAK = {"tree": 0, "at": "", "parent": 0, "each": []}
 
 
 def _tree(pid: int) -> list[int]:
@@ -50,9 +50,27 @@ def _sample(done: threading.Event) -> None:
     me = os.getpid()
     while not done.wait(0.1):
         parent = _pss_kb(me)
-        tree = parent + sum(_pss_kb(p) for p in _tree(me)[1:])
+        each = [(p, _name(p, me), _pss_kb(p)) for p in _tree(me)[1:]]
+        tree = parent + sum(kb for _p, _n, kb in each)
         if tree > PEAK["tree"]:
-            PEAK.update(tree=tree, at="/".join(STACK[-3:]), parent=parent)
+            PEAK.update(tree=tree, at="/".join(STACK[-3:]), parent=parent, each=each)
+
+
+def _name(pid: int, me: int) -> str:
+    """A child's role: a worker (a grandchild: the fork server's), else from its command
+    line (the fork server, the resource tracker)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            if int(fh.read().rsplit(")", 1)[1].split()[1]) != me:
+                return "worker"
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            cmd = fh.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "?"
+    for role in ("forkserver", "resource_tracker"):
+        if role in cmd:
+            return role
+    return cmd[:40]
 
 
 def _timed(owner: object, name: str) -> None:
@@ -111,7 +129,8 @@ def main() -> None:
           f"workers {kids.ru_utime + kids.ru_stime:.2f} s, peak RSS of the parent "
           f"{me.ru_maxrss / 1024:.0f} MB, load average {os.getloadavg()[0]:.2f}")
     print(f"peak PSS of the process tree {PEAK['tree'] / 1024:.0f} MB, in {PEAK['at']} "
-          f"(the parent's {PEAK['parent'] / 1024:.0f} MB)")
+          f"(the parent's {PEAK['parent'] / 1024:.0f} MB; "
+          + ", ".join(f"{n} {kb / 1024:.0f}" for _p, n, kb in PEAK["each"]) + ")")
 
 
 if __name__ == "__main__":  # the pool's fork server imports this module again

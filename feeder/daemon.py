@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import apart, language, output, recover, search, sync, systemd, websub
+from . import apart, language, output, pool, recover, search, systemd, websub
 from . import config as config_mod
 from .builder import BuildCancelled, Builder, BuildReport, utcnow
 from .config import Config
@@ -483,7 +483,7 @@ def _give_back_memory() -> None:
     language.release()
     gc.collect()
     gc.freeze()  # what is left is long-lived: later collections (in passes too) skip it
-    sync.give_back_heap()
+    pool.give_back_heap()
 
 
 def reloader(config_path: Path | None, overrides: dict[str, Any]) -> Callable[[], Config]:

@@ -32,7 +32,7 @@ from . import __version__, langfeeds, output, render, site
 from .config import Config
 from .errors import OutputError
 from .normalizer import Entry
-from .pool import POOL_THRESHOLD, Pool, chunks
+from .pool import POOL_THRESHOLD, Pool, chunks, give_back_heap, let_go_of_reading
 from .report import BuildCancelled, BuildReport
 from .store import Source, Store, Unreadable, entries_named, page_entries, reader, sitemap_rows
 
@@ -240,6 +240,7 @@ def write_archive_page(info: render.FeedInfo, out: Path, n: int, pages: int,
 def _render_job(job: tuple, db: sqlite3.Connection | None = None,
                 ) -> tuple[int, list[str], Hashes, list[tuple[int, str]]] | None:
     """(units done for the progress bar, paths written, hashes of the pages, log lines)"""
+    let_go_of_reading()
     kind, info, out, payload = job
     if kind == "pages":  # (Paged items, listing)
         items, listing = payload
@@ -262,6 +263,7 @@ def _render_job(job: tuple, db: sqlite3.Connection | None = None,
 def _sitemap_job(job: tuple) -> site.Rendered | None:
     """A sitemap chunk (``site.render_chunk``), its rows read from the store here; None if
     the state file is not the writer's any more (``Unreadable``): the writer renders it."""
+    let_go_of_reading()
     source, base_url, first, final, current, languages = job
     try:
         db = reader(source)
@@ -342,6 +344,8 @@ class Publisher:
         finally:
             if self._head is not None:
                 self._head.abort()  # the temp files of a pass that failed before the feeds
+        if not small:  # the entry pages' freed memory, before the archives' workers start
+            give_back_heap()
         try:
             dirty = self._tail(report, info, newest, pages, head, force=force, small=small,
                                languages=langfeeds.sitemap_pages(self.store, languages,

@@ -202,14 +202,32 @@ def write(config: Config, store: Store, newest: list[Entry], pages: int,
         if spliced is not None:
             done[k] = spliced
     specs = {k: spec for k, spec in specs.items() if k not in done}
-    done.update(zip(specs, (render or renderer(store, base))(list(specs.values())),
-                    strict=True))
-    for k in sorted(done):
-        data, count, mod = done[k]
+    # Each chunk is written as it comes, and its bytes kept only while sitemap.xml may yet
+    # be spliced from them: not once the URLs are too many for one sitemap (100,000 seeds:
+    # ~20 MB of chunks no longer held to the end of the pass).
+    total = sum(count for k, (count, _mod) in enumerate(chunks, 1) if k not in todo)
+
+    def put(k: int, rendered: Rendered) -> None:
+        nonlocal total
+        data, count, mod = rendered
         chunks[k - 1] = [count, mod]
-        made[k] = data
+        total += count
+        if total <= MAX_URLS:
+            made[k] = data
+        else:
+            made.clear()
         if batch.write(out / chunk_path(k), data, compress=False, keep_hash=False):
             written.append(chunk_path(k))
+
+    early = sorted(done.items())
+    for k, rendered in zip(specs, (render or renderer(store, base))(list(specs.values())),
+                           strict=True):
+        while early and early[0][0] < k:
+            put(*early.pop(0))
+        put(k, rendered)
+    for item in early:
+        put(*item)
+    del done, early
     for k in range(last + 1, len(known) + 1):  # chunks left empty at the end
         output.remove(out / chunk_path(k))
     if written or force or len(known) != last or not (out / "sitemap.xml").is_file():

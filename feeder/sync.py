@@ -22,7 +22,6 @@ After a lost state, an entry recovered from the output (``recover.py``) gets bac
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import datetime as dt
 import errno
@@ -32,7 +31,6 @@ import logging
 import operator
 import os
 import stat
-import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -43,7 +41,7 @@ from .config import Config
 from .errors import SeedError
 from .folder import Folder
 from .normalizer import Entry, Rules, normalize, reduce_by_fields
-from .pool import Pool, chunks
+from .pool import Pool, chunks, give_back_heap
 from .report import BuildCancelled, BuildReport
 from .seed import parse_seed, stray_note
 from .store import Fingerprint, Store
@@ -494,16 +492,6 @@ class Sync:
         if fp is None or fp.reason != reason:
             report.rejected.append((result.name, reason))
             log.warning("rejected %s: %s", result.name, reason)
-
-
-def give_back_heap() -> None:
-    """Hand the heap's free pages back to the system (glibc keeps them otherwise): after a
-    big read, whose freed batches and SQLite cache the rest of the pass would sit on top of
-    (at 10,000 seeds the parent's PSS after the read: 61 MB, and 34 MB once trimmed), and in
-    an idle daemon."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None).malloc_trim(0)
 
 
 def mass_deletion(missing: int, total: int, fraction: float) -> bool:

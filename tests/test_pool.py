@@ -440,3 +440,45 @@ def test_a_gz_beside_a_page_as_written_goes_at_the_next_full_pass(
     site.build(force=force)
     assert sorted(p.name for p in entries.glob("*.gz")) == []
     assert site.read("entries/005_s.html") == page
+
+
+def _model_mapped() -> bool:
+    """Does this process map the unpacked language model (``feeder.language``)?"""
+    with open("/proc/self/maps") as fh:
+        return "/langid-" in fh.read()
+
+
+def _reading(text: str) -> tuple[int, bool]:
+    """A worker's reading job, as far as the language model goes."""
+    from feeder import language
+
+    language.identifier(()).classify(text)
+    return os.getpid(), _model_mapped()
+
+
+def _publishing(job: tuple) -> tuple[int, bool]:
+    """A worker's publishing job (an archive job with no pages)."""
+    from feeder import publish
+
+    publish._render_job(job)
+    return os.getpid(), _model_mapped()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs /proc")
+def test_workers_let_go_of_the_language_model_once_they_publish(site: Site) -> None:
+    """A cold build's peak memory is while its pages are written: the workers then hold
+    nothing of the model that their reading mapped (100,000 seeds: ~25 MB each)."""
+    from feeder import render
+
+    info = render.FeedInfo.from_config(site.config, archive_count=0)
+    with Pool() as workers:
+        if not workers.in_workers(POOL_THRESHOLD):
+            pytest.skip("one core: no workers")
+        read = list(workers.map(_reading, ["Some words of English text, enough of them."] * 40,
+                                weight=POOL_THRESHOLD))
+        if not all(mapped for _pid, mapped in read):
+            pytest.skip("no cache folder: the model is loaded, not mapped")
+        jobs = [("archive", info, site.out, [])] * 40
+        wrote = list(workers.map(_publishing, jobs, weight=POOL_THRESHOLD))
+    assert {pid for pid, _m in wrote} <= {pid for pid, _m in read}  # the same workers
+    assert not any(mapped for _pid, mapped in wrote)
