@@ -46,9 +46,25 @@ def _pss_kb(pid: int) -> int:
     return 0
 
 
+THREADS: dict[int, tuple[str, int]] = {}  # the parent's threads: tid -> (name, CPU ticks)
+
+
+def _threads(me: int) -> None:
+    """Note the CPU of each of this process's threads (those that end are kept as last seen)."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{me}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{me}/task/{tid}/stat") as fh:
+                head, rest = fh.read().rsplit(")", 1)
+                fields = rest.split()
+                name = names.get(int(tid)) or head.split("(", 1)[1]
+                THREADS[int(tid)] = (name.split("_")[0], int(fields[11]) + int(fields[12]))
+
+
 def _sample(done: threading.Event) -> None:
     me = os.getpid()
     while not done.wait(0.1):
+        _threads(me)
         parent = _pss_kb(me)
         each = [(p, _name(p, me), _pss_kb(p)) for p in _tree(me)[1:]]
         tree = parent + sum(kb for _p, _n, kb in each)
@@ -128,6 +144,12 @@ def main() -> None:
     print(f"wall {wall:.2f} s, CPU of the parent {me.ru_utime + me.ru_stime:.2f} s and of the "
           f"workers {kids.ru_utime + kids.ru_stime:.2f} s, peak RSS of the parent "
           f"{me.ru_maxrss / 1024:.0f} MB, load average {os.getloadavg()[0]:.2f}")
+    _threads(os.getpid())
+    by_name: defaultdict[str, float] = defaultdict(float)
+    for name, ticks in THREADS.values():
+        by_name[name] += ticks / os.sysconf("SC_CLK_TCK")
+    print("CPU of the parent's threads, by name (sampled every 0.1 s): " + ", ".join(
+        f"{name} {sec:.2f} s" for name, sec in sorted(by_name.items(), key=lambda kv: -kv[1])))
     print(f"peak PSS of the process tree {PEAK['tree'] / 1024:.0f} MB, in {PEAK['at']} "
           f"(the parent's {PEAK['parent'] / 1024:.0f} MB; "
           + ", ".join(f"{n} {kb / 1024:.0f}" for _p, n, kb in PEAK["each"]) + ")")
