@@ -312,6 +312,39 @@ def test_direct_path_is_off_where_uvicorn_does_more(out: Path, options: dict) ->
         assert server.pool.direct == 0
 
 
+def test_daemon_serves_by_the_direct_path(out: Path) -> None:
+    """``feeder run`` wraps the app (it is swapped on reload): the direct path goes through
+    the wrapper to the app in use."""
+    from feeder.config import Config
+    from feeder.daemon import Daemon
+    from feeder.server import listen
+
+    sockets = listen("127.0.0.1", 0)
+    port = sockets[0].getsockname()[1]
+    daemon = Daemon(Config(out=out, port=port))
+    daemon._sockets = sockets
+    daemon._start_server()
+    try:
+        before = daemon.server.pool.direct
+        for _ in range(2):
+            exchange(port, GET % (b"/rss.xml", b""), [False], close_after=False)
+        assert daemon.server.pool.direct == before + 1
+        tmp = out / ".rss.xml.tmp"
+        tmp.write_bytes(b"<rss>reloaded</rss>")
+        os.replace(tmp, out / "rss.xml")
+        daemon.app = daemon._make_app(daemon.config)  # what a reload does
+        for _ in range(2):
+            (raw,) = exchange(port, GET % (b"/rss.xml", b""), [False],
+                              close_after=False).responses
+            assert raw.endswith(b"<rss>reloaded</rss>")
+        assert daemon.server.pool.direct == before + 2
+    finally:
+        daemon.server.should_exit = True
+        daemon._server_thread.join(10)
+        for sock in daemon._sockets:
+            sock.close()
+
+
 # --- hostile clients ------------------------------------------------------------------------------
 
 def test_pipelined_flood_with_a_slow_reader(out: Path) -> None:
