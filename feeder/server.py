@@ -744,9 +744,24 @@ class _Protocol(HttpToolsProtocol):
             self.timeout_keep_alive, self.timeout_keep_alive_handler)
 
     def data_received(self, data: bytes) -> None:
+        # uvicorn's, inlined (a call less per request), then the header deadline
         self.idle_since = None  # as uvicorn cancels its keep-alive timer on any byte
         direct = self.pool.direct
-        super().data_received(data)
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            msg = "Invalid HTTP request received."
+            self.logger.warning(msg)
+            self.send_400_response(msg)
+            return
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
         # Arm the header deadline if this data left a request unfinished: unless the
         # direct path answered every request it began (a request begun after the last
         # direct answer sets ``url`` again).

@@ -93,21 +93,30 @@ def exchange(port: int, request: bytes, heads: list[bool], *, close_after: bool)
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(request)
         stream = sock.makefile("rb")
-        responses = []
-        for head in heads:
-            lines = []
-            while not lines or lines[-1] != b"\r\n":
-                line = stream.readline()
-                assert line, f"closed after {b''.join(lines)!r}"
-                lines.append(line)
-            raw = b"".join(lines)
-            status = int(lines[0].split()[1])
-            length = re.search(rb"\r\ncontent-length: (\d+)\r\n", raw)
-            size = 0 if head or status == 304 or length is None else int(length[1])
-            responses.append(DATE.sub(b"\r\ndate: -\r\n", raw) + stream.read(size))
+        responses = [read_response(stream, head) for head in heads]
         rest = stream.read() if close_after else b""
         assert rest == b"", rest
         return Exchange(responses, close_after)
+
+
+def read_response(stream: Any, head: bool = False) -> bytes:
+    """One whole response from ``stream`` (a socket's makefile), the date's value blanked."""
+    lines = []
+    while not lines or lines[-1] != b"\r\n":
+        line = stream.readline()
+        assert line, f"closed after {b''.join(lines)!r}"
+        lines.append(line)
+    raw = b"".join(lines)
+    status = int(lines[0].split()[1])
+    length = re.search(rb"\r\ncontent-length: (\d+)\r\n", raw)
+    size = 0 if head or status == 304 or length is None else int(length[1])
+    return DATE.sub(b"\r\ndate: -\r\n", raw) + stream.read(size)
+
+
+def get_on(sock: socket.socket, path: bytes = b"/rss.xml") -> bytes:
+    """GET ``path`` on an open connection; its whole response."""
+    sock.sendall(GET % (path, b""))
+    return read_response(sock.makefile("rb"))
 
 
 @pytest.fixture
@@ -397,7 +406,7 @@ def test_trickled_request_after_direct_answers_times_out(quick: Server) -> None:
     with socket.create_connection(("127.0.0.1", quick.port), timeout=5) as sock:
         before = quick.direct
         sock.sendall(GET % (b"/rss.xml", b"") + PARTIAL_REQUEST)
-        assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")
+        assert read_response(sock.makefile("rb")).startswith(b"HTTP/1.1 200 OK\r\n")
         assert quick.direct == before + 1
         assert closed_by_peer(sock, timeout=15, trickle=b"X")
 
@@ -405,8 +414,7 @@ def test_trickled_request_after_direct_answers_times_out(quick: Server) -> None:
 def test_trickle_on_a_connection_answered_directly_times_out(quick: Server) -> None:
     with socket.create_connection(("127.0.0.1", quick.port), timeout=5) as sock:
         before = quick.direct
-        sock.sendall(GET % (b"/rss.xml", b""))
-        assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")
+        assert get_on(sock).startswith(b"HTTP/1.1 200 OK\r\n")
         assert quick.direct == before + 1
         sock.sendall(PARTIAL_REQUEST)
         assert closed_by_peer(sock, timeout=15, trickle=b"X")
@@ -416,8 +424,7 @@ def test_idle_after_direct_answers_is_closed(quick: Server) -> None:
     with socket.create_connection(("127.0.0.1", quick.port), timeout=5) as sock:
         before = quick.direct
         for _ in range(5):
-            sock.sendall(GET % (b"/rss.xml", b""))
-            assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")
+            assert get_on(sock).startswith(b"HTTP/1.1 200 OK\r\n")
         assert quick.direct == before + 5
         assert closed_by_peer(sock, timeout=15)
 
@@ -439,8 +446,7 @@ def test_connection_cap_sheds_a_connection_idle_after_a_direct_answer(out: Path)
         exchange(port, GET % (b"/rss.xml", b""), [False], close_after=False)
         with socket.create_connection(("127.0.0.1", port), timeout=10) as first:
             before = server.pool.direct
-            first.sendall(GET % (b"/rss.xml", b""))
-            assert first.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")
+            assert get_on(first).startswith(b"HTTP/1.1 200 OK\r\n")
             assert server.pool.direct == before + 1
             idle = open_idle(port, 2)
             try:
@@ -501,8 +507,7 @@ def test_sigterm_stops_gracefully_with_kept_connections(out: Path) -> None:
         socks += [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(4)]
         for sock in socks:
             for _ in range(2):  # the first may go through the app: it reads the file
-                sock.sendall(GET % (b"/rss.xml", b""))
-                assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")
+                assert get_on(sock).startswith(b"HTTP/1.1 200 OK\r\n")
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=10)
         for sock in socks:
