@@ -321,6 +321,18 @@ def test_direct_path_is_off_where_uvicorn_does_more(out: Path, options: dict) ->
         assert server.pool.direct == 0
 
 
+def test_direct_answers_count_toward_limit_max_requests(out: Path) -> None:
+    """uvicorn stops after ``limit_max_requests``: direct answers are requests too."""
+    with server_in_thread(make_app(out), limit_max_requests=12,
+                          timeout_keep_alive=60) as (base, server):
+        port = int(base.rstrip("/").rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            for _ in range(11):  # the 12th was server_in_thread's own
+                assert get_on(sock).startswith(b"HTTP/1.1 200 OK\r\n")
+            assert server.pool.direct >= 9
+            assert closed_by_peer(sock, timeout=10)  # uvicorn stops, closing it
+
+
 def test_daemon_serves_by_the_direct_path(out: Path) -> None:
     """``feeder run`` wraps the app (it is swapped on reload): the direct path goes through
     the wrapper to the app in use."""
