@@ -695,11 +695,23 @@ _KEEP_ALIVE_HEADERS = frozenset((b"connection", b"proxy-connection"))
 _WRITELINES = 64 * 1024  # bodies from this size are not copied into the header's buffer
 
 
-@lru_cache(maxsize=1024)
+# request target -> path, for targets short enough to keep (a long one is parsed each time)
+_PATHS: dict[bytes, str] = {}
+_PATHS_MAX, _PATH_MAX = 1024, 256
+
+
 def _path_of(url: bytes) -> str:
     """The scope path uvicorn makes of a request target (its query string dropped)."""
-    path = httptools.parse_url(url).path.decode("ascii")
-    return unquote(path) if "%" in path else path
+    path = _PATHS.get(url)
+    if path is None:
+        path = httptools.parse_url(url).path.decode("ascii")
+        if "%" in path:
+            path = unquote(path)
+        if len(url) <= _PATH_MAX:
+            if len(_PATHS) >= _PATHS_MAX:
+                _PATHS.clear()
+            _PATHS[url] = path
+    return path
 
 
 class _Protocol(HttpToolsProtocol):

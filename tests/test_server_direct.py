@@ -265,6 +265,21 @@ def test_responses_look_right(servers: tuple[Server, Server]) -> None:
     assert raw.split(b"\r\n\r\n")[0].endswith(b"\r\nconnection: close")
 
 
+def test_long_targets_are_answered_but_not_kept(servers: tuple[Server, Server]) -> None:
+    """Request targets are remembered (target -> path) only while short: a client cannot
+    make the server keep 1,024 long ones."""
+    from feeder import server as server_module
+
+    direct, _ = servers
+    before = direct.direct
+    for i in range(3):
+        target = b"/atom.xml?%d=" % i + b"x" * 5000
+        (raw,) = exchange(direct.port, GET % (target, b""), [True], close_after=False).responses
+        assert raw.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert direct.direct == before + 3
+    assert max(map(len, server_module._PATHS)) <= server_module._PATH_MAX
+
+
 def test_stale_or_refreshed_versions_go_to_the_app(out: Path) -> None:
     """A version not proven current (revalidate passed, or a refresh since: what the daemon
     calls after a pass writes) is checked by the app first; then direct answers resume,
