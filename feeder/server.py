@@ -37,7 +37,7 @@ when it needs no waiting (a whitelisted file whose cached version is fresh). The
 protocol asks it as soon as a plain GET or HEAD has been parsed and writes the answer itself,
 the very bytes uvicorn would write for the app's ASGI messages (the "direct path"): no
 ASGI task, scope or messages per request, which were most of a cached GET's remaining cost
-(gzip GETs in ``bench/load.py``: ~2.9x less server CPU per request). Everything else, and
+(gzip GETs in ``bench/load.py``: 2.3-3.3x less server CPU per request). Everything else, and
 every request while another of the same connection is in progress or while the socket is not
 taking writes, goes through the app as before. The 304 / gzip / identity choice is one
 function (``_negotiate``) for both.
