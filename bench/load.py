@@ -8,11 +8,14 @@ config/nginx.conf) on free loopback ports, checks that both send the expected co
 and Link headers, then measures requests/second for
 (a) conditional GET of /atom.xml answered 304, (b) full GET identity, (c) full GET gzip.
 
-A third server gives the floor: a trivial ASGI app behind the same ``make_server`` (uvicorn,
-httptools, uvloop, feeder's protocol) that answers each case with constant bytes, the very
-status, headers and body feeder sent for it. No ASGI app on this server can be faster, so
-``nginx/floor`` is the best ``nginx/feeder`` can get without leaving uvicorn. When granian
-is importable (``pip install granian``: not a dependency of feeder), two more floors answer
+Two more servers give floors, both behind the same ``make_server`` (uvicorn, httptools,
+uvloop, feeder's protocol) and answering each case with constant bytes, the very status,
+headers and body feeder sent for it: the "direct floor" answers through the protocol's
+direct path (an app whose ``answer`` returns the constant answer, as ``create_app``'s does
+for a cached file), the "ASGI floor" through a trivial ASGI app (the best any ASGI app can do
+on this server). feeder answers cached files by the direct path, so ``nginx/floor`` is
+nginx against the direct floor: the best ``nginx/feeder`` can get without leaving uvicorn.
+When granian is importable (``pip install granian``: not a dependency of feeder), two more floors answer
 the same bytes on granian's embedded server (one process, one runtime thread, uvloop if
 installed), through its RSGI and its ASGI interface; ``nginx/best`` is nginx against the
 fastest floor. Each server's CPU per request (its process tree, from /proc) is printed too:
@@ -182,8 +185,9 @@ def capture(url: str, headers: dict[str, str]) -> tuple[int, list[tuple[bytes, b
         return r.status_code, kept, body
 
 
-def serve_floor(responses_file: Path, port: int) -> None:
-    """The floor server: constant responses by path, behind feeder's own ``make_server``."""
+def serve_floor(responses_file: Path, port: int, path: str) -> None:
+    """A floor server: constant responses by path, behind feeder's own ``make_server``, by
+    its direct path (``path`` "direct") or through a trivial ASGI app ("asgi")."""
     sys.path.insert(0, str(ROOT))
     from feeder.server import make_server
 
@@ -191,9 +195,19 @@ def serve_floor(responses_file: Path, port: int) -> None:
 
     async def app(scope: dict, receive: object, send: object) -> None:
         status, headers, body = responses[scope["path"]]
+        if path == "direct":  # not taken: let the check of its answers fail
+            status, headers, body = 500, [(b"content-length", b"0")], b""
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
+    if path == "direct":
+        lines = {key: (status, b"".join(b"%s: %s\r\n" % kv for kv in headers), body)
+                 for key, (status, headers, body) in responses.items()}
+
+        def answer(path: str, head: bool, headers: object) -> tuple[int, bytes, bytes] | None:
+            return lines.get(path)
+
+        app.answer = answer
     make_server(app, port=port).run()
 
 
@@ -299,13 +313,13 @@ def main() -> None:
                         help="let nginx cache open descriptors and stat results too")
     parser.add_argument("--check-headers", action="store_true",
                         help="only check nginx's and feeder's headers, no load")
-    parser.add_argument("--serve-floor", nargs=2, metavar=("RESPONSES", "PORT"),
-                        help=argparse.SUPPRESS)  # the floor server's own process
+    parser.add_argument("--serve-floor", nargs=3, metavar=("RESPONSES", "PORT", "PATH"),
+                        help=argparse.SUPPRESS)  # a floor server's own process
     parser.add_argument("--serve-granian", nargs=3, metavar=("RESPONSES", "PORT", "INTERFACE"),
                         help=argparse.SUPPRESS)  # a granian floor's own process
     args = parser.parse_args()
     if args.serve_floor:
-        serve_floor(Path(args.serve_floor[0]), int(args.serve_floor[1]))
+        serve_floor(Path(args.serve_floor[0]), int(args.serve_floor[1]), args.serve_floor[2])
         return
     if args.serve_granian:
         serve_granian(Path(args.serve_granian[0]), int(args.serve_granian[1]),
@@ -356,7 +370,7 @@ def main() -> None:
             answers = {f"/{i}": capture(*sent[label]["feeder"])
                        for i, (label, _, _) in enumerate(CASES)}
             floor.write_bytes(pickle.dumps(answers))
-            floors = {"floor": ["--serve-floor"]}
+            floors = {"floor": ["--serve-floor", "direct"], "asgi": ["--serve-floor", "asgi"]}
             if importlib.util.find_spec("granian"):
                 floors |= {f"granian {iface.upper()}": ["--serve-granian", iface]
                            for iface in ("rsgi", "asgi")}
@@ -379,14 +393,15 @@ def main() -> None:
             cache = ", open_file_cache" if args.open_file_cache else ""
             granian = (f"; granian {version('granian')} RSGI and ASGI: the same app on "
                        "granian's embedded server, 1 process, 1 runtime thread"
-                       if len(floors) > 1 else "; granian not installed")
-            print(f"\nfeeder: uvicorn ({stack}); nginx: 1 worker, sendfile on{cache}; floor: a "
-                  f"constant-response ASGI app on feeder's make_server (the same bytes){granian}")
+                       if len(floors) > 2 else "; granian not installed")
+            print(f"\nfeeder: uvicorn ({stack}); nginx: 1 worker, sendfile on{cache}; floors: "
+                  f"constant responses (the same bytes) on feeder's make_server, by its direct "
+                  f"path and by a trivial ASGI app{granian}")
             print(f"\n/atom.xml: {size} bytes; best of {args.repeat} runs of {args.duration:g} s, "
                   f"{args.connections} connections, {tool}; load average before: "
                   f"{os.getloadavg()[0]:.1f}")
             columns = ["feeder", *floors, "nginx"]
-            titles = {"floor": "uvicorn floor"}
+            titles = {"floor": "direct floor", "asgi": "ASGI floor"}
             print(f"{'case':24}" + "".join(f"{titles.get(name, name) + ' req/s':>20}"
                                            for name in columns)
                   + f"{'nginx/feeder':>14}{'nginx/floor':>13}{'nginx/best':>12}  best floor")
@@ -410,9 +425,11 @@ def main() -> None:
                       f"{rates['nginx'] / rates[best]:11.2f}x  {titles.get(best, best)}")
                 summary[label] = (f"{label}: feeder {rates['feeder']:.0f} req/s, nginx "
                                   f"{rates['nginx']:.0f} req/s, nginx/feeder "
-                                  f"{rates['nginx'] / rates['feeder']:.2f}x; uvicorn floor "
+                                  f"{rates['nginx'] / rates['feeder']:.2f}x; direct floor "
                                   f"{rates['floor']:.0f} req/s, nginx/floor "
-                                  f"{rates['nginx'] / rates['floor']:.2f}x; best floor "
+                                  f"{rates['nginx'] / rates['floor']:.2f}x; ASGI floor "
+                                  f"{rates['asgi']:.0f} req/s, nginx/ASGI floor "
+                                  f"{rates['nginx'] / rates['asgi']:.2f}x; best floor "
                                   f"{titles.get(best, best)} {rates[best]:.0f} req/s, "
                                   f"nginx/best floor {rates['nginx'] / rates[best]:.2f}x")
             print("\nthe server's CPU per request (µs, its process tree, least of the runs): "
@@ -427,8 +444,9 @@ def main() -> None:
                       f"{cpus['floor'] / cpus['nginx']:12.2f}x"
                       f"{cpus[least] / cpus['nginx']:11.2f}x  {titles.get(least, least)}")
                 summary[label] += (f"; CPU per request: feeder/nginx "
-                                   f"{cpus['feeder'] / cpus['nginx']:.2f}x, uvicorn floor/nginx "
-                                   f"{cpus['floor'] / cpus['nginx']:.2f}x, least floor "
+                                   f"{cpus['feeder'] / cpus['nginx']:.2f}x, direct floor/nginx "
+                                   f"{cpus['floor'] / cpus['nginx']:.2f}x, ASGI floor/nginx "
+                                   f"{cpus['asgi'] / cpus['nginx']:.2f}x, least floor "
                                    f"{titles.get(least, least)}/nginx "
                                    f"{cpus[least] / cpus['nginx']:.2f}x")
             print("\n" + "\n".join(summary.values()))

@@ -134,19 +134,20 @@ def target_lines(sizes: list[int], scale: dict[str, list[str]], daemon: dict[int
              verdict(idle <= 80) if n == 10_000 else "n/a (target at 10k)"),
         ]
     m = re.search(r"200 GET gzip: feeder (\d+) req/s, nginx (\d+) req/s, nginx/feeder "
-                  r"([\d.]+)x; uvicorn floor (\d+) req/s, nginx/floor ([\d.]+)x; best floor "
+                  r"([\d.]+)x; direct floor (\d+) req/s, nginx/floor ([\d.]+)x; ASGI floor "
+                  r"\d+ req/s, nginx/ASGI floor [\d.]+x; best floor "
                   r"(.+?) (\d+) req/s, nginx/best floor ([\d.]+)x; CPU per request: "
-                  r"feeder/nginx ([\d.]+)x, uvicorn floor/nginx ([\d.]+)x, least floor "
-                  r"(.+?)/nginx ([\d.]+)x", load)
+                  r"feeder/nginx ([\d.]+)x, direct floor/nginx ([\d.]+)x, ASGI floor/nginx "
+                  r"[\d.]+x, least floor (.+?)/nginx ([\d.]+)x", load)
     if m:
         g = m.groups()
         lines += [("5  gzip GETs of /atom.xml", f"nginx {g[1]} req/s",
                    f"feeder {g[0]} req/s: nginx {g[2]}x (by CPU per request {g[8]}x)",
                    verdict(float(g[2]) <= 2)),
-                  ("5  its floor on feeder's server (uvicorn)", f"nginx {g[1]} req/s",
+                  ("5  its floor on feeder's server (uvicorn, direct path)", f"nginx {g[1]} req/s",
                    f"constant app {g[3]} req/s: nginx {g[4]}x (by CPU per request {g[9]}x)",
                    floor_verdict(2, float(g[4]), float(g[9])))]
-        if g[5] != "uvicorn floor":
+        if g[5] != "direct floor":
             lines.append(("5  best floor of any server tried", f"nginx {g[1]} req/s",
                           f"{g[5]} {g[6]} req/s: nginx {g[7]}x (least CPU per request: "
                           f"{g[10]}, {g[11]}x nginx's)",

@@ -133,6 +133,11 @@ class Daemon:
         async def app(scope: dict, receive: Any, send: Any) -> None:  # swapped on reload
             await self.app(scope, receive, send)
 
+        def answer(path: str, head: bool, headers: Any) -> Any:  # the server's direct path
+            return self.app.answer(path, head, headers)
+
+        app.answer = answer  # type: ignore[attr-defined]
+
         self.server = make_server(app, c.host, c.port, sockets=self._sockets)
         self._server_thread = threading.Thread(target=self.server.run, name="feeder-http",
                                                daemon=True)

@@ -32,6 +32,16 @@ holds on every file system (network mounts send no events), needs no thread, des
 overflow handling, and the one writer whose changes must be served at once, the daemon, says
 so with ``refresh``.
 
+The app also offers ``app.answer(path, head, headers)``: the same answer, given at once
+when it needs no waiting (a whitelisted file whose cached version is fresh). The server's
+protocol asks it as soon as a plain GET or HEAD has been parsed and writes the answer itself,
+the very bytes uvicorn would write for the app's ASGI messages (the "direct path"): no
+ASGI task, scope or messages per request, which were most of a cached GET's remaining cost
+(gzip GETs in ``bench/load.py``: 2.3-3.3x less server CPU per request). Everything else, and
+every request while another of the same connection is in progress or while the socket is not
+taking writes, goes through the app as before. The 304 / gzip / identity choice is one
+function (``_negotiate``) for both.
+
 ``make_server`` wraps uvicorn so that clients cannot starve it: it binds first (a port in
 use is a ``ServeError``), raises the soft ``RLIMIT_NOFILE`` as far as needed and allowed, caps
 the open connections below it (at the cap the connection idle longest is closed, before
@@ -63,9 +73,16 @@ from email.utils import formatdate, parsedate_to_datetime
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
+import httptools
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import (
+    HEADER_RE,
+    HEADER_VALUE_RE,
+    STATUS_LINE,
+    HttpToolsProtocol,
+)
 
 from . import search
 from .errors import ServeError
@@ -163,11 +180,51 @@ def _not_modified_since(header: bytes, mtime: int) -> bool:
     return since.tzinfo is not None and mtime <= since.timestamp() <= time.time()
 
 
+def _header_lines(headers: Sequence[tuple[bytes, bytes]]) -> bytes | None:
+    """``headers`` as uvicorn writes them after its status line and default headers, or
+    None if uvicorn would refuse one of them (it raises, and closes the connection)."""
+    lines = []
+    for name, value in headers:
+        if HEADER_RE.search(name) or HEADER_VALUE_RE.search(value):
+            return None
+        lines += [name.lower(), b": ", value, b"\r\n"]
+    return b"".join(lines)
+
+
+def _negotiate(version: _Version, headers: Sequence[tuple[bytes, bytes]], gzip_ok: bool,
+               is_feed: bool) -> tuple[bool, bool]:
+    """(answer 304, send gzip) for a GET or HEAD of ``version`` with these request headers:
+    the one choice both the ASGI path and the direct path make. ``gzip_ok``: the file's type
+    may be sent compressed."""
+    inm = ims = ae = ua = None
+    for name, value in headers:
+        if name == b"if-none-match":
+            inm = value
+        elif name == b"if-modified-since":
+            ims = value
+        elif name == b"accept-encoding":
+            ae = value
+        elif name == b"user-agent":
+            ua = value
+    use_gz = gzip_ok and ae is not None and _accepts_gzip(ae)
+    if use_gz and is_feed and ua is not None and ua.startswith(IDENTITY_AGENTS):
+        use_gz = False
+    if inm is not None:
+        not_modified = inm in version.tags or _etag_matches(inm, version.tags)
+    elif ims is not None:
+        not_modified = (ims == version.last_modified and version.mtime <= time.time()
+                        or _not_modified_since(ims, version.mtime))
+    else:
+        not_modified = False
+    return not_modified, use_gz
+
+
 class _Version:
     """One version of one file: its bytes, validators and prepared headers."""
 
     __slots__ = ("key", "body", "gz", "etag", "etag_gz", "tags", "mtime", "last_modified",
-                 "h200", "h304", "h200_gz", "h304_gz", "size", "epoch", "until")
+                 "h200", "h304", "h200_gz", "h304_gz", "size", "epoch", "until",
+                 "lines200", "lines304", "lines200_gz", "lines304_gz")
 
     def __init__(self, key: tuple[int, ...], body: bytes, ctype: bytes,
                  extra: list[tuple[bytes, bytes]]) -> None:
@@ -188,6 +245,12 @@ class _Version:
         self.h200 = [(b"content-type", ctype),
                      (b"content-length", str(len(body)).encode()), *self.h304]
         self.h200_gz: list[tuple[bytes, bytes]] = []
+        # The same headers as the lines uvicorn writes for them (None: a value uvicorn would
+        # refuse, so only the ASGI path answers), for the direct path (``_Protocol``).
+        self.lines200 = _header_lines(self.h200)
+        self.lines304 = _header_lines(self.h304)
+        self.lines304_gz = _header_lines(self.h304_gz)
+        self.lines200_gz: bytes | None = None
         self.size = len(body)
         # Served without a stat while the clock is before ``until`` and no refresh came since
         # the stat that proved it current (``_Files.fresh``).
@@ -198,6 +261,7 @@ class _Version:
         """Called in a worker thread while the loop may read ``gz``: the headers come first."""
         self.h200_gz = [(b"content-type", ctype), (b"content-encoding", b"gzip"),
                         (b"content-length", str(len(gz)).encode()), *self.h304_gz]
+        self.lines200_gz = _header_lines(self.h200_gz)
         self.size += len(gz)
         self.gz = gz
 
@@ -442,26 +506,8 @@ def create_app(out_dir: Path, *, base_url: str, hubs: Sequence[str] = (), max_ag
             await _simple(send, 404, b"Not Found\n", b"text/plain; charset=utf-8", head)
             return
 
-        inm = ims = ae = ua = None
-        for name, value in scope["headers"]:
-            if name == b"if-none-match":
-                inm = value
-            elif name == b"if-modified-since":
-                ims = value
-            elif name == b"accept-encoding":
-                ae = value
-            elif name == b"user-agent":
-                ua = value
-        use_gz = ae is not None and _accepts_gzip(ae) and ctype != search.OCTET
-        if use_gz and is_feed and ua is not None and ua.startswith(IDENTITY_AGENTS):
-            use_gz = False
-        if inm is not None:
-            not_modified = inm in version.tags or _etag_matches(inm, version.tags)
-        elif ims is not None:
-            not_modified = (ims == version.last_modified and version.mtime <= time.time()
-                            or _not_modified_since(ims, version.mtime))
-        else:
-            not_modified = False
+        not_modified, use_gz = _negotiate(version, scope["headers"], ctype != search.OCTET,
+                                          is_feed)
         if not_modified:
             await send({"type": "http.response.start", "status": 304,
                         "headers": version.h304_gz if use_gz else version.h304})
@@ -476,7 +522,34 @@ def create_app(out_dir: Path, *, base_url: str, hubs: Sequence[str] = (), max_ag
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if head else body})
 
+    def answer(path: str, head: bool,
+               headers: Sequence[tuple[bytes, bytes]]) -> tuple[int, bytes, bytes] | None:
+        """The answer ``app`` would send to a GET (or HEAD) of ``path`` with these headers,
+        as (status, header lines, body), if it can be given now without waiting: a
+        whitelisted file whose cached version is fresh (and, for gzip, already compressed).
+        Else None, and the request goes to ``app``. Called on the event loop by the server's
+        protocol (``_Protocol``), which writes it as uvicorn would have."""
+        found = _FIXED.get(path) or route(path)
+        if found is None:
+            return None
+        rel, ctype, is_feed = found
+        version = files.fresh(rel)
+        if version is None:
+            return None
+        not_modified, use_gz = _negotiate(version, headers, ctype != search.OCTET, is_feed)
+        if not_modified:
+            lines = version.lines304_gz if use_gz else version.lines304
+            return None if lines is None else (304, lines, b"")
+        if use_gz:
+            lines, body = version.lines200_gz, version.gz
+        else:
+            lines, body = version.lines200, version.body
+        if lines is None or body is None:
+            return None
+        return 200, lines, b"" if head else body
+
     app.refresh = files.refresh  # type: ignore[attr-defined]
+    app.answer = answer  # type: ignore[attr-defined]
     return app
 
 
@@ -545,6 +618,32 @@ class _Connections:
         self.idle: dict[_Protocol, None] = {}
         self.shed = self.refused = 0
         self._next_log = 0.0
+        self.direct = 0  # requests answered by the direct path (``_Protocol._direct``)
+        # uvicorn's default headers (date, server): the list it swaps in each second, their
+        # lines (None if uvicorn would refuse one), and the heads made with them
+        self._defaults: list[tuple[bytes, bytes]] | None = None
+        self._default_lines: bytes | None = None
+        self._heads: dict[tuple[int, bytes, bool], bytes] = {}
+
+    def head(self, defaults: list[tuple[bytes, bytes]], status: int, lines: bytes,
+             keep_alive: bool) -> bytes | None:
+        """A response's head as uvicorn writes it, for the direct path: status line, default
+        headers, ``lines``, ``connection: close`` unless ``keep_alive``, blank line. None if
+        uvicorn would refuse a default header."""
+        if defaults is not self._defaults:
+            self._defaults, self._default_lines = defaults, _header_lines(defaults)
+            self._heads = {}
+        key = (status, lines, keep_alive)
+        head = self._heads.get(key)
+        if head is None:
+            if self._default_lines is None:
+                return None
+            head = b"".join((STATUS_LINE[status], self._default_lines, lines,
+                             b"" if keep_alive else b"connection: close\r\n", b"\r\n"))
+            if len(self._heads) >= 256:
+                self._heads.clear()
+            self._heads[key] = head
+        return head
 
     def admit(self, conn: _Protocol) -> bool:
         while len(self.open) >= self.limit and self.idle:
@@ -573,15 +672,70 @@ class _Connections:
                         self.refused)
 
 
+class _Answered:
+    """Stands for the request cycle of a request the direct path answered: complete, so
+    uvicorn's callbacks (the request's end, a lost connection, shutdown) treat it as such."""
+
+    __slots__ = ()
+    response_complete = True
+    keep_alive = False
+    disconnected = False
+
+    class message_event:  # noqa: N801 - uvicorn sets it on a lost connection
+        @staticmethod
+        def set() -> None:
+            pass
+
+
+_ANSWERED = _Answered()
+# Request headers that send a request to the ASGI path: a body to read or discard, a
+# 100-continue to send, an upgrade to refuse, as uvicorn does.
+_NOT_DIRECT = frozenset((b"content-length", b"transfer-encoding", b"expect", b"upgrade"))
+_KEEP_ALIVE_HEADERS = frozenset((b"connection", b"proxy-connection"))
+_WRITELINES = 64 * 1024  # bodies from this size are not copied into the header's buffer
+
+
+# request target -> path, for targets short enough to keep (a long one is parsed each time)
+_PATHS: dict[bytes, str] = {}
+_PATHS_MAX, _PATH_MAX = 1024, 256
+
+
+def _path_of(url: bytes) -> str:
+    """The scope path uvicorn makes of a request target (its query string dropped)."""
+    path = _PATHS.get(url)
+    if path is None:
+        path = httptools.parse_url(url).path.decode("ascii")
+        if "%" in path:
+            path = unquote(path)
+        if len(url) <= _PATH_MAX:
+            if len(_PATHS) >= _PATHS_MAX:
+                _PATHS.clear()
+            _PATHS[url] = path
+    return path
+
+
 class _Protocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a deadline for request headers and a place in a
-    capped pool of connections.
+    """uvicorn's httptools protocol with a deadline for request headers, a place in a
+    capped pool of connections, and a direct path for cached files.
 
     uvicorn arms its keep-alive timer only after a response and cancels it on any byte
     received, so a client that never finishes its headers is never timed out. Here a new
     connection gets the keep-alive timer too, and the first byte of a request (or of
     anything sent while no request is in progress) arms ``header_timeout``, which later
     bytes do not extend; the end of the headers disarms it.
+
+    The direct path: when the app has an ``answer`` method (``create_app``'s), a GET or HEAD
+    with no body, Expect or Upgrade, arriving while no other request of the connection is
+    being answered or waiting and while the transport takes writes, is offered to
+    ``answer`` as soon as its headers are parsed. If it can answer at once (a whitelisted
+    file, fresh in the cache), the response is written here, byte for byte what uvicorn
+    would write for the app's ASGI messages (status line, uvicorn's default headers, the
+    app's headers, ``connection: close`` where uvicorn adds it), followed by uvicorn's own
+    bookkeeping (request count, keep-alive timer or close, the next pipelined request). This
+    skips the ASGI task, its scope and its two messages: most of a cached GET's cost. Off
+    where uvicorn would do more per request: an access log at INFO, ``root_path``,
+    ``limit_concurrency``, or an app wrapped by uvicorn (trace logging, proxy headers).
+    Relies on uvicorn's protocol internals: pyproject pins uvicorn's minor version.
     """
 
     def __init__(self, *args: Any, pool: _Connections, header_timeout: float,
@@ -590,6 +744,16 @@ class _Protocol(HttpToolsProtocol):
         self.pool = pool
         self.header_timeout = header_timeout
         self.header_timer: asyncio.TimerHandle | None = None
+        # the keep-alive deadline after direct answers: when the connection became idle
+        # (None: a request is under way) and one timer that checks it, re-armed only when it
+        # fires early, not once per request as uvicorn's
+        self.idle_since: float | None = None
+        self.idle_timer: asyncio.TimerHandle | None = None
+        self.answer: Callable[..., tuple[int, bytes, bytes] | None] | None = getattr(
+            self.app, "answer", None)
+        if (self.config.root_path or self.limit_concurrency is not None
+                or self.access_log and self.access_logger.isEnabledFor(logging.INFO)):
+            self.answer = None
         self.admitted = pool.admit(self)  # at accept time under uvloop: frees a descriptor now
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -602,15 +766,128 @@ class _Protocol(HttpToolsProtocol):
             self.timeout_keep_alive, self.timeout_keep_alive_handler)
 
     def data_received(self, data: bytes) -> None:
-        super().data_received(data)
+        # uvicorn's, inlined (a call less per request), then the header deadline
+        self.idle_since = None  # as uvicorn cancels its keep-alive timer on any byte
+        direct = self.pool.direct
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            msg = "Invalid HTTP request received."
+            self.logger.warning(msg)
+            self.send_400_response(msg)
+            return
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+        # Arm the header deadline if this data left a request unfinished: unless the
+        # direct path answered every request it began (a request begun after the last
+        # direct answer sets ``url`` again).
         if (self.header_timer is None and self in self.pool.idle
-                and not self.transport.is_closing()):
+                and not self.transport.is_closing()
+                and (self.pool.direct == direct or self.url is not None)):
             self.header_timer = self.loop.call_later(self.header_timeout, self.transport.abort)
+
+    def on_message_begin(self) -> None:
+        # uvicorn's, less the scope: made only for a request the direct path leaves to the app
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
 
     def on_headers_complete(self) -> None:
         self._disarm()
         self.pool.idle.pop(self, None)
+        self.idle_since = None
+        cycle = self.cycle
+        closing = self.transport.is_closing()
+        if closing and cycle is _ANSWERED:
+            return  # after a direct answer that closed: uvicorn would never start it either
+        if (self.answer is not None and not closing and (cycle is None or cycle.response_complete)
+                and not self.pipeline and not self.flow.write_paused and self._direct()):
+            return
+        self.scope = {  # what uvicorn's on_message_begin makes
+            "type": "http",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
+            "http_version": "1.1",
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,  # type: ignore[typeddict-item]
+            "root_path": self.root_path,
+            "headers": self.headers,
+            "state": self.app_state.copy(),
+        }
         super().on_headers_complete()
+
+    def _direct(self) -> bool:
+        """Answer the request whose headers were just parsed, if ``answer`` can now."""
+        parser = self.parser
+        method = parser.get_method()
+        if method == b"GET":
+            head = False
+        elif method == b"HEAD":
+            head = True
+        else:
+            return False
+        headers = self.headers
+        connection = False
+        for name, _ in headers:
+            if name in _NOT_DIRECT:
+                return False
+            if name in _KEEP_ALIVE_HEADERS:
+                connection = True
+        try:
+            path = _path_of(self.url)
+        except (httptools.HttpParserInvalidURLError, UnicodeDecodeError):
+            return False  # uvicorn's answer to it, whatever it is
+        found = self.answer(path, head, headers)  # type: ignore[misc]
+        if found is None:
+            return False
+        status, lines, body = found
+        # uvicorn's rule; llhttp keeps an HTTP/1.0 request alive only for a Connection or
+        # Proxy-Connection header (its version, made into a new string, costs a microsecond)
+        keep_alive = parser.should_keep_alive() and not (
+            connection and parser.get_http_version() == "1.0")
+        head_bytes = self.pool.head(self.server_state.default_headers, status, lines,
+                                    keep_alive)
+        if head_bytes is None:
+            return False
+        if len(body) < _WRITELINES:
+            self.transport.write(head_bytes + body)
+        else:
+            self.transport.writelines((head_bytes, body))
+        # what RequestResponseCycle.send, then on_response_complete do once the response is
+        # complete (the pipeline is empty, reading is not paused)
+        self.cycle = _ANSWERED  # type: ignore[assignment]
+        self.url = None  # type: ignore[assignment]  # set again when a request begins
+        self.pool.direct += 1
+        self.server_state.total_requests += 1
+        if not keep_alive:
+            self.transport.close()
+            return True
+        if self.transport.is_closing():  # the write failed
+            return True
+        self._unset_keepalive_if_required()
+        self.idle_since = self.loop.time()
+        if self.idle_timer is None:
+            self.idle_timer = self.loop.call_later(self.timeout_keep_alive, self._idle_check)
+        if self in self.pool.open:
+            self.pool.idle[self] = None  # idle since now: the newest
+        return True
+
+    def _idle_check(self) -> None:
+        """uvicorn's keep-alive timeout, for a connection made idle by a direct answer."""
+        self.idle_timer = None
+        if self.idle_since is None:
+            return  # a request is under way: its answer arms a timer again
+        left = self.idle_since + self.timeout_keep_alive - self.loop.time()
+        if left > 0:
+            self.idle_timer = self.loop.call_later(left, self._idle_check)
+        else:
+            self.timeout_keep_alive_handler()
 
     def on_response_complete(self) -> None:
         waiting = not self.pipeline  # else the next pipelined request starts now
@@ -620,6 +897,9 @@ class _Protocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
         self.pool.remove(self)
         super().connection_lost(exc)
 
@@ -651,9 +931,11 @@ def _default_loop() -> str:
 class _Server(uvicorn.Server):
     """A uvicorn server on sockets bound beforehand by ``listen``."""
 
-    def __init__(self, config: uvicorn.Config, sockets: Sequence[socket.socket]) -> None:
+    def __init__(self, config: uvicorn.Config, sockets: Sequence[socket.socket],
+                 pool: _Connections) -> None:
         super().__init__(config)
         self.sockets = list(sockets)
+        self.pool = pool  # its connections, and how many requests took the direct path
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         await super().serve(sockets or self.sockets)
@@ -685,4 +967,4 @@ def make_server(app: ASGIApp, host: str = "127.0.0.1", port: int = 8080, *,
                                 "proxy_headers": False,  # nothing here reads the client address
                                 "timeout_keep_alive": keep_alive, "loop": loop,
                                 "backlog": _backlog(loop), **options}
-    return _Server(uvicorn.Config(app, host=host, port=port, **settings), sockets)
+    return _Server(uvicorn.Config(app, host=host, port=port, **settings), sockets, pool)

@@ -1,5 +1,5 @@
-"""Helpers that run real servers for tests (no mocks): ``serve_in_thread``, ``hanging_hub``,
-``wait_until``."""
+"""Helpers that run real servers for tests (no mocks): ``serve_in_thread`` (and
+``server_in_thread``), ``hanging_hub``, ``wait_until``."""
 
 from __future__ import annotations
 
@@ -57,6 +57,14 @@ def serve_in_thread(app: ASGIApp, *, timeout: float = 10.0, **options: Any) -> I
     can take the port between choosing and binding it. On exit the server is asked to stop
     and the thread is joined.
     """
+    with server_in_thread(app, timeout=timeout, **options) as (base, _):
+        yield base
+
+
+@contextmanager
+def server_in_thread(app: ASGIApp, *, timeout: float = 10.0,
+                     **options: Any) -> Iterator[tuple[str, Any]]:
+    """``serve_in_thread`` that yields the server too: (base URL, ``make_server``'s server)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -76,7 +84,7 @@ def serve_in_thread(app: ASGIApp, *, timeout: float = 10.0, **options: Any) -> I
             conn.getresponse().read()
         finally:
             conn.close()
-        yield base
+        yield base, server
     finally:
         server.should_exit = True
         thread.join(timeout)
