@@ -136,9 +136,19 @@ _DEFAULT_CACHE_BYTES = 48 * 1024 * 1024
 REVALIDATE = 0.1
 
 
-@lru_cache(maxsize=512)
+_CACHED_VALUE = 256  # longest header value whose parse is remembered (bytes)
+
+
 def _accepts_gzip(header: bytes) -> bool:
-    """Whether an Accept-Encoding value allows gzip (RFC 9110 §12.5.3, q=0 means no)."""
+    """Whether an Accept-Encoding value allows gzip (RFC 9110 §12.5.3, q=0 means no). The
+    answers for short values are remembered; a long one (a client's, of any size up to the
+    parser's limit) is parsed each time rather than kept."""
+    if len(header) <= _CACHED_VALUE:
+        return _accepts_gzip_cached(header)
+    return _parse_accept_encoding(header)
+
+
+def _parse_accept_encoding(header: bytes) -> bool:
     star: float | None = None
     for item in header.split(b","):
         coding, _, params = item.strip().partition(b";")
@@ -158,6 +168,9 @@ def _accepts_gzip(header: bytes) -> bool:
     return star is not None and star > 0
 
 
+_accepts_gzip_cached = lru_cache(maxsize=512)(_parse_accept_encoding)
+
+
 def _etag_matches(header: bytes, tags: tuple[bytes, ...]) -> bool:
     """Weak comparison of an If-None-Match list against our tags (``*`` matches)."""
     for item in header.split(b","):
@@ -175,9 +188,9 @@ def _not_modified_since(header: bytes, mtime: int) -> bool:
     """RFC 9110 §13.1.3: a date later than our clock is ignored (it cannot be a date we sent)."""
     try:
         since = parsedate_to_datetime(header.decode("latin-1"))
-    except (TypeError, ValueError, IndexError):
+        return since.tzinfo is not None and mtime <= since.timestamp() <= time.time()
+    except (TypeError, ValueError, IndexError, OverflowError):  # no valid date: ignored
         return False
-    return since.tzinfo is not None and mtime <= since.timestamp() <= time.time()
 
 
 def _header_lines(headers: Sequence[tuple[bytes, bytes]]) -> bytes | None:
@@ -843,7 +856,11 @@ class _Protocol(HttpToolsProtocol):
             path = _path_of(self.url)
         except (httptools.HttpParserInvalidURLError, UnicodeDecodeError):
             return False  # uvicorn's answer to it, whatever it is
-        found = self.answer(path, head, headers)  # type: ignore[misc]
+        try:
+            found = self.answer(path, head, headers)  # type: ignore[misc]
+        except Exception:  # noqa: BLE001 - the app answers it (and logs its own error)
+            log.exception("direct answer to %s failed: the app answers it", path)
+            return False
         if found is None:
             return False
         status, lines, body = found
