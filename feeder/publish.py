@@ -384,11 +384,12 @@ class Publisher:
             with output.Batch(syncfs=False) as tail:
                 if head is not None:
                     tail.folders.update(head.folders)
+                held = {n: self.store.page_entries(n) for n in todo}  # the sitemap's too
                 for n in todo:
-                    written += write_archive_page(info, out, n, pages,
-                                                  self.store.page_entries(n), tail, fits)
+                    written += write_archive_page(info, out, n, pages, held[n], tail, fits)
                 report.written.extend(site.write(c, self.store, newest, pages, todo,
-                                                 force=force, batch=tail, languages=languages))
+                                                 force=force, batch=tail, languages=languages,
+                                                 entries=held))
             paths = {out / p for n in todo for p in (render.archive_page_path(n),
                                                      render.archive_path("atom", n),
                                                      render.archive_path("rss", n))}
