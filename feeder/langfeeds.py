@@ -215,10 +215,12 @@ def sitemap_pages(store: Store, codes: Iterable[str], limit: int,
     """(code, lastmod) of each language's page, for the sitemap: the newest ``updated`` (W3C,
     to the second) of the ``limit`` entries it lists; None for a page that lists none.
 
-    After ``publish``, each language's recorded feeds are those of its entries now: where
-    the recorded hash of its Atom feed is that of the feed rendered last in this process,
-    the lastmod worked out then is the one (a one-seed pass renders one language; reading
-    the others' ``updated``, stored after their content, took ~0.3 ms a language at 100k)."""
+    After ``publish``, each language's recorded feeds are those of its entries now (every
+    language whose entries changed, or came due, was marked and rendered): while the
+    recorded hash of its Atom feed is the one seen when its lastmod was last worked out in
+    this process (rendered, or read here), that lastmod is the one. A one-seed pass renders
+    one language; reading the others' ``updated``, stored after their content, took ~0.3 ms
+    a language at 100k."""
     recorded = store.output_hashes("lang/")
     pages = []
     for code in codes:
@@ -229,7 +231,10 @@ def sitemap_pages(store: Store, codes: Iterable[str], limit: int,
         rows = store.db.execute(
             "SELECT updated FROM entries WHERE language = ? AND pub_ts <= ?"
             " ORDER BY pub_ts DESC, name DESC LIMIT ?", (code, now.timestamp(), limit))
-        pages.append((code, _newest_update(dt.datetime.fromisoformat(u) for (u,) in rows)))
+        lastmod = _newest_update(dt.datetime.fromisoformat(u) for (u,) in rows)
+        pages.append((code, lastmod))
+        if (atom := recorded.get(folder(code) + "atom.xml")) is not None:
+            _lastmods[code] = (atom, lastmod)  # the feed recorded is of these entries
     return pages
 
 
