@@ -333,7 +333,9 @@ class Publisher:
         # The entry pages and the feeds go out in one batch, the archive pages and the
         # sitemap in another: two flushes where each file cost one, and one round of folder
         # syncs for both, after which the feeds' pings are released.
-        head = self._head = output.Batch(syncfs=False, sync_folders=False) if small else None
+        # Their temp files are written on the helper threads while this one renders.
+        head = self._head = (output.Batch(syncfs=False, sync_folders=False, background=True)
+                             if small else None)
         try:
             names = self._entry_pages(report, info, now, force=force, full=full)
             languages = langfeeds.publish(c, self.store, report, info, now, force=force,
@@ -381,7 +383,7 @@ class Publisher:
         if small and len(todo) * c.archive_size < POOL_THRESHOLD:
             fits: dict[str, render.Fitted] = {}
             written: list[str] = []
-            with output.Batch(syncfs=False) as tail:
+            with output.Batch(syncfs=False, background=True) as tail:
                 if head is not None:
                     tail.folders.update(head.folders)
                 held = {n: self.store.page_entries(n) for n in todo}  # the sitemap's too
