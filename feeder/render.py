@@ -21,6 +21,7 @@ import dataclasses
 import datetime as dt
 import functools
 import html
+import itertools
 import json
 import re
 import threading
@@ -457,9 +458,11 @@ def _hold(shape: tuple, entry: Entry, made: object) -> None:
     _by_entry[(*shape, id(entry))] = (entry, made)
 
 
-# a FeedInfo -> a small number, for the shapes above (a FeedInfo's hash is worked out anew
-# each time: once per page, not per entry)
+# a FeedInfo -> a number of its own, for the shapes above (a FeedInfo's hash is worked out
+# anew each time: once per page, not per entry). Numbers are never given twice, so a shape
+# made before the map was last cleared cannot stand for another FeedInfo.
 _infos: dict[FeedInfo, int] = {}
+_tokens = itertools.count(1)
 
 
 def _info_token(info: FeedInfo) -> int:
@@ -467,8 +470,7 @@ def _info_token(info: FeedInfo) -> int:
     if token is None:
         if len(_infos) >= 64:
             _infos.clear()
-            _by_entry.clear()  # their shapes hold the old tokens
-        token = _infos[info] = len(_infos) + 1
+        token = _infos.setdefault(info, next(_tokens))
     return token
 
 
