@@ -386,7 +386,7 @@ class Publisher:
             with output.Batch(syncfs=False, background=True) as tail:
                 if head is not None:
                     tail.folders.update(head.folders)
-                held = {n: self.store.page_entries(n) for n in todo}  # the sitemap's too
+                held = {n: self.store.page_entries(n, kept=True) for n in todo}  # sitemap's too
                 for n in todo:
                     written += write_archive_page(info, out, n, pages, held[n], tail, fits)
                 report.written.extend(site.write(c, self.store, newest, pages, todo,

@@ -930,9 +930,10 @@ class Store:
             self.db.execute(sql)
         self.mark_pages(sorted({page for page, _id in placed}))
 
-    def page_entries(self, page: int) -> list[Entry]:
-        """The entries of one archive page, oldest first."""
-        return page_entries(self.db, page, kept_entry)
+    def page_entries(self, page: int, kept: bool = False) -> list[Entry]:
+        """The entries of one archive page, oldest first (``kept``: as ``kept_entry`` keeps
+        them, for a pass of a few pages; not for a big pass's many, kept for nothing)."""
+        return page_entries(self.db, page, kept_entry if kept else _entry)
 
     def mark_pages(self, pages: Iterable[int]) -> None:
         self.db.executemany("INSERT OR IGNORE INTO dirty_pages VALUES (?)", [(p,) for p in pages])
