@@ -20,8 +20,10 @@ writes would), so the passes' flushes wait behind a busy disk; p90 and max are p
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
+import random
 import resource
 import statistics
 import subprocess
@@ -33,11 +35,23 @@ ROOT = Path(__file__).resolve().parent.parent
 BASE = "http://127.0.0.1:8080/"
 
 
-def worker(site: Path) -> None:
-    """Read seed numbers from stdin, one pass each; print [wall, thread CPU, process CPU]."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    from scale import new_seed
+def new_seed(seeds: Path, i: int) -> tuple[str, str]:
+    """``scale.new_seed``'s seed, written here: importing ``scale`` would put this checkout
+    first on ``sys.path`` (it inserts its root there), and the base worker would then run
+    this checkout's feeder, not its own."""
+    stem = f"zz{i:04d}_{random.getrandbits(64):016x}"
+    today = dt.date.today().isoformat()
+    text = (f" date {today} A brand new article number {i} arrives in the folder today. "
+            "The council will open the new library next week, people said.\n\nWhat next\n\n"
+            "More text follows in a second paragraph, as every seed has.\n")
+    (seeds / f"{stem}.txt").write_text(text, encoding="utf-8")
+    return f"{stem}.txt", stem
 
+
+def worker(site: Path) -> None:
+    """Say which feeder this process imported, then read seed numbers from stdin, one pass
+    each; print [wall, thread CPU, process CPU]."""
+    import feeder
     from feeder.builder import Builder
     from feeder.config import load
     from feeder.normalizer import _identifier
@@ -49,7 +63,7 @@ def worker(site: Path) -> None:
     builder = Builder(cfg, store, progress=False)
     _identifier(cfg.languages)
     added = []
-    print("ready", flush=True)
+    print(f"ready {Path(feeder.__file__).resolve()}", flush=True)
     for line in sys.stdin:
         if line.strip() == "stop":
             break
@@ -100,12 +114,20 @@ def main() -> None:
     procs = {}
     for label, code, site in (("A (base)", args.base_code, args.site_a),
                               ("B (this)", ROOT, args.site_b)):
+        # -P: the script's folder (this checkout's bench/) is not put on sys.path either
         proc = subprocess.Popen(
-            [sys.executable, __file__, "--worker", str(site)], stdin=subprocess.PIPE,
+            [sys.executable, "-P", __file__, "--worker", str(site)], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
             env={**os.environ, "PYTHONPATH": str(code.resolve())})
-        if proc.stdout.readline().strip() != "ready":
+        ready, _, loaded = proc.stdout.readline().strip().partition(" ")
+        if ready != "ready":
             raise SystemExit(f"the worker for {code} on {site} did not start")
+        want = (code / "feeder" / "__init__.py").resolve()
+        print(f"  {label}: {loaded}")
+        if Path(loaded) != want:
+            for p in (*procs.values(), proc):
+                p.kill()
+            raise SystemExit(f"the worker for {code} imported {loaded}, not {want}")
         procs[label] = proc
     noise = None
     if args.writer:

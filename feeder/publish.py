@@ -335,7 +335,9 @@ class Publisher:
         # The entry pages and the feeds go out in one batch, the archive pages and the
         # sitemap in another: two flushes where each file cost one, and one round of folder
         # syncs for both, after which the feeds' pings are released.
-        head = self._head = output.Batch(syncfs=False, sync_folders=False) if small else None
+        # Their temp files are written on the helper threads while this one renders.
+        head = self._head = (output.Batch(syncfs=False, sync_folders=False, background=True)
+                             if small else None)
         try:
             names = self._entry_pages(report, info, now, force=force, full=full)
             languages = langfeeds.publish(c, self.store, report, info, now, force=force,
@@ -385,14 +387,15 @@ class Publisher:
         if small and len(todo) * c.archive_size < POOL_THRESHOLD:
             fits: dict[str, render.Fitted] = {}
             written: list[str] = []
-            with output.Batch(syncfs=False) as tail:
+            with output.Batch(syncfs=False, background=True) as tail:
                 if head is not None:
                     tail.folders.update(head.folders)
+                held = {n: self.store.page_entries(n, kept=True) for n in todo}  # sitemap's too
                 for n in todo:
-                    written += write_archive_page(info, out, n, pages,
-                                                  self.store.page_entries(n), tail, fits)
+                    written += write_archive_page(info, out, n, pages, held[n], tail, fits)
                 report.written.extend(site.write(c, self.store, newest, pages, todo,
-                                                 force=force, batch=tail, languages=languages))
+                                                 force=force, batch=tail, languages=languages,
+                                                 entries=held))
             paths = {out / p for n in todo for p in (render.archive_page_path(n),
                                                      render.archive_path("atom", n),
                                                      render.archive_path("rss", n))}

@@ -21,6 +21,7 @@ import dataclasses
 import datetime as dt
 import functools
 import html
+import itertools
 import json
 import re
 import threading
@@ -28,6 +29,7 @@ import types
 from collections import OrderedDict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import jinja2
 from feedgen.entry import FeedEntry
@@ -434,6 +436,42 @@ def clear_fragments() -> None:
     _fragments.clear()
     _heads.clear()
     _items.clear()
+    _by_entry.clear()
+
+
+# (what shapes a fragment or list item besides its entry, id(entry)) -> (the entry, the
+# fragment or item): the very Entry object of an earlier render (``store.kept_entry``) is
+# found by identity, before its keys in the caches above are made, hashed and compared (a
+# one-seed pass looks up ~550 of them). Its dates are the same objects too, written alike.
+_by_entry: dict[tuple, tuple[Entry, Any]] = {}
+_BY_ENTRY = 2048
+
+
+def _held(shape: tuple, entry: Entry) -> Any:
+    held = _by_entry.get((*shape, id(entry)))
+    return held[1] if held is not None and held[0] is entry else None
+
+
+def _hold(shape: tuple, entry: Entry, made: object) -> None:
+    if len(_by_entry) >= _BY_ENTRY:
+        _by_entry.clear()
+    _by_entry[(*shape, id(entry))] = (entry, made)
+
+
+# a FeedInfo -> a number of its own, for the shapes above (a FeedInfo's hash is worked out
+# anew each time: once per page, not per entry). Numbers are never given twice, so a shape
+# made before the map was last cleared cannot stand for another FeedInfo.
+_infos: dict[FeedInfo, int] = {}
+_tokens = itertools.count(1)
+
+
+def _info_token(info: FeedInfo) -> int:
+    token = _infos.get(info)
+    if token is None:
+        if len(_infos) >= 64:
+            _infos.clear()
+        token = _infos.setdefault(info, next(_tokens))
+    return token
 
 
 def keep_no_fragments() -> None:
@@ -647,9 +685,14 @@ def _render_xml(kind: str, info: FeedInfo, entries: Sequence[Entry], self_path: 
         if cut is None or head is None:
             return _REFERENCE[kind](info, entries, self_path, archive, brief)
         return b"".join([head, *cut, _TAIL[kind]])
-    keys = [_fragment_key(kind, info, e, e.id in brief) for e in entries]
-    parts = [_fragments.get(key) for key in keys]
-    missing = [i for i, part in enumerate(parts) if part is None]
+    shapes = [(kind, info.base_url, kind == "atom" and e.language != info.language,
+               e.id in brief) for e in entries]
+    parts = [_held(shape, e) for shape, e in zip(shapes, entries, strict=True)]
+    keys = {i: _fragment_key(kind, info, entries[i], shapes[i][3])
+            for i, part in enumerate(parts) if part is None}
+    for i, key in keys.items():
+        parts[i] = _fragments.get(key)
+    missing = [i for i in keys if parts[i] is None]
     if missing:
         cut = _new_fragments(kind, info, [entries[i] for i in missing], brief)
         if cut is None or head is None:
@@ -659,6 +702,8 @@ def _render_xml(kind: str, info: FeedInfo, entries: Sequence[Entry], self_path: 
             _fragments.put(keys[i], part)
     elif head is None:
         return _REFERENCE[kind](info, entries, self_path, archive, brief)
+    for i in keys:
+        _hold(shapes[i], entries[i], parts[i])
     # one join: each "+" would copy the whole document into a new buffer (~0.1 ms each at
     # 200 KB, mostly page faults of a fresh allocation)
     return b"".join([head, *parts, _TAIL[kind]])  # type: ignore[list-item]
@@ -698,13 +743,18 @@ def render_json(info: FeedInfo, entries: Sequence[Entry], self_path: str = "feed
     parts = []
     for entry in entries:
         short = entry.id in brief
-        key = _fragment_key("json", info, entry, short)
-        part = _fragments.get(key)
+        shape = ("json", info.base_url, False, short)
+        part = _held(shape, entry)
         if part is None:
-            # an item sits two levels deep; json.dumps escapes every newline inside a string
-            text = json.dumps(_json_item(info, entry, short), ensure_ascii=False, indent=1)
-            part = text.replace("\n", "\n  ").encode("utf-8")
-            _fragments.put(key, part)
+            key = _fragment_key("json", info, entry, short)
+            part = _fragments.get(key)
+            if part is None:
+                # an item sits two levels deep; json.dumps escapes every newline in a string
+                text = json.dumps(_json_item(info, entry, short), ensure_ascii=False, indent=1)
+                part = text.replace("\n", "\n  ").encode("utf-8")
+                _fragments.put(key, part)
+            if _fragments.holds:
+                _hold(shape, entry, part)
         parts.append(part)
     return b"".join([head, b"[\n  ", b",\n  ".join(parts), b"\n ]\n}\n"])
 
@@ -787,12 +837,16 @@ def _list_items(kind: str, info: FeedInfo, entries: Sequence[Entry]) -> str:
         return jinja2.utils.markupsafe.Markup("".join([_list_item(kind, info, entry)
                                                        for entry in entries]))
     parts = []
+    token = _info_token(info)
     for entry in entries:
-        key = (kind, info, entry, *moments(entry))
-        part = _items.get(key)
+        part = _held((kind, token), entry)
         if part is None:
-            part = _list_item(kind, info, entry)
-            _items.put(key, part)
+            key = (kind, info, entry, *moments(entry))
+            part = _items.get(key)
+            if part is None:
+                part = _list_item(kind, info, entry)
+                _items.put(key, part)
+            _hold((kind, token), entry, part)
         parts.append(part)
     return jinja2.utils.markupsafe.Markup("".join(parts))
 
@@ -852,12 +906,68 @@ def render_index(info: FeedInfo, entries: Sequence[Entry], prev_page: str | None
     """The index page, or archive page ``number``; ``prev_page``/``next_page`` (paths under
     the base URL, "" for the base URL itself) link its newer and older neighbours in the
     paginated index with ``rel="prev"``/``rel="next"``. ``languages`` are the codes whose
-    feeds (``lang/<code>/``) the index links, with autodiscovery links."""
+    feeds (``lang/<code>/``) the index links, with autodiscovery links.
+
+    The bytes of ``render_index_reference``: the list items (``_list_items``) put into the
+    page's shell, the template rendered around a hole for them (``_index_shell``), which
+    the next page of the same settings, links and dates shares."""
+    days = ((_day(entries[0].published), _day(entries[-1].published))
+            if entries and number else (None, None))
+    shell = _index_shell(info, prev_page, next_page, number, tuple(languages), bool(entries),
+                         *days)
+    items = _list_items("index_item", info, entries)
+    if shell is None:
+        return render_index_reference(info, entries, prev_page, next_page, number, languages)
+    return "".join([shell[0], items, shell[1]]).encode("utf-8")
+
+
+def render_index_reference(info: FeedInfo, entries: Sequence[Entry],
+                           prev_page: str | None = None, next_page: str | None = None,
+                           number: int | None = None, languages: Sequence[str] = ()) -> bytes:
+    """``render_index``'s page, the template rendered with every entry (its reference)."""
     page = _templates.get_template("index.html").render(
         info=info, entries=entries, prev_page=prev_page, next_page=next_page, number=number,
         languages=languages, items=_list_items("index_item", info, entries),
     )
     return page.encode("utf-8")
+
+
+_ITEMS = "\x00items\x00"  # where the list items go in a page's shell
+
+
+def _day(moment: dt.datetime) -> str:
+    return moment.date().isoformat()
+
+
+def _shell(page: str) -> tuple[str, str] | None:
+    """A page rendered with ``_ITEMS`` for its items, cut there; None if the hole is not
+    there exactly once (a setting holding the marker: never from a valid config)."""
+    head, hole, tail = page.partition(_ITEMS)
+    return None if not hole or _ITEMS in tail else (head, tail)
+
+
+def _stand_ins(has_entries: bool, first_day: str | None,
+               last_day: str | None) -> list[types.SimpleNamespace]:
+    """What the page templates read of their entries beyond the items: whether there are
+    any, and the (local) publication dates of the first and the last (an archive page's
+    span). Anything else they read would fail here, not be left out of a shell's key."""
+    if not has_entries:
+        return []
+    return [types.SimpleNamespace(published=_Moment("", first_day or "")),
+            types.SimpleNamespace(published=_Moment("", last_day or ""))]
+
+
+@functools.lru_cache(maxsize=16)
+def _index_shell(info: FeedInfo, prev_page: str | None, next_page: str | None,
+                 number: int | None, languages: tuple[str, ...], has_entries: bool,
+                 first_day: str | None, last_day: str | None) -> tuple[str, str] | None:
+    """``index.html`` around a hole for its items: the index of a pass shares it with the
+    pass before unless its links or languages changed, and an archive page with the
+    renders of its page before (the template took ~0.5 ms of each page)."""
+    return _shell(_templates.get_template("index.html").render(
+        info=info, entries=_stand_ins(has_entries, first_day, last_day), prev_page=prev_page,
+        next_page=next_page, number=number, languages=languages,
+        items=jinja2.utils.markupsafe.Markup(_ITEMS)))
 
 
 def render_archive_page(info: FeedInfo, number: int, pages: int,
@@ -1027,11 +1137,31 @@ def render_entry_page_reference(info: FeedInfo, entry: Entry,
 def render_language_page(info: FeedInfo, site: FeedInfo, folder: str,
                          entries: Sequence[Entry]) -> bytes:
     """The index page of one language's feeds (``info``, in ``folder`` under the base URL):
-    its newest entries, its feeds, and a link back to the ``site``."""
+    its newest entries, its feeds, and a link back to the ``site``. The bytes of
+    ``render_language_page_reference``, its items put into its shell (as ``render_index``)."""
+    shell = _language_shell(info, site, folder, bool(entries))
+    items = _list_items("language_item", info, entries)
+    if shell is None:
+        return render_language_page_reference(info, site, folder, entries)
+    return "".join([shell[0], items, shell[1]]).encode("utf-8")
+
+
+def render_language_page_reference(info: FeedInfo, site: FeedInfo, folder: str,
+                                   entries: Sequence[Entry]) -> bytes:
+    """``render_language_page``'s page, the template rendered with every entry."""
     page = _templates.get_template("language.html").render(
         info=info, site=site, folder=folder, entries=entries,
         items=_list_items("language_item", info, entries))
     return page.encode("utf-8")
+
+
+@functools.lru_cache(maxsize=16)
+def _language_shell(info: FeedInfo, site: FeedInfo, folder: str,
+                    has_entries: bool) -> tuple[str, str] | None:
+    """``language.html`` around a hole for its items (see ``_index_shell``)."""
+    return _shell(_templates.get_template("language.html").render(
+        info=info, site=site, folder=folder, entries=_stand_ins(has_entries, None, None),
+        items=jinja2.utils.markupsafe.Markup(_ITEMS)))
 
 
 def render_search_page(info: FeedInfo) -> bytes:

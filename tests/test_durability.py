@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from feeder import output
+from feeder.errors import OutputError
 
 from ._daemon import feeder_env
 from ._servers import wait_until
@@ -179,6 +180,39 @@ def test_a_sibling_that_fails_to_compress_leaves_the_old_files(tmp_path: Path) -
         batch.write(path, data + b"\n", gz=failed)
     assert path.read_bytes() == data and (tmp_path / "atom.xml.gz").read_bytes() == old_gz
     assert sorted(p.name for p in tmp_path.iterdir()) == ["atom.xml", "atom.xml.gz"]
+
+
+def test_a_batch_writing_in_the_background_replaces_its_files_or_leaves_them(
+        tmp_path: Path) -> None:
+    """``background=True`` writes the temp files on the helper threads: the commit puts
+    every file in place with its bytes (in a folder made for it too); an error writing one
+    is raised by the commit, as an OutputError for its path, with nothing renamed; an error
+    of the caller's before the commit leaves no temp file either, though the helpers were
+    still writing them."""
+    old = {tmp_path / "atom.xml": b"<feed>old</feed>" * 100, tmp_path / "index.html": b"<p>old"}
+    for path, data in old.items():
+        output.write(path, data)
+    new = {tmp_path / "atom.xml": b"<feed>new</feed>" * 100, tmp_path / "index.html": b"<p>new",
+           tmp_path / "lang" / "de" / "index.html": b"<p>neu"}
+    with output.Batch(background=True) as batch:
+        for path, data in new.items():
+            assert batch.write(path, data)
+    assert {path: path.read_bytes() for path in new} == new
+    assert output.gzip_bytes(new[tmp_path / "atom.xml"]) == (tmp_path / "atom.xml.gz").read_bytes()
+    assert not list(tmp_path.rglob("*.tmp"))
+    (tmp_path / "blocker").write_bytes(b"a file where a folder should be")
+    with pytest.raises(OutputError) as caught, output.Batch(background=True) as batch:
+        batch.write(tmp_path / "atom.xml", b"<feed>newer</feed>" * 100)
+        batch.write(tmp_path / "blocker" / "index.html", b"<p>x", compress=False)
+    assert caught.value.path == tmp_path / "blocker" / "index.html"
+    assert (tmp_path / "atom.xml").read_bytes() == new[tmp_path / "atom.xml"]
+    assert not list(tmp_path.rglob("*.tmp"))
+    big = b"<feed>" + b"y" * (2 << 20) + b"</feed>"  # maybe still being written at the abort
+    with pytest.raises(KeyError), output.Batch(background=True) as batch:
+        for i in range(4):
+            batch.write(tmp_path / f"big-{i}.xml", big, compress=False)
+        raise KeyError("the caller's")
+    assert not list(tmp_path.rglob("*.tmp")) and not list(tmp_path.glob("big-*"))
 
 
 def test_outputs_are_readable_by_all_whatever_the_umask(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ patterns, so attribute order and escaping choices do not matter.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 
@@ -13,6 +14,7 @@ import lxml.html
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from markupsafe import Markup
 
 from feeder import render
 from feeder.normalizer import Entry
@@ -195,3 +197,57 @@ def test_load_templates_leaves_no_page_template_to_compile_in_a_pass(monkeypatch
     render.render_archive_page(INFO, 1, 2, [make_entry()])
     render.render_search_page(INFO)
     assert loads == []
+
+
+def test_index_archive_and_language_pages_from_shells_are_their_templates_bytes() -> None:
+    """The index, archive and language pages are their list items put into a shell of the
+    template cached by the settings, links, languages and dates it shows: page after page,
+    each is byte for byte the template rendered with every entry, whatever changes from one
+    to the next (the span of an archive page, its links, the index's languages, no entries,
+    another language's direction, another site's settings for the same Entry objects)."""
+    made: dict[tuple[int, str], Entry] = {}
+
+    def day(n: int, language: str = "it") -> Entry:  # the same object each time: as kept
+        moment = dt.datetime(2025, 1, 1, 12, tzinfo=ROME) + dt.timedelta(days=n)
+        return made.setdefault((n, language), make_entry(
+            language, stem=f"{n:03d}_x", slug=f"{n:03d}_x", title=f"Giorno {n}",
+            id=f"tag:news.example.org,2025:{n:03d}_x", published=moment, updated=moment))
+
+    def items(kind: str, info: render.FeedInfo, entries: list[Entry]) -> object:
+        return Markup("".join(render._list_item_reference(kind, info, e) for e in entries))
+
+    def index(info: render.FeedInfo, entries: list[Entry], prev_page: str | None = None,
+              next_page: str | None = None, number: int | None = None,
+              languages: object = ()) -> bytes:  # the template itself, its items the macro's
+        return render._templates.get_template("index.html").render(
+            info=info, entries=entries, prev_page=prev_page, next_page=next_page,
+            number=number, languages=languages,
+            items=items("index_item", info, entries)).encode()
+
+    def language(info: render.FeedInfo, site: render.FeedInfo, folder: str,
+                 entries: list[Entry]) -> bytes:
+        return render._templates.get_template("language.html").render(
+            info=info, site=site, folder=folder, entries=entries,
+            items=items("language_item", info, entries)).encode()
+
+    other = dataclasses.replace(INFO, title="Другое & <co>", base_url="https://b.example/x/")
+    for info in (INFO, other, dataclasses.replace(INFO, archive_count=12),
+                 dataclasses.replace(INFO, language="it")):
+        for n in range(1, 5):  # archive pages: each its own span and links
+            entries = [day(10 * n + i) for i in range(3)]
+            for kind in ("atom", "rss", "json"):  # their entries' fragments, by identity too
+                assert render.fit(kind, info, entries) == \
+                    render.fit_reference(kind, info, entries)
+            assert render.render_archive_page(info, n, 4, entries) == index(
+                info, entries, prev_page=render.archive_page_path(n + 1) if n < 4 else "",
+                next_page=render.archive_page_path(n - 1) if n > 1 else None, number=n)
+        for entries, older, languages in (
+                ([day(1), day(2)], None, ()), ([day(2), day(3)], "archive/page-1.html", ["it"]),
+                ([day(2), day(3)], "archive/page-2.html", ["ar", "it"]), ([], None, []),
+                ([day(4, "ar")], None, ["ar"]), ([day(5)], None, ["ar"])):
+            assert render.render_index(info, entries, next_page=older, languages=languages) \
+                == index(info, entries, next_page=older, languages=languages)
+        for code, entries in (("it", [day(1)]), ("ar", [day(2, "ar")]), ("it", [])):
+            lang = dataclasses.replace(info, language=code, title=f"{info.title} ({code})")
+            assert render.render_language_page(lang, info, f"lang/{code}/", entries) == \
+                language(lang, info, f"lang/{code}/", entries)

@@ -20,6 +20,7 @@ import pytest
 
 from feeder import langfeeds
 from feeder import site as site_mod
+from feeder.normalizer import Entry
 from feeder.server import create_app
 
 from ._servers import http_client, serve_in_thread
@@ -340,3 +341,83 @@ def test_a_chunk_is_spliced_only_if_every_line_is_one_this_module_writes() -> No
             "".join([*lines[:-2], lines[-2].rstrip("\n"), lines[-1]]),  # a line cut short
             "".join([*lines[:6], foreign, *lines[6:]])):  # at a block's end
         assert site_mod.splice_chunk(damaged.encode(), base, range(1, 4), {}, None) is None
+
+
+def test_a_language_page_keeps_its_own_sites_lastmod_beside_another_site(make_site) -> None:  # noqa: ANN001
+    """The lastmod of a language's page is worked out when its feeds are rendered and
+    reused while the store's recorded Atom feed of that language is the one rendered then:
+    another site in the same process, with the same language and other dates, is not
+    taken for it, and an edit moves it (to the time of the pass that saw it)."""
+    english = "The harvest began early this year. Farmers were glad of the sun and the rain."
+    german = "Die Ernte begann dieses Jahr früher. Die Bauern freuten sich über Sonne und Regen."
+    one, two = make_site(), make_site()
+    one.write("001_en.txt", "2025-03-01", english)
+    two.write("001_en.txt", "2025-04-01", english)
+    one.build()
+    two.build()
+
+    def listed(s: Site) -> dict[str, str | None]:
+        doc = lxml.etree.parse(s.out / "sitemap.xml")
+        return {loc[len(s.config.base_url):]: mod for loc, mod in sitemap_urls(doc)
+                if loc.startswith(s.config.base_url + "lang/")}
+
+    one.write("002_de.txt", "2025-03-02", german)  # English is not rendered in this pass
+    one.build({"002_de.txt"})
+    assert listed(one) == {"lang/de/": "2025-03-02T00:00:00+00:00",
+                           "lang/en/": "2025-03-01T00:00:00+00:00"}
+    two.write("002_en.txt", "2025-04-03", english)
+    two.build({"002_en.txt"})
+    assert listed(two) == {"lang/en/": "2025-04-03T00:00:00+00:00"}
+    one.write("003_de.txt", "2025-03-03", german)
+    one.build({"003_de.txt"})
+    assert listed(one) == {"lang/de/": "2025-03-03T00:00:00+00:00",
+                           "lang/en/": "2025-03-01T00:00:00+00:00"}
+    one.write("001_en.txt", "2025-03-01", english + " Edited.")
+    one.build({"001_en.txt"})
+    assert listed(one)["lang/en/"] == one.now.isoformat(timespec="seconds")
+
+
+def test_a_chunk_spliced_from_the_last_splice_is_what_reading_it_through_gives() -> None:
+    """``splice_chunk`` splices the chunk it made last from the spans it kept of it, not by
+    reading it through: the same bytes, URL count and lastmod as ``_splice`` (which reads
+    any chunk through), whatever pages are kept, replaced, added or dropped; a chunk on disk
+    that is not the one made last (another chunk, or the same one damaged) is read
+    through again."""
+    base = "https://example.org/blog/"
+
+    def rows(page: int, day: int) -> list[tuple[int, str, str]]:
+        return [(page, f"{page:02d}_{i}", f"2025-01-{day:02d}T0{i}:00:00+00:00") for i in range(3)]
+
+    def entry(day: int) -> Entry:
+        moment = dt.datetime(2025, 2, day, tzinfo=dt.UTC)
+        return Entry(id=f"tag:x,2025:{day}", stem=f"c{day}", slug=f"c{day}", title="T",
+                     summary="S.", content_html="<p>C.</p>", published=moment,
+                     updated=moment, language="en")
+
+    data, _count, _mod = site_mod.render_chunk(
+        base, [r for page in (1, 2, 3) for r in rows(page, page)], [entry(1)], [("en", None)])
+    steps = [  # pages, fresh pages (page, day), current entries, languages
+        (range(1, 5), [(3, 9), (4, 10)], [entry(2), entry(1)],
+         [("de", "2025-03-01T00:00:00+00:00")]),
+        (range(1, 5), [(4, 11)], [entry(3)], []),
+        (range(2, 6), [(5, 12)], [entry(4)], [("en", "2025-01-01T00:00:00+00:00")]),
+        (range(2, 6), [], None, []),
+        (range(1, 7), [(1, 1), (6, 2)], [entry(5)], []),
+    ]
+    for pages, fresh_pages, current, languages in steps:
+        fresh = {}
+        for page, day in fresh_pages:
+            fresh.update(site_mod._page_blocks(base, rows(page, day)))
+        expected = site_mod._splice(data, base, pages, fresh, current, languages)
+        assert expected is not None
+        made = site_mod.splice_chunk(data, base, pages, fresh, current, languages)
+        assert made == expected, (pages, fresh_pages)
+        data = made[0]
+    assert site_mod._made[0] is data and site_mod._made[2] is not None  # from its spans
+    other, _count, _mod = site_mod.render_chunk(base, rows(7, 7), None)
+    assert site_mod.splice_chunk(other, base, range(7, 8), {}, None) == \
+        site_mod._splice(other, base, range(7, 8), {}, None)
+    made = site_mod.splice_chunk(other, base, range(7, 8), {}, None)
+    assert made is not None
+    damaged = made[0].replace(b"07_1", b"07_1</loc></url>\n<url><loc>https://evil.example/")
+    assert site_mod.splice_chunk(damaged, base, range(7, 8), {}, None) is None

@@ -641,3 +641,36 @@ def test_record_outputs_keeps_the_last_hash_given_for_a_path(tmp_path: Path) -> 
     with Store(tmp_path / "state.sqlite3") as store, store.transaction():
         store.record_outputs([("b.html", "2"), ("a.html", "9"), ("b.html", "1")], now)
         assert store.output_hashes() == {"a.html": "9", "b.html": "1"}
+
+
+def test_an_entry_read_again_unchanged_is_the_same_object_and_an_edited_one_is_new(
+        tmp_path: Path) -> None:
+    """The newest entries and an archive page's come back as the very Entry objects of the
+    last read while their rows are equal (the renderers' caches find them by identity), and
+    as new ones with the new fields once a row changes."""
+    now = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+
+    def entry(name: str, content: str, day: int = 1) -> Entry:
+        moment = dt.datetime(2025, 1, day, tzinfo=dt.UTC)
+        return Entry(id=f"tag:example.org,2025:{name}", stem=name, slug=name, title=name.upper(),
+                     summary=f"{name}.", content_html=content, published=moment,
+                     updated=moment, language="en")
+
+    with Store(tmp_path / "state.sqlite3") as store:
+        with store.transaction():
+            store.put_entry("a.txt", 10, 1, "h1", entry("a", "<p>A.</p>", 1), now)
+            store.put_entry("b.txt", 10, 1, "h2", entry("b", "<p>B.</p>", 2), now)
+            store.place_unpaged([(1, "tag:example.org,2025:a")])
+        first, paged = store.newest(5, now), store.page_entries(1, kept=True)
+        again = store.newest(5, now)
+        assert [e.stem for e in first] == ["b", "a"] and again == first
+        assert all(x is y for x, y in zip(again, first, strict=True))
+        assert store.page_entries(1, kept=True)[0] is paged[0] is first[1]
+        assert store.page_entries(1)[0] is not paged[0]  # a big pass's: not kept
+        with store.transaction():
+            store.put_entry("a.txt", 11, 2, "h3", entry("a", "<p>A, edited.</p>", 1), now)
+        edited = store.newest(5, now)
+        assert edited[0] is first[0]
+        assert edited[1] is not first[1]
+        assert edited[1].content_html == "<p>A, edited.</p>"
+        assert store.page_entries(1, kept=True)[0].content_html == "<p>A, edited.</p>"
