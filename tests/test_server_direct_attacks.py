@@ -75,7 +75,7 @@ def test_long_accept_encoding_values_are_not_kept(out: Path) -> None:  # noqa: F
         tracemalloc.start()
         try:
             before = tracemalloc.get_traced_memory()[0]
-            for i in range(8):
+            for i in range(16):
                 value = b"br;v=%d, " % i + b"x" * (1 << 20) + b", gzip"
                 (raw,) = exchange(port, GET % (b"/rss.xml", b"Accept-Encoding: %s\r\n" % value),
                                   [False], close_after=False).responses
@@ -84,7 +84,8 @@ def test_long_accept_encoding_values_are_not_kept(out: Path) -> None:  # noqa: F
             kept = tracemalloc.get_traced_memory()[0] - before
         finally:
             tracemalloc.stop()
-    assert kept < 2 << 20, f"{kept / (1 << 20):.1f} MiB kept after eight 1 MiB headers"
+    # kept by the cache: ~17 MiB; without it, what the last requests' buffers still hold
+    assert kept < 6 << 20, f"{kept / (1 << 20):.1f} MiB kept after sixteen 1 MiB headers"
 
 
 def test_a_failing_direct_answer_leaves_the_request_to_the_app(out: Path) -> None:  # noqa: F811
