@@ -57,6 +57,15 @@ def files_of_a_pass(site: Path) -> list[str]:
             if (cfg.out / p).is_file()]
 
 
+def _synced(path: str | Path, folder: bool = False) -> None:
+    """fdatasync a written file, or fsync a folder (its renames)."""
+    fd = os.open(path, (os.O_RDONLY if folder else os.O_WRONLY) | os.O_CLOEXEC)
+    try:
+        (os.fsync if folder else os.fdatasync)(fd)
+    finally:
+        os.close(fd)
+
+
 def write_round(out: Path, paths: list[str], data_of: dict[str, bytes],
                 pool: concurrent.futures.Executor, folders: set[Path],
                 sync_folders: bool) -> None:
@@ -71,26 +80,12 @@ def write_round(out: Path, paths: list[str], data_of: dict[str, bytes],
             os.close(fd)
         staged.append((tmp, path))
 
-    def flush(tmp: str) -> None:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.fdatasync(fd)
-        finally:
-            os.close(fd)
-
-    list(pool.map(flush, [tmp for tmp, _path in staged]))
+    list(pool.map(_synced, [tmp for tmp, _path in staged]))
     for tmp, path in staged:
         os.replace(tmp, path)
         folders.add(path.parent)
     if sync_folders:
-        def fsync(folder: Path) -> None:
-            fd = os.open(folder, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-        list(pool.map(fsync, sorted(folders)))
+        list(pool.map(_synced, sorted(folders), [True] * len(folders)))
         folders.clear()
 
 
