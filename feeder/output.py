@@ -313,8 +313,9 @@ class Batch:
             for i, (tmp, path) in enumerate(staged):
                 if isinstance(tmp, _Writing):  # written meanwhile
                     staged[i] = (tmp.future.result(), path)
-                elif not isinstance(tmp, str):  # a .gz sibling, compressed meanwhile
-                    staged[i] = (_stage(path, tmp.result()), path)
+                elif not isinstance(tmp, str):  # a .gz sibling, compressed meanwhile (its
+                    # folder may be new: in a background batch no write has made it yet)
+                    staged[i] = (_stage_made(path, tmp.result()), path)
             if self.durable:
                 self._flush(staged, self.syncfs)
             new, self._new = self._new, set()
@@ -370,8 +371,12 @@ class _Writing:
 
 
 def _stage_anywhere(job: tuple[Path, bytes]) -> str:
+    """A background batch's write of a temp file, on a helper thread."""
+    return _stage_made(*job)
+
+
+def _stage_made(path: Path, data: bytes) -> str:
     """``_stage``, making the folder first if it is not there (as ``Batch.write`` does)."""
-    path, data = job
     try:
         return _stage(path, data)
     except FileNotFoundError:  # first file in its folder

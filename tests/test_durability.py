@@ -215,6 +215,38 @@ def test_a_batch_writing_in_the_background_replaces_its_files_or_leaves_them(
     assert not list(tmp_path.rglob("*.tmp")) and not list(tmp_path.glob("big-*"))
 
 
+def test_a_background_batch_puts_a_compressed_file_in_a_folder_it_makes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first file of a new folder (a named pass's first seed in a new language:
+    lang/xx/atom.xml and its .gz) in a background batch: the .gz sibling, compressed
+    meanwhile, is staged by the commit, which must make the folder if the helper writing the
+    file itself has not made it yet. (It failed the pass, "cannot write
+    lang/en/atom.xml.gz: No such file or directory", when the helpers were slow: seen with
+    the suite on two processes.) Here the helper waits until the commit has staged the .gz."""
+    staged_gz = threading.Event()
+    stage, anywhere = output._stage, output._stage_anywhere
+
+    def staging(path: Path, data: bytes) -> str:
+        try:
+            return stage(path, data)
+        finally:
+            if path.name.endswith(".gz"):
+                staged_gz.set()
+
+    def slow(job: tuple[Path, bytes]) -> str:
+        assert staged_gz.wait(30), "the commit never staged the .gz sibling"
+        return anywhere(job)
+
+    monkeypatch.setattr(output, "_stage", staging)
+    monkeypatch.setattr(output, "_stage_anywhere", slow)
+    path, data = tmp_path / "lang" / "en" / "atom.xml", b"<feed>new</feed>" * 100
+    with output.Batch(background=True) as batch:
+        assert batch.write(path, data)
+    assert path.read_bytes() == data
+    assert (tmp_path / "lang" / "en" / "atom.xml.gz").read_bytes() == output.gzip_bytes(data)
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
 def test_outputs_are_readable_by_all_whatever_the_umask(tmp_path: Path) -> None:
     """The web server must read every output: 0o644 even under a strict umask (where the
     file is made 0o600, and only the fchmod after the fstat puts it right)."""
