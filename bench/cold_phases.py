@@ -4,7 +4,7 @@
 
 Builds SEEDS into WORK (a new or empty folder; the workers run as usual) and prints, per phase of
 the parent (inclusive): wall seconds, CPU of the main thread, CPU of the whole process, and
-calls; then the peak PSS of the process tree (sampled every 0.1 s from /proc by a thread of
+calls, and the CPU of the workers meanwhile (phases called once per pass); then the peak PSS of the process tree (sampled every 0.1 s from /proc by a thread of
 this process, whose CPU counts in the parent's) and the phase it was reached in. For A/B
 runs of another checkout: ``PYTHONPATH=that/checkout python bench/cold_phases.py ...``
 """
@@ -21,7 +21,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-TIMES: defaultdict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0])
+TIMES: defaultdict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0, 0.0])
 STACK = ["start"]
 PEAK = {"tree": 0, "at": "", "parent": 0, "each": []}
 
@@ -47,6 +47,18 @@ def _pss_kb(pid: int) -> int:
 
 
 THREADS: dict[int, tuple[str, int]] = {}  # the parent's threads: tid -> (name, CPU ticks)
+KIDS: dict[int, int] = {}  # the parent's descendants: pid -> CPU ticks, as last seen
+
+
+def _kids_cpu() -> float:
+    """CPU seconds of the parent's descendants so far (the workers, the fork server), each
+    as last seen alive: a process that ended keeps its last reading (up to ~0.1 s short)."""
+    me = os.getpid()
+    for pid in _tree(me)[1:]:
+        with contextlib.suppress(OSError, ValueError), open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+            KIDS[pid] = max(KIDS.get(pid, 0), int(fields[11]) + int(fields[12]))
+    return sum(KIDS.values()) / os.sysconf("SC_CLK_TCK")
 
 
 def _threads(me: int) -> None:
@@ -65,6 +77,7 @@ def _sample(done: threading.Event) -> None:
     me = os.getpid()
     while not done.wait(0.1):
         _threads(me)
+        _kids_cpu()
         parent = _pss_kb(me)
         each = [(p, _name(p, me), _pss_kb(p)) for p in _tree(me)[1:]]
         tree = parent + sum(kb for _p, _n, kb in each)
@@ -89,6 +102,9 @@ def _name(pid: int, me: int) -> str:
     return cmd[:40]
 
 
+HOT = {"put_entry", "page_entries", "_record", "_check"}  # called per seed or page: no /proc reads
+
+
 def _timed(owner: object, name: str) -> None:
     fn = getattr(owner, name)
     label = f"{getattr(owner, '__name__', owner)}.{name}"
@@ -96,6 +112,7 @@ def _timed(owner: object, name: str) -> None:
     @functools.wraps(fn)
     def timed(*args: object, **kw: object) -> object:
         wall, cpu, proc = time.perf_counter(), time.thread_time(), time.process_time()
+        kids = 0.0 if name in HOT else _kids_cpu()
         STACK.append(label)
         try:
             return fn(*args, **kw)
@@ -106,6 +123,8 @@ def _timed(owner: object, name: str) -> None:
             row[1] += time.thread_time() - cpu
             row[2] += time.process_time() - proc
             row[3] += 1
+            if name not in HOT:
+                row[4] += _kids_cpu() - kids
 
     setattr(owner, name, timed)
 
@@ -138,9 +157,10 @@ def main() -> None:
     wall = time.perf_counter() - t0
     done.set()
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    print(f"{'phase':36s} {'wall':>8s} {'main CPU':>9s} {'proc CPU':>9s} {'calls':>7s}")
-    for label, (w, c, p, n) in TIMES.items():
-        print(f"{label:36s} {w:8.2f} {c:9.2f} {p:9.2f} {n:7d}")
+    print(f"{'phase':36s} {'wall':>8s} {'main CPU':>9s} {'proc CPU':>9s} {'calls':>7s} "
+          f"{'workers CPU':>12s}")
+    for label, (w, c, p, n, k) in TIMES.items():
+        print(f"{label:36s} {w:8.2f} {c:9.2f} {p:9.2f} {n:7d} {k:12.2f}")
     print(f"wall {wall:.2f} s, CPU of the parent {me.ru_utime + me.ru_stime:.2f} s and of the "
           f"workers {kids.ru_utime + kids.ru_stime:.2f} s, peak RSS of the parent "
           f"{me.ru_maxrss / 1024:.0f} MB, load average {os.getloadavg()[0]:.2f}")
