@@ -359,6 +359,28 @@ def _iso(t: dt.datetime) -> str:
     return t.isoformat()
 
 
+_SEED_UPSERT = (
+    "INSERT INTO seeds (name, size, mtime_ns, hash, reason, first_seen, changed)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
+    " size = excluded.size, mtime_ns = excluded.mtime_ns, hash = excluded.hash,"
+    " reason = excluded.reason, changed = excluded.changed")
+# An upsert, not a replace: an edited entry keeps its archive page.
+_ENTRY_UPSERT = (
+    f"INSERT INTO entries ({_ENTRY_COLUMNS}, name, pub_ts)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+    " stem = excluded.stem, slug = excluded.slug, title = excluded.title,"
+    " summary = excluded.summary, content_html = excluded.content_html,"
+    " published = excluded.published, updated = excluded.updated,"
+    " language = excluded.language, name = excluded.name, pub_ts = excluded.pub_ts")
+_MINT = "INSERT INTO ids (stem, id) VALUES (?, ?) ON CONFLICT DO NOTHING RETURNING id"
+
+
+def _entry_row(name: str, entry: Entry) -> tuple:
+    return (entry.id, entry.stem, entry.slug, entry.title, entry.summary, entry.content_html,
+            _iso(entry.published), _iso(entry.updated), entry.language, name,
+            entry.published.timestamp())
+
+
 def _entry(row: tuple) -> Entry:
     id_, stem, slug, title, summary, content, published, updated, language = row
     return Entry(
@@ -738,6 +760,14 @@ class Store:
         finally:
             _finish_bulk_load(self.db)
 
+    def fresh_load(self) -> FreshLoad | None:
+        """A ``FreshLoad`` to record a first build's seeds with, if this store holds no entry
+        and no minted id (the caller sees that no seed it records has a row yet); else None."""
+        if self.db.execute("SELECT EXISTS (SELECT 1 FROM entries) OR EXISTS"
+                           " (SELECT 1 FROM ids)").fetchone()[0]:
+            return None
+        return FreshLoad(self)
+
     def finish_bulk_load(self) -> None:
         """Finish a bulk load that another process left cut short in this file (a cold
         build's child, ``apart.py``, killed: the daemon's own connection opened the file
@@ -771,21 +801,13 @@ class Store:
 
     def _seed_row(self, name: str, size: int, mtime_ns: int, digest: str, reason: str | None,
                   now: dt.datetime) -> None:
-        self.db.execute(
-            "INSERT INTO seeds (name, size, mtime_ns, hash, reason, first_seen, changed)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
-            " size = excluded.size, mtime_ns = excluded.mtime_ns, hash = excluded.hash,"
-            " reason = excluded.reason, changed = excluded.changed",
-            (name, size, mtime_ns, digest, reason, stamp := _iso(now), stamp),
-        )
+        self.db.execute(_SEED_UPSERT, (name, size, mtime_ns, digest, reason, stamp := _iso(now),
+                                       stamp))
 
     def mint_id(self, stem: str, fresh_id: str) -> tuple[str, bool]:
         """The entry id of ``stem``: minted once, then always the stored one.
         Returns (id, minted_now)."""
-        row = self.db.execute(
-            "INSERT INTO ids (stem, id) VALUES (?, ?) ON CONFLICT DO NOTHING RETURNING id",
-            (stem, fresh_id),
-        ).fetchone()
+        row = self.db.execute(_MINT, (stem, fresh_id)).fetchone()
         if row is not None:
             return row[0], True
         return self.db.execute("SELECT id FROM ids WHERE stem = ?", (stem,)).fetchone()[0], False
@@ -803,18 +825,7 @@ class Store:
     def put_entry(self, name: str, size: int, mtime_ns: int, digest: str, entry: Entry,
                   now: dt.datetime) -> None:
         self._seed_row(name, size, mtime_ns, digest, None, now)
-        # An upsert, not a replace: an edited entry keeps its archive page.
-        self.db.execute(
-            f"INSERT INTO entries ({_ENTRY_COLUMNS}, name, pub_ts)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
-            " stem = excluded.stem, slug = excluded.slug, title = excluded.title,"
-            " summary = excluded.summary, content_html = excluded.content_html,"
-            " published = excluded.published, updated = excluded.updated,"
-            " language = excluded.language, name = excluded.name, pub_ts = excluded.pub_ts",
-            (entry.id, entry.stem, entry.slug, entry.title, entry.summary, entry.content_html,
-             _iso(entry.published), _iso(entry.updated), entry.language, name,
-             entry.published.timestamp()),
-        )
+        self.db.execute(_ENTRY_UPSERT, _entry_row(name, entry))
 
     def reject(self, name: str, size: int, mtime_ns: int, digest: str, reason: str,
                now: dt.datetime) -> None:
@@ -1084,6 +1095,69 @@ _MIGRATIONS: list[tuple[int, list[str | Callable[[sqlite3.Connection], None]]]] 
 ]
 SCHEMA_VERSION = _MIGRATIONS[-1][0]
 
+
+
+class FreshLoad:
+    """Records a first build's seeds: ``Store``'s recording methods (``mint_id``,
+    ``owner_of``, ``slug_owner``, ``put_entry``, ``reject``) for a store that holds no entry
+    and no minted id, and no seed row of any seed recorded through it (``Store.fresh_load``).
+
+    What those methods would look up is then only what this load recorded: it is kept here,
+    and the rows go in with one ``executemany`` per table at each ``flush`` (before each
+    batch's commit), in the order they came, through the same statements: the same rows,
+    rowids and trigger effects, without three queries and three statements per seed (a
+    first build's recording was most of the publishing process's CPU while the workers read:
+    ~14 of 18 s at 100,000 seeds)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._ids: dict[str, str] = {}  # stem -> id, minted in this load
+        self._minted: set[str] = set()
+        self._owners: dict[str, str] = {}  # id -> name of the seed whose entry has it
+        self._slugs: dict[str, str] = {}  # slug -> name of the seed whose entry has it
+        self._new_ids: list[tuple[str, str]] = []
+        self._seeds: list[tuple] = []
+        self._entries: list[tuple] = []
+
+    def mint_id(self, stem: str, fresh_id: str) -> tuple[str, bool]:
+        known = self._ids.get(stem)
+        if known is not None:
+            return known, False
+        if fresh_id in self._minted:  # another stem's id: as the store does (flushed first)
+            self.flush()
+            return self.store.mint_id(stem, fresh_id)
+        self._ids[stem] = fresh_id
+        self._minted.add(fresh_id)
+        self._new_ids.append((stem, fresh_id))
+        return fresh_id, True
+
+    def owner_of(self, entry_id: str) -> str | None:
+        return self._owners.get(entry_id)
+
+    def slug_owner(self, slug: str) -> str | None:
+        return self._slugs.get(slug)
+
+    def put_entry(self, name: str, size: int, mtime_ns: int, digest: str, entry: Entry,
+                  now: dt.datetime) -> None:
+        self._seeds.append((name, size, mtime_ns, digest, None, stamp := _iso(now), stamp))
+        self._entries.append(_entry_row(name, entry))
+        self._owners[entry.id] = name
+        self._slugs[entry.slug] = name
+
+    def reject(self, name: str, size: int, mtime_ns: int, digest: str, reason: str,
+               now: dt.datetime) -> None:
+        self._seeds.append((name, size, mtime_ns, digest, reason, stamp := _iso(now), stamp))
+
+    def flush(self) -> None:
+        """Write the rows recorded since the last flush (in the caller's transaction)."""
+        db = self.store.db
+        if self._new_ids:
+            db.executemany(_MINT.replace(" RETURNING id", ""), self._new_ids)
+        if self._seeds:  # before the entries, whose names refer to them
+            db.executemany(_SEED_UPSERT, self._seeds)
+        if self._entries:
+            db.executemany(_ENTRY_UPSERT, self._entries)
+        self._new_ids, self._seeds, self._entries = [], [], []
 
 
 class PingStore:

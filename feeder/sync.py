@@ -44,7 +44,7 @@ from .normalizer import Entry, Rules, normalize, reduce_by_fields
 from .pool import Pool, chunks, give_back_heap
 from .report import BuildCancelled, BuildReport
 from .seed import parse_seed, stray_note
-from .store import Fingerprint, Store
+from .store import Fingerprint, FreshLoad, Store
 
 log = logging.getLogger("feeder")
 
@@ -285,6 +285,8 @@ class Sync:
         self.clock, self.pool, self.cancel = clock, pool, cancel
         self.recovering = False  # entries recovered from the output wait for their seeds
         self.allow_mass_delete = allow_mass_delete
+        # where seeds are recorded: the store, or a first build's FreshLoad over it
+        self.rec: Store | FreshLoad = store
 
     def run(self, report: BuildReport, names: Iterable[str] | None = None) -> None:
         """Sync the seeds of ``names`` (the watcher's change set), or of the whole folder.
@@ -397,22 +399,37 @@ class Sync:
         # a first build: without the indexes and trigger made again after (Store.bulk_load)
         loading = self.store.bulk_load() if bulk else contextlib.nullcontext()
         aside = self.store.checkpoints_aside() if bulk else contextlib.nullcontext()
-        with self.store.cache(BULK_CACHE_MB if bulk else None), loading, aside:
-            for batch in chunks(results, BULK_BATCH if bulk else BATCH):
-                with self.store.transaction():
-                    for result in batch:
-                        if result is not None:  # else gone since the folder was looked at
-                            self._record(report, result, fps.get(result.name), now,
-                                         renormalize=renormalize, level=level)
-                if bar is not None:
-                    bar.update(len(batch))
-                if self.cancel.is_set():
-                    raise BuildCancelled
+        # ... and, into a store with no entries yet, recorded batch by batch (FreshLoad)
+        fresh = (self.store.fresh_load() if bulk and not self.recovering
+                 and not any(name in fps for _path, name, _size in seeds) else None)
+        self.rec = fresh or self.store
+        try:
+            with self.store.cache(BULK_CACHE_MB if bulk else None), loading, aside:
+                self._record_all(report, results, fps, now, fresh, renormalize=renormalize,
+                                 level=level, size=BULK_BATCH if bulk else BATCH, bar=bar)
+        finally:
+            self.rec = self.store
         if bar is not None:
             bar.close()
         if bulk:
-            del batch  # the last one
             give_back_heap()
+
+    def _record_all(self, report: BuildReport, results: Iterable[ReadResult | None],
+                    fps: dict[str, Fingerprint], now: dt.datetime, fresh: FreshLoad | None, *,
+                    renormalize: bool, level: int, size: int, bar) -> None:  # noqa: ANN001
+        """Record ``results`` in transactions of ``size``."""
+        for batch in chunks(results, size):
+            with self.store.transaction():
+                for result in batch:
+                    if result is not None:  # else gone since the folder was looked at
+                        self._record(report, result, fps.get(result.name), now,
+                                     renormalize=renormalize, level=level)
+                if fresh is not None:
+                    fresh.flush()
+            if bar is not None:
+                bar.update(len(batch))
+            if self.cancel.is_set():
+                raise BuildCancelled
 
     def _record(self, report: BuildReport, result: ReadResult, fp: Fingerprint | None,
                 now: dt.datetime, *, renormalize: bool, level: int) -> None:
@@ -443,7 +460,7 @@ class Sync:
         page = None
         if old is None and self.recovering:
             entry, page = self._recovered(entry, now)
-        self.store.put_entry(name, result.size, result.mtime_ns, result.digest, entry, now)
+        self.rec.put_entry(name, result.size, result.mtime_ns, result.digest, entry, now)
         if page is not None:
             self.store.put_in_pages([(page, entry.id)])
         if old is None:
@@ -473,11 +490,11 @@ class Sync:
         if entry.published > horizon:
             return entry, (f"date {entry.published.date()} is more than "
                            f"{self.config.max_future_days} days ahead: probably a typo")
-        minted, fresh = self.store.mint_id(entry.stem, entry.id)
-        owner = None if fresh else self.store.owner_of(minted)  # a fresh id has no owner yet
+        minted, fresh = self.rec.mint_id(entry.stem, entry.id)
+        owner = None if fresh else self.rec.owner_of(minted)  # a fresh id has no owner yet
         if owner is not None and owner != name:
             return entry, f"same entry id as {owner} (file stems must be unique)"
-        owner = self.store.slug_owner(entry.slug)  # e.g. "café" and a seed named "cafe-<hash>"
+        owner = self.rec.slug_owner(entry.slug)  # e.g. "café" and a seed named "cafe-<hash>"
         if owner is not None and owner != name:
             return entry, f"same page {render.entry_path(entry)} as {owner}: rename one of them"
         if minted == entry.id:  # a fresh id: the entry as it is (no copy per seed)
@@ -488,7 +505,7 @@ class Sync:
                 fp: Fingerprint | None, now: dt.datetime) -> None:
         """Record the rejection (in the caller's transaction); report and log it unless
         ``fp`` (the previous record) said the same."""
-        self.store.reject(result.name, result.size, result.mtime_ns, result.digest, reason, now)
+        self.rec.reject(result.name, result.size, result.mtime_ns, result.digest, reason, now)
         if fp is None or fp.reason != reason:
             report.rejected.append((result.name, reason))
             log.warning("rejected %s: %s", result.name, reason)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sqlite3
 import threading
 from pathlib import Path
 
 import pytest
 
+from ._daemon import seed_bytes
 from .conftest import Site
 
 SEEDS = 12
@@ -455,3 +457,63 @@ def test_a_big_pass_sends_big_seeds_to_the_workers_in_small_chunks(
     assert b"Long text." in site.read("entries/015_m.html")
     assert max(sent) < 250_000 + 100_000  # the budget, and the seed that reached it
     assert len(sent) > 40 // 8
+
+
+def _rows_by_table(db) -> dict[str, list[tuple]]:  # noqa: ANN001
+    """Every table's rows in rowid order (their primary key's, for a table without rowids)."""
+    found = {}
+    for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
+        try:
+            found[table] = db.execute(f'SELECT rowid, * FROM "{table}" ORDER BY rowid').fetchall()
+        except sqlite3.OperationalError:  # WITHOUT ROWID
+            found[table] = db.execute(f'SELECT * FROM "{table}" ORDER BY 1').fetchall()
+    return found
+
+
+def test_a_first_build_records_its_seeds_as_one_at_a_time_would(make_site,  # noqa: ANN001
+                                                                monkeypatch) -> None:  # noqa: ANN001
+    """A first bulk load into an empty store records through a FreshLoad: what it would look
+    up (minted ids, the owners of ids and pages) is kept in memory, and the rows go in with
+    one executemany per table and batch. The store ends with the very rows (rowids
+    included), the same rejections and the same outputs as recording seed by seed, clashes
+    included: a stem spelled in NFC and NFD (one id), a page name taken by another stem's
+    slug, dates out of range, a seed without a date, a Latin-1 seed. And it does: no
+    per-seed lookup of a page's owner reaches SQLite."""
+    import unicodedata
+
+    from feeder import normalizer, store, sync
+
+    cafe = unicodedata.normalize("NFC", "café")
+    seeds = {f"{i:03d}_c.txt": seed_bytes(f"2025-04-{i % 28 + 1:02d}", f"Article {i}. Body.")
+             for i in range(24)}
+    seeds |= {
+        f"{cafe}.txt": seed_bytes("2025-04-03", "Café in NFC. Body."),
+        f"{unicodedata.normalize('NFD', cafe)}.txt": seed_bytes("2025-04-04", "In NFD. Body."),
+        f"+{cafe}.txt": seed_bytes("2025-04-05", "Its page is cafe-<hash>. Body."),
+        f"{normalizer.slug_for('+' + cafe)}.txt": seed_bytes("2025-04-05", "That page. Body."),
+        "100_old.txt": seed_bytes("1800-01-01", "Too old. Body."),
+        "101_far.txt": seed_bytes("2099-01-01", "Too far ahead. Body."),
+        "102_nodate.txt": b"No date line at all.",
+        "103_latin1.txt": " date 2025-04-06 Ein Käse, ein Brötchen. Body.".encode("latin-1"),
+    }
+    sites = [make_site(), make_site()]
+    for s in sites:
+        for name, data in seeds.items():
+            (s.seeds / name).write_bytes(data)
+            os.utime(s.seeds / name, ns=(1_700_000_000 * 10**9,) * 2)
+    monkeypatch.setattr(sync, "BULK_BATCH", 4)  # a bulk load from 8 seeds
+    lookups: list[str] = []
+    sites[0].store.db.set_trace_callback(
+        lambda sql: lookups.append(sql) if "FROM entries WHERE slug" in sql else None)
+    reports = [sites[0].build()]
+    sites[0].store.db.set_trace_callback(None)
+    monkeypatch.setattr(store.Store, "fresh_load", lambda self: None)  # seed by seed
+    reports.append(sites[1].build())
+    assert not lookups
+    assert [sorted(r.rejected) for r in reports] == [sorted(reports[1].rejected)] * 2
+    reasons = " ".join(reason for _name, reason in reports[0].rejected)
+    assert len(reports[0].rejected) == 5 and len(reports[0].added) == 27, reports[0].rejected
+    assert [r.converted for r in reports] == [[("103_latin1.txt", "cp1252")]] * 2
+    assert "same entry id as" in reasons and "same page" in reasons
+    assert _rows_by_table(sites[0].store.db) == _rows_by_table(sites[1].store.db)
+    assert outputs(sites[0]) == outputs(sites[1])
