@@ -409,6 +409,7 @@ class Sync:
                                  level=level, size=BULK_BATCH if bulk else BATCH, bar=bar)
         finally:
             self.rec = self.store
+            fresh = None  # its maps go before the heap is handed back
         if bar is not None:
             bar.close()
         if bulk:
