@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import socket
 import ssl
@@ -11,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -31,6 +33,20 @@ def wait_until(predicate: Callable[[], T], *, timeout: float = 10.0, interval: f
             raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
         event.wait(interval)
     return result
+
+
+def public_folder(tmp_path: Path, files: dict[str, bytes], gz_of_atom: bytes,
+                  secret: bytes) -> Path:
+    """An output folder ``tmp_path/public`` holding ``files`` and an ``atom.xml.gz`` of
+    ``gz_of_atom`` made at level 1 (told apart from the server's own level-6 output), with
+    ``secret.txt`` beside it, outside: what no request may reach."""
+    out = tmp_path / "public"
+    for rel, data in files.items():
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_bytes(data)
+    (out / "atom.xml.gz").write_bytes(gzip.compress(gz_of_atom, compresslevel=1, mtime=0))
+    (tmp_path / "secret.txt").write_bytes(secret)
+    return out
 
 
 @cache

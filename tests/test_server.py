@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from feeder.server import REVALIDATE, ASGIApp, _Files, create_app
-from tests._servers import http_client, http_get, serve_in_thread, wait_until
+from tests._servers import http_client, http_get, public_folder, serve_in_thread, wait_until
 
 HUB = "http://127.0.0.1:9/hub"
 HUB2 = "http://127.0.0.1:9/hub2"
@@ -55,14 +55,7 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 @pytest.fixture
 def out(tmp_path: Path) -> Path:
-    out = tmp_path / "public"
-    for rel, data in FILES.items():
-        (out / rel).parent.mkdir(parents=True, exist_ok=True)
-        (out / rel).write_bytes(data)
-    # a precomputed sibling made at level 1 so it is distinguishable from our level-6 output
-    (out / "atom.xml.gz").write_bytes(gzip.compress(ATOM_BODY, compresslevel=1, mtime=0))
-    (tmp_path / "secret.txt").write_bytes(SECRET)
-    return out
+    return public_folder(tmp_path, FILES, ATOM_BODY, SECRET)
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ import pytest
 
 from feeder.server import ASGIApp, create_app
 from tests._flood import PARTIAL_REQUEST, closed_by_peer, open_idle
-from tests._servers import server_in_thread, wait_until
+from tests._servers import public_folder, server_in_thread, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 # big enough that its identity body is written with writelines, and that 300 of them
@@ -49,13 +49,7 @@ DATE = re.compile(rb"\r\ndate: [^\r\n]*\r\n")
 
 @pytest.fixture
 def out(tmp_path: Path) -> Path:
-    out = tmp_path / "public"
-    for rel, data in FILES.items():
-        (out / rel).parent.mkdir(parents=True, exist_ok=True)
-        (out / rel).write_bytes(data)
-    (out / "atom.xml.gz").write_bytes(gzip.compress(ATOM, compresslevel=1, mtime=0))
-    (tmp_path / "secret.txt").write_bytes(b"secret")
-    return out
+    return public_folder(tmp_path, FILES, ATOM, b"secret")
 
 
 def make_app(out: Path, **options: Any) -> ASGIApp:
