@@ -6,7 +6,6 @@ import asyncio
 import gzip
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ import httpx
 import pytest
 
 from feeder.server import REVALIDATE, ASGIApp, _Files, create_app
+from tests._daemon import free_port
 from tests._servers import http_client, http_get, public_folder, serve_in_thread, wait_until
 
 HUB = "http://127.0.0.1:9/hub"
@@ -551,9 +551,7 @@ def test_cache_is_bounded_by_bytes(tmp_path: Path) -> None:
 # --- make_server in the main thread -------------------------------------------------------------
 
 def test_make_server_runs_in_main_thread_and_stops_on_sigint(out: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     # SIGINT may be ignored when the suite runs in the background (nohup, CI): the child
     # restores Python's default handler so the test means the same everywhere.
     code = ("import signal, sys; from pathlib import Path\n"

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from feeder.server import ASGIApp, create_app
+from tests._daemon import free_port
 from tests._flood import PARTIAL_REQUEST, closed_by_peer, open_idle
 from tests._servers import public_folder, server_in_thread, wait_until
 
@@ -501,9 +502,7 @@ def test_large_body_to_a_feed_url(out: Path) -> None:
 def test_sigterm_stops_gracefully_with_kept_connections(out: Path) -> None:
     """SIGTERM while clients hold connections kept alive after direct answers: the server
     closes them and exits at once (not after their keep-alive time)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     code = ("import signal, sys; from pathlib import Path\n"
             "from feeder.server import create_app, make_server\n"
             "def stop(*_): raise SystemExit(0)\n"
