@@ -15,6 +15,7 @@ no entry owns. Each feed and archive document is kept under ``max_feed_bytes``
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import contextlib
 import datetime as dt
 import hashlib
@@ -315,6 +316,9 @@ class Publisher:
         self.hashes: Hashes = []  # of the pages written or checked this pass
         self.removed: list[str] = []
         self._head: output.Batch | None = None  # the entry pages', staged for the feeds'
+        # the head batch's commit, going on beside the tail's rendering, and what to do once
+        # it is done (``_feeds_out``)
+        self._behind: tuple[concurrent.futures.Future, Callable[[], None]] | None = None
         # entries/ as a full pass found it (if small enough to send: LISTING_SENT)
         self._listing: Listing = None
         self.now: dt.datetime | None = None  # run's, for the hashes it records
@@ -334,17 +338,19 @@ class Publisher:
         small = not (full or force)  # a pass of named changes: a few pages, in this process
         # The entry pages and the feeds go out in one batch, the archive pages and the
         # sitemap in another: two flushes where each file cost one, and one round of folder
-        # syncs for both, after which the feeds' pings are released.
+        # syncs for both, after which the feeds' pings are released. The first batch is
+        # flushed and renamed while this thread renders the second.
         # Their temp files are written on the helper threads while this one renders.
         head = self._head = (output.Batch(syncfs=False, sync_folders=False, background=True)
                              if small else None)
+        self._behind = None
         try:
             names = self._entry_pages(report, info, now, force=force, full=full)
             languages = langfeeds.publish(c, self.store, report, info, now, force=force,
                                           full=full, batch=self._head)
             self._feeds(report, info, newest, pages, languages)
         finally:
-            if self._head is not None:
+            if self._head is not None and self._behind is None:
                 self._head.abort()  # the temp files of a pass that failed before the feeds
         if not small:  # the entry pages' freed memory, before the archives' workers start
             give_back_heap()
@@ -353,8 +359,9 @@ class Publisher:
                                languages=langfeeds.sitemap_pages(self.store, languages,
                                                                  c.max_entries, now))
         finally:
-            if head is not None:  # the feeds are in place: sync their folders (if the tail
-                output.sync_folders(head.folders)  # did not), then let their pings go
+            if head is not None:  # once the feeds are in place (an error putting them there
+                self._feeds_out()  # is raised here), sync their folders (if the tail did
+                output.sync_folders(head.folders)  # not), then let their pings go
                 report.pings_released = self.store.release_pings()
         with self.store.transaction():
             self.store.clear_pages(dirty)
@@ -388,14 +395,18 @@ class Publisher:
             fits: dict[str, render.Fitted] = {}
             written: list[str] = []
             with output.Batch(syncfs=False, background=True) as tail:
-                if head is not None:
-                    tail.folders.update(head.folders)
                 held = {n: self.store.page_entries(n, kept=True) for n in todo}  # sitemap's too
                 for n in todo:
                     written += write_archive_page(info, out, n, pages, held[n], tail, fits)
                 report.written.extend(site.write(c, self.store, newest, pages, todo,
                                                  force=force, batch=tail, languages=languages,
                                                  entries=held))
+
+                def ready() -> None:  # the feeds, flushed meanwhile, go in place first
+                    self._feeds_out()
+                    if head is not None:
+                        tail.folders.update(head.folders)
+                tail.commit(ready)
             paths = {out / p for n in todo for p in (render.archive_page_path(n),
                                                      render.archive_path("atom", n),
                                                      render.archive_path("rss", n))}
@@ -404,6 +415,7 @@ class Publisher:
             self._rendered(report, (written, hashes_of(out, tail, paths),
                                     fit_notes(fits, info.max_bytes)))
         else:
+            self._feeds_out()
             source = self._source(len(todo) * c.archive_size)
             if source is not None:  # the workers read the pages' entries themselves
                 jobs = (("stored archive", info, out, (source, chunk))
@@ -543,7 +555,8 @@ class Publisher:
         # One batch: the feeds and the index are flushed together, then renamed in order,
         # and their folder synced once. Not by syncfs, which would also wait for whatever
         # other processes have written.
-        with self._head or output.Batch(syncfs=False) as batch:
+        batch = self._head or output.Batch(syncfs=False)
+        try:
             for path, data, digest, new, gz in todo:
                 if gz is not None:
                     batch.write(out / path, data, check=False, gz=gz, hashed=digest)
@@ -552,15 +565,35 @@ class Publisher:
                     report.changed_feeds.append(path)
             if batch.write(out / "index.html", index):
                 report.written.append("index.html")
-        if self.on_feeds is not None and (todo or report.written):
-            self.on_feeds()
-        for level, message in fit_notes(fits, info.max_bytes):  # only when written: no repeats
-            log.log(level, message)
+        except BaseException:
+            batch.abort()
+            raise
+        wrote = bool(todo or report.written)
+
+        def in_place() -> None:
+            if self.on_feeds is not None and wrote:
+                self.on_feeds()
+            for level, message in fit_notes(fits, info.max_bytes):  # only when written
+                log.log(level, message)
+
+        if self._head is not None:  # committed while the tail renders: see ``_feeds_out``
+            self._behind = (batch.commit_behind(), in_place)
+            return
+        batch.commit()
+        in_place()
         # Every feed holds its recorded version now: its pings may go (also those held by
         # a pass that stopped between recording and renaming), once the folders are synced
         # (by the caller, with the tail's, when the feeds went out in its head batch).
-        if self._head is None:
-            report.pings_released = self.store.release_pings()
+        report.pings_released = self.store.release_pings()
+
+    def _feeds_out(self) -> None:
+        """Wait until the head batch's commit, begun by ``_feeds``, has put the feeds in
+        place (raising its error, if any), then say so (``on_feeds``); once per pass."""
+        behind, self._behind = self._behind, None
+        if behind is not None:
+            committing, in_place = behind
+            committing.result()
+            in_place()
 
     def _remove(self, report: BuildReport, path: str) -> None:
         self.removed.append(path)

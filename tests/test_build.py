@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
+from pathlib import Path
 
 import feedparser
 import pytest
@@ -416,6 +418,39 @@ def test_a_pass_says_when_its_feeds_are_in_place_before_it_writes_the_rest(
     builder.build({"006_a.txt"})
     assert seen == [(True, True, False)]
     assert b"006_a" in s.read("sitemap.xml")
+
+
+def test_a_pass_renders_its_archive_pages_while_its_feeds_are_put_in_place(
+        make_site, monkeypatch) -> None:  # noqa: ANN001
+    """A pass of one new seed flushes and renames its entry page and feeds on a thread of
+    their own while it renders the archive page and sitemap: here the main feed's rename
+    waits until an archive page is being rendered (a pass that rendered the archive pages
+    only after its feeds were in place would never get there), and the pass still ends with
+    every file holding the new seed."""
+    from feeder import output, publish
+
+    s = make_site(max_entries=2, archive_size=2)
+    for i in range(5):
+        s.write(f"{i:03d}_a.txt", f"2025-12-0{i + 1}", f"Article number {i}. Body text.")
+    s.build()
+    rendering, waited = threading.Event(), []
+    render_page = publish.write_archive_page
+
+    def archive_page(*args: object, **kwargs: object) -> list[str]:
+        rendering.set()
+        return render_page(*args, **kwargs)
+
+    def before_rename(path: Path) -> None:
+        if path == s.out / "atom.xml":
+            waited.append(rendering.wait(10))
+
+    monkeypatch.setattr(publish, "write_archive_page", archive_page)
+    monkeypatch.setattr(output, "before_rename", before_rename)
+    s.write("006_a.txt", "2025-12-09", "A new one. Body.")
+    s.build({"006_a.txt"})
+    assert waited == [True], "the feeds were renamed only after the archive pages"
+    assert b"006_a" in s.read("atom.xml") and b"006_a" in s.read("sitemap.xml")
+    assert (s.out / "entries/006_a.html").exists()
 
 
 def test_a_big_pass_records_its_pages_hashes_as_they_are_written(make_site, monkeypatch) -> None:
