@@ -82,33 +82,33 @@ def _calls(lines: list[str]) -> list[tuple[str, str]]:
     return calls
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
-def test_every_output_is_flushed_before_its_rename_and_its_folder_after(tmp_path: Path) -> None:
-    """``feeder build`` under strace: each rename into the output folder comes after a
-    flush (fdatasync of that temp file, or a syncfs) and is followed by an fsync of a folder
-    before the process exits."""
-    seeds = tmp_path / "seeds"
-    seeds.mkdir()
-    for i in range(12):
-        (seeds / f"{i:03d}_a.txt").write_bytes(
-            f" date 2025-01-{i + 1:02d} Article {i}. Text.".encode())
-    trace = tmp_path / "trace"
+def _traced(tmp_path: Path, args: list[str], name: str) -> list[tuple[str, str]]:
+    """Run ``args`` in ``tmp_path`` under strace (its opens, flushes and renames); the
+    calls, as ``_calls`` gives them."""
+    trace = tmp_path / name
     result = subprocess.run(
         ["strace", "-f", "-qq", "-o", str(trace), "-e",
-         "trace=openat,fsync,fdatasync,syncfs,sync,rename,renameat,renameat2",
-         sys.executable, "-m", "feeder", "build"],
+         "trace=openat,fsync,fdatasync,syncfs,sync,rename,renameat,renameat2", *args],
         cwd=tmp_path, env={**feeder_env(), "FEEDER_MAX_ENTRIES": "4",
                            "FEEDER_ARCHIVE_SIZE": "4"},
         capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
+    return _calls(trace.read_text().splitlines())
+
+
+def _check_flushed_then_renamed(calls: list[tuple[str, str]], public: Path) -> tuple[
+        dict[str, int], int]:
+    """Each rename into ``public`` comes after a flush of its temp file (an fdatasync of
+    it, or a syncfs) and is followed by an fsync of its folder; returns the renamed paths
+    (with the line of their last rename) and the number of syncfs calls."""
     fd_paths: dict[tuple[str, str], str] = {}
     opened: set[str] = set()  # temp files written so far
     flushed: set[str] = set()
     syncfs_calls = 0
+    renamed: dict[str, int] = {}
     last_rename: dict[str, int] = {}  # folder -> line of its last rename into it
     last_fsync: dict[str, int] = {}  # path -> line of its last fsync
-    for n, (pid, call) in enumerate(_calls(trace.read_text().splitlines())):
+    for n, (pid, call) in enumerate(calls):
         if m := re.match(r'openat\(AT_FDCWD, "([^"]+)", .*\)\s+= (\d+)', call):
             fd_paths[pid, m[2]] = m[1]
             opened.add(m[1])
@@ -122,13 +122,50 @@ def test_every_output_is_flushed_before_its_rename_and_its_folder_after(tmp_path
         elif m := re.match(r'rename\w*\((?:AT_FDCWD, )?"([^"]+)", (?:AT_FDCWD, )?"([^"]+)"',
                            call):
             tmp, target = m[1], m[2]
-            if not ("/" + target).startswith(("/public/", str(tmp_path / "public") + "/")):
+            if not ("/" + target).startswith(("/public/", str(public) + "/")):
                 continue
             assert tmp in flushed, f"{target} renamed before it was flushed"
-            last_rename[target.rpartition("/")[0]] = n
-    assert last_rename and syncfs_calls  # 12 new pages: one syncfs for their batch
+            renamed[target] = last_rename[target.rpartition("/")[0]] = n
+    assert last_rename
     for folder, n in last_rename.items():
         assert last_fsync.get(folder, -1) > n, f"{folder} not fsynced after its renames"
+    return renamed, syncfs_calls
+
+
+NAMED_PASS = """
+from feeder.builder import Builder
+from feeder.config import load
+from feeder.store import Store
+
+cfg = load(None)
+with Store.open_locked(cfg.state, output=cfg.out) as store:
+    Builder(cfg, store).build(names={"new.txt"})
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+def test_every_output_is_flushed_before_its_rename_and_its_folder_after(tmp_path: Path) -> None:
+    """``feeder build`` under strace, then a pass of one new seed (the daemon's, whose
+    files are written and flushed on threads while it renders, and whose feeds go in place
+    while it renders its archive page and sitemap): each rename into the output folder comes
+    after a flush (fdatasync of that temp file, or a syncfs) and is followed by an fsync of
+    a folder before the process exits."""
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    for i in range(12):
+        (seeds / f"{i:03d}_a.txt").write_bytes(
+            f" date 2025-01-{i + 1:02d} Article {i}. Text.".encode())
+    calls = _traced(tmp_path, [sys.executable, "-m", "feeder", "build"], "build.trace")
+    _renamed, syncfs_calls = _check_flushed_then_renamed(calls, tmp_path / "public")
+    assert syncfs_calls  # 12 new pages: one syncfs for their batch
+    (seeds / "new.txt").write_bytes(b" date 2025-02-01 A new article. Text.")
+    calls = _traced(tmp_path, [sys.executable, "-c", NAMED_PASS], "pass.trace")
+    renamed, syncfs_calls = _check_flushed_then_renamed(calls, tmp_path / "public")
+    assert not syncfs_calls
+    names = {target.partition("public/")[2] for target in renamed}
+    assert {"entries/new.html", "atom.xml", "atom.xml.gz", "sitemap.xml",
+            "archive/atom-3.xml"} <= names, names
 
 
 def _open_copies(path: Path) -> list[str]:
@@ -218,27 +255,24 @@ def test_a_batch_writing_in_the_background_replaces_its_files_or_leaves_them(
 def test_a_background_batch_puts_a_compressed_file_in_a_folder_it_makes(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The first file of a new folder (a named pass's first seed in a new language:
-    lang/xx/atom.xml and its .gz) in a background batch: the .gz sibling, compressed
-    meanwhile, is staged by the commit, which must make the folder if the helper writing the
-    file itself has not made it yet. (It failed the pass, "cannot write
-    lang/en/atom.xml.gz: No such file or directory", when the helpers were slow: seen with
-    the suite on two processes.) Here the helper waits until the commit has staged the .gz."""
+    lang/xx/atom.xml and its .gz) in a background batch: the file and its .gz sibling are
+    staged on two threads, and the sibling's must make the folder if the file's has not made
+    it yet. (It failed the pass, "cannot write lang/en/atom.xml.gz: No such file or
+    directory", when the helpers were slow: seen with the suite on two processes.) Here the
+    file waits until its sibling is staged."""
     staged_gz = threading.Event()
-    stage, anywhere = output._stage, output._stage_anywhere
+    stage = output._stage
 
-    def staging(path: Path, data: bytes) -> str:
+    def staging(path: Path, data: bytes, flush: bool = False) -> str:
+        if not path.name.endswith(".gz"):
+            assert staged_gz.wait(30), "the .gz sibling was never staged"
         try:
-            return stage(path, data)
+            return stage(path, data, flush)
         finally:
             if path.name.endswith(".gz"):
                 staged_gz.set()
 
-    def slow(job: tuple[Path, bytes]) -> str:
-        assert staged_gz.wait(30), "the commit never staged the .gz sibling"
-        return anywhere(job)
-
     monkeypatch.setattr(output, "_stage", staging)
-    monkeypatch.setattr(output, "_stage_anywhere", slow)
     path, data = tmp_path / "lang" / "en" / "atom.xml", b"<feed>new</feed>" * 100
     with output.Batch(background=True) as batch:
         assert batch.write(path, data)
