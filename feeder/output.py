@@ -12,7 +12,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import ctypes
-import gzip
 import hashlib
 import itertools
 import logging
@@ -25,12 +24,14 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from isal import igzip
+
 from .errors import OutputError
 
 log = logging.getLogger("feeder")
 
 GZIP_MIN_BYTES = 512
-GZIP_LEVEL = 4  # 2% larger than level 6 on a 50-entry feed, in half the time
+GZIP_LEVEL = 2  # ISA-L's: 7x faster than zlib's level 4 on a 50-entry feed, 6% larger
 _serial = itertools.count()
 SYNCFS_FROM = 8  # files in a batch from which one syncfs is cheaper than an fdatasync each
 _LIBC = ctypes.CDLL(None, use_errno=True)
@@ -80,7 +81,7 @@ def _stage(path: Path, data: bytes, flush: bool = False) -> str:
 
 def gzip_bytes(data: bytes) -> bytes:
     """The ``.gz`` sibling's bytes (reproducible: no time stamp)."""
-    return gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0)
+    return igzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0)
 
 
 def digest(data: bytes) -> str:
