@@ -461,6 +461,13 @@ def one_size(n: int, data: Path, reps: int, daemon: bool, floor_reps: int = 3) -
     if res.returncode:
         raise SystemExit(res.stderr[-3000:])
     r["inproc"] = json.loads(res.stdout.strip().splitlines()[-1])
+    print(f"[{n}] floor: one new seed's files written durably, alone x{reps}", flush=True)
+    res = subprocess.run([PY, str(ROOT / "bench" / "pass_floor.py"), "--seeds", str(seeds),
+                          "--out", str(out), "--state", str(state), "--reps", str(reps),
+                          "--json"], env=ENV, capture_output=True, text=True, check=False)
+    if res.returncode:
+        raise SystemExit(res.stderr[-3000:])
+    r["pass_floor"] = json.loads(res.stdout.strip().splitlines()[-1])
     if daemon:
         print(f"[{n}] one new seed through feeder run x{reps}", flush=True)
         r["daemon"] = through_daemon(seeds, out, state, reps)
@@ -516,6 +523,10 @@ def table(results: list[dict]) -> str:
         row(f"{label}: median / p99 (n)",
             lambda r, k=key: f"{r['inproc'][k]['median']:.1f} / {r['inproc'][k]['p99']:.1f}"
                              f" ms ({r['inproc'][k]['n']})")
+    row("floor: one new seed's files written durably alone, median (bench/pass_floor.py): "
+        "overlapped as a pass writes them / in two rounds",
+        lambda r: f"{r['pass_floor']['overlapped']:.1f} / {r['pass_floor']['in two rounds']:.1f}"
+                  " ms")
     row("one new seed vs naive rebuild (naive wall / median)",
         lambda r: f"{r['naive']['wall'] * 1000 / r['inproc']['new']['median']:,.0f}×")
     if all("daemon" in r for r in results):

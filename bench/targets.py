@@ -109,6 +109,7 @@ def target_lines(sizes: list[int], scale: dict[str, list[str]], daemon: dict[int
                      scale["feeder: cold build, peak RSS of largest process / peak PSS of all "
                            "processes"][i])
         new = number(r"^([\d.]+)", scale["one new seed, in-process: median / p99 (n)"][i])
+        writes = number(r"^([\d.]+)", row_starting(scale, "floor: one new seed's files")[i])
         out = daemon[n]
         p50 = number(r"drop -> served p50 \(\d+ seeds\)\s+(\d+) ms", out)
         p99 = number(r"drop -> served p99\s+(\d+) ms", out)
@@ -130,6 +131,9 @@ def target_lines(sizes: list[int], scale: dict[str, list[str]], daemon: dict[int
              verdict(p50 <= 60 and p99 <= 200)),
             (f"3  one new seed, {n:,}", "median <= 30 ms", f"{new:.1f} ms",
              verdict(new <= 30) if n >= 100_000 else "n/a (target at 100k)"),
+            (f"3  its floor: its files written durably alone, {n:,}", "median <= 30 ms",
+             f"{writes:.1f} ms (bench/pass_floor.py, overlapped)",
+             floor_verdict(30, writes) if n >= 100_000 else "n/a (target at 100k)"),
             (f"4  idle feeder run PSS, {n:,}", "<= 80 MB", f"{idle:.1f} MB",
              verdict(idle <= 80) if n == 10_000 else "n/a (target at 10k)"),
         ]
