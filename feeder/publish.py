@@ -588,11 +588,13 @@ class Publisher:
 
     def _feeds_out(self) -> None:
         """Wait until the head batch's commit, begun by ``_feeds``, has put the feeds in
-        place (raising its error, if any), then say so (``on_feeds``); once per pass."""
-        behind, self._behind = self._behind, None
-        if behind is not None:
-            committing, in_place = behind
+        place, then say so (``on_feeds``); once per pass. If it failed, its error is raised
+        by every call: by the one in ``run``'s ``finally`` too, so the pings of feeds not in
+        place are not released."""
+        if self._behind is not None:
+            committing, in_place = self._behind
             committing.result()
+            self._behind = None
             in_place()
 
     def _remove(self, report: BuildReport, path: str) -> None:

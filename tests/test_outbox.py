@@ -97,6 +97,29 @@ def test_a_crash_at_the_rename_announces_the_new_version_once(hub_site: Site,
     assert pending(hub_site) == [(HUB, f) for f in FEEDS]
 
 
+def test_a_named_pass_whose_feed_rename_fails_holds_its_pings(hub_site: Site,
+                                                              monkeypatch) -> None:
+    """The same in a pass of one named seed, whose feeds are renamed on a thread of their
+    own while the archive page and sitemap render: the error is raised by the pass, and
+    the pings stay held (atom.xml still has the old version: a hub pinged now would fetch
+    it), until the next pass puts the recorded version in place."""
+    def die(path: Path) -> None:
+        if path == hub_site.out / "atom.xml":
+            raise Crash
+
+    monkeypatch.setattr(output, "before_rename", die)
+    with pytest.raises(Crash):
+        hub_site.build({"002_b.txt"})
+    assert b"Second article" not in hub_site.read("atom.xml")
+    assert pending(hub_site) == []
+    assert not list(hub_site.out.rglob(".*.tmp"))
+    monkeypatch.undo()
+    restart(hub_site)
+    hub_site.build({"002_b.txt"})
+    assert b"Second article" in hub_site.read("atom.xml")
+    assert pending(hub_site) == [(HUB, f) for f in FEEDS]
+
+
 def test_an_identical_rebuild_or_a_lost_feed_announces_nothing(hub_site: Site) -> None:
     hub_site.build()
     with PingStore(hub_site.config.state) as pings:
