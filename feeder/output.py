@@ -80,7 +80,8 @@ def _stage(path: Path, data: bytes, flush: bool = False) -> str:
 
 
 def gzip_bytes(data: bytes) -> bytes:
-    """The ``.gz`` sibling's bytes (reproducible: no time stamp)."""
+    """The ``.gz`` sibling's bytes (no time stamp: the same bytes for the same data here;
+    ISA-L may pick another code path, and other bytes, on another CPU)."""
     return igzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0)
 
 
@@ -171,7 +172,7 @@ class Helpers:
         return [f.result() for f in [self.submit(fn, a, len(args)) for a in args]]
 
 
-HELPERS = Helpers(4)  # compression (zlib) and closing replaced files
+HELPERS = Helpers(4)  # compression (ISA-L) and closing replaced files
 # The flushes (fdatasync, folder fsync), on threads of their own, up to 32: a one-seed pass
 # flushes ~20 files, and each fdatasync waits for a journal commit. Issued all at once they
 # share one or two commits; four at a time took five rounds, each waiting behind what other

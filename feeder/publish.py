@@ -337,10 +337,10 @@ class Publisher:
         info = render.FeedInfo.from_config(c, archive_count=pages)
         small = not (full or force)  # a pass of named changes: a few pages, in this process
         # The entry pages and the feeds go out in one batch, the archive pages and the
-        # sitemap in another: two flushes where each file cost one, and one round of folder
-        # syncs for both, after which the feeds' pings are released. The first batch is
-        # flushed and renamed while this thread renders the second.
-        # Their temp files are written on the helper threads while this one renders.
+        # sitemap in another, with one round of folder syncs for both, after which the
+        # feeds' pings are released. Each temp file is written and flushed on a thread of
+        # its own while this one renders the next, and the first batch is renamed while
+        # this thread renders the second.
         head = self._head = (output.Batch(syncfs=False, sync_folders=False, background=True)
                              if small else None)
         self._behind = None
