@@ -90,19 +90,27 @@ def newest(store: Store, code: str, limit: int, now: dt.datetime) -> list[Entry]
 
 def publish(config: Config, store: Store, report: BuildReport, site: render.FeedInfo,
             now: dt.datetime, *, force: bool, full: bool,
-            batch: output.Batch | None = None) -> list[str]:
+            batch: output.Batch | None = None) -> tuple[list[str], set[str]]:
     """Write the feeds and page of each language that changed (every language when
     ``force``; on a ``full`` pass also those whose files are missing or not as written) and
-    queue their pings, held; return :func:`listed`. The caller releases the pings. With a
-    ``batch``, the files are staged in it (its owner commits it, after this returns)."""
+    queue their pings, held; return :func:`listed`, and the languages left to mark
+    ``rendered``. The caller releases the pings. With a ``batch``, the files are staged in
+    it (its owner commits it, after this returns), and the owner marks those languages
+    rendered once the batch is in place: a batch that fails leaves them to render again."""
     todo = _dirty(config, store, now, force=force, full=full)
     for code in sorted(todo):
         _write_language(config, store, report, site, code, now, batch)
-    if todo:
+    if batch is None:
         with store.transaction():
-            store.db.executemany("UPDATE languages SET dirty = 0 WHERE code = ?",
-                                 [(code,) for code in todo])
-    return listed(store, now)
+            rendered(store, todo)
+        todo = set()
+    return listed(store, now), todo
+
+
+def rendered(store: Store, codes: Iterable[str]) -> None:
+    """Mark ``codes``' files as in place (in the caller's transaction)."""
+    store.db.executemany("UPDATE languages SET dirty = 0 WHERE code = ?",
+                         [(code,) for code in codes])
 
 
 def _dirty(config: Config, store: Store, now: dt.datetime, *, force: bool,

@@ -346,8 +346,8 @@ class Publisher:
         self._behind = None
         try:
             names = self._entry_pages(report, info, now, force=force, full=full)
-            languages = langfeeds.publish(c, self.store, report, info, now, force=force,
-                                          full=full, batch=self._head)
+            languages, staged = langfeeds.publish(c, self.store, report, info, now,
+                                                  force=force, full=full, batch=self._head)
             self._feeds(report, info, newest, pages, languages)
         finally:
             if self._head is not None and self._behind is None:
@@ -364,6 +364,7 @@ class Publisher:
                 output.sync_folders(head.folders)  # not), then let their pings go
                 report.pings_released = self.store.release_pings()
         with self.store.transaction():
+            langfeeds.rendered(self.store, staged)  # their files are in place now
             self.store.clear_pages(dirty)
             self.store.set_meta("render_key", key)
             self.store.pages_written(names)

@@ -139,6 +139,38 @@ def test_a_new_seed_rewrites_and_pings_only_its_language(
     assert multi.build({"900_new.txt"}).written == [] and rendered == ["de"]
 
 
+def test_a_named_pass_whose_language_feed_fails_to_go_in_place_writes_it_when_retried(
+        multi: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pass of one named seed whose language feed cannot be renamed into place (a disk
+    error there) fails; the daemon's retry of the same names then writes that feed with the
+    new entry, and pings its hub only once it is in place (the language stayed to be
+    rendered: it was not marked done while its files were only staged)."""
+    from feeder import output
+    from feeder.errors import OutputError
+
+    drop_pings(multi)
+    seed = ("Der Stadtrat hat am Montag beschlossen, die Brücke über den Fluss zu erneuern."
+            " Die Arbeiten beginnen im Frühjahr und dauern zwei Jahre.")
+    multi.write("900_new.txt", "2026-01-10", seed)
+
+    def fail(path: Path) -> None:
+        if path == multi.out / "lang/de/atom.xml":
+            raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(output, "before_rename", fail)
+    with pytest.raises(OutputError):
+        multi.build({"900_new.txt"})
+    assert b"900_new" not in multi.read("lang/de/atom.xml")
+    assert pending_topics(multi) == set()
+    monkeypatch.undo()
+    multi.store.close()
+    multi.store = Store(multi.config.state)
+    multi.build({"900_new.txt"})
+    for name in ("atom.xml", "rss.xml", "feed.json", "index.html"):
+        assert b"900_new" in multi.read(f"lang/de/{name}"), name
+    assert multi.config.base_url + "lang/de/atom.xml" in pending_topics(multi)
+
+
 def test_a_language_whose_last_entry_goes_keeps_a_valid_empty_feed(multi: Site) -> None:
     drop_pings(multi)
     (multi.seeds / ES_SEED).unlink()
