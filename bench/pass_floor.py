@@ -74,17 +74,22 @@ def _synced(path: str | Path, folder: bool = False) -> None:
         os.close(fd)
 
 
-def _staged(job: tuple[Path, bytes]) -> tuple[str, Path]:
-    """A temp file beside the path, written and fdatasync'ed."""
-    path, data = job
+def _temp(path: Path, data: bytes, flush: bool) -> tuple[str, Path]:
+    """A temp file beside ``path`` holding ``data`` (fdatasync'ed if ``flush``)."""
     tmp = f"{path.parent}{os.sep}.{path.name}.floor-{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
         os.write(fd, data)
-        os.fdatasync(fd)
+        if flush:
+            os.fdatasync(fd)
     finally:
         os.close(fd)
     return tmp, path
+
+
+def _staged(job: tuple[Path, bytes]) -> tuple[str, Path]:
+    """A temp file beside the path, written and fdatasync'ed."""
+    return _temp(*job, flush=True)
 
 
 def write_overlapped(out: Path, rounds: list[list[str]], data_of: dict[str, bytes],
@@ -101,17 +106,7 @@ def write_overlapped(out: Path, rounds: list[list[str]], data_of: dict[str, byte
 def write_round(out: Path, paths: list[str], data_of: dict[str, bytes],
                 pool: concurrent.futures.Executor, folders: set[Path],
                 sync_folders: bool) -> None:
-    staged = []
-    for rel in paths:
-        path, data = out / rel, data_of[rel]
-        tmp = f"{path.parent}{os.sep}.{path.name}.floor-{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
-        staged.append((tmp, path))
-
+    staged = [_temp(out / rel, data_of[rel], flush=False) for rel in paths]
     list(pool.map(_synced, [tmp for tmp, _path in staged]))
     for tmp, path in staged:
         os.replace(tmp, path)
