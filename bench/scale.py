@@ -18,7 +18,9 @@ are rebuilt from scratch each run. Loopback only.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
+import itertools
 import json
 import os
 import platform
@@ -285,13 +287,16 @@ def slices(n: int, parts: int) -> list[tuple[int, int]]:
     return bounds
 
 
-def _floor_worker(seeds: str, pages: str, names: list[str], rules, info, rows) -> None:  # noqa: ANN001
+def _floor_worker(seeds: str, pages: str, names: list[str], rules, info, rows,  # noqa: ANN001
+                  archive: tuple[str, int, int, int]) -> None:
     """One process's share of the floor: for each of its seeds (a contiguous slice of the
     sorted names) read, parse, normalize (language included), render the entry page (its
-    neighbours: the seeds before and after it in the slice) into a temp file; send the
-    minimal rows to the parent every ``FLOOR_ROWS`` seeds; then one ``syncfs`` for all the
-    temp files, the renames, and one fsync of the folder (feeder's guarantee: a page is on
-    disk before its rename)."""
+    neighbours: the seeds before and after it in the slice) into a temp file; every
+    ``size`` seeds (``archive``: its folder, the archive's size, this slice's first page
+    number and the page count), the archive page of those seeds as HTML, Atom and RSS with
+    feeder's renderers, into temp files too; send the minimal rows to the parent every
+    ``FLOOR_ROWS`` seeds; then one ``syncfs`` for all the temp files, the renames, and one
+    fsync of each folder (feeder's guarantee: a page is on disk before its rename)."""
     from feeder import output, render
     from feeder.normalizer import normalize
     from feeder.seed import parse_seed
@@ -307,12 +312,11 @@ def _floor_worker(seeds: str, pages: str, names: list[str], rules, info, rows) -
                                                            entry.language)
 
     staged, batch, pid = [], [], os.getpid()
-    prev, entry = None, read(names[0]) if names else None
-    for i in range(len(names)):
-        after = read(names[i + 1]) if i + 1 < len(names) else None
-        data = render.render_entry_page(info, entry, near(prev), near(after))
-        final = os.path.join(pages, f"{entry.slug}.html")
-        tmp = os.path.join(pages, f".{entry.slug}.html.{pid}-{i}.tmp")
+    folder, size, number, count = archive
+    held: list = []  # the entries of the archive page being filled, oldest first
+
+    def stage(final: str, data: bytes) -> None:
+        tmp = f"{os.path.dirname(final)}/.{os.path.basename(final)}.{pid}-{len(staged)}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
             view = memoryview(data)
@@ -321,12 +325,37 @@ def _floor_worker(seeds: str, pages: str, names: list[str], rules, info, rows) -
         finally:
             os.close(fd)
         staged.append((tmp, final))
+
+    def archive_page(n: int, entries: list) -> None:  # noqa: ANN001 - feeder's Entry
+        entries = entries[::-1]  # newest first, as feeder writes them
+        stage(os.path.join(folder, f"page-{n}.html"),
+              render.render_archive_page(info, n, count, entries))
+        for kind, fn in (("atom", render.render_atom), ("rss", render.render_rss)):
+            links = render.Archive(
+                prev=render.archive_path(kind, n - 1) if n > 1 else None,
+                next=render.archive_path(kind, n + 1) if n < count else None,
+                current=f"{kind}.xml", is_archive=True)
+            path = render.archive_path(kind, n)
+            stage(os.path.join(folder, os.path.basename(path)),
+                  fn(info, entries, self_path=path, archive=links))
+
+    prev, entry = None, read(names[0]) if names else None
+    for i in range(len(names)):
+        after = read(names[i + 1]) if i + 1 < len(names) else None
+        stage(os.path.join(pages, f"{entry.slug}.html"),
+              render.render_entry_page(info, entry, near(prev), near(after)))
+        held.append(entry)
+        if len(held) == size:
+            archive_page(number, held)
+            number, held = number + 1, []
         batch.append((entry.stem, entry.published.isoformat(), entry.title, entry.language,
                       entry.content_html))
         if len(batch) == FLOOR_ROWS:
             rows.put(batch)
             batch = []
         prev, entry = entry, after
+    if held:
+        archive_page(number, held)
     if batch:
         rows.put(batch)
     t0 = time.perf_counter()
@@ -335,8 +364,9 @@ def _floor_worker(seeds: str, pages: str, names: list[str], rules, info, rows) -
     for tmp, final in staged:
         os.replace(tmp, final)
     output.fsync(Path(pages))
+    output.fsync(Path(folder))
     rows.put({"cpu": time.process_time() - cpu0, "wall": time.perf_counter() - wall0,
-              "syncfs": synced, "pages": len(staged)})
+              "syncfs": synced, "files": len(staged)})
 
 
 def floor_build(seeds: Path, out: Path, db_path: Path, processes: int) -> dict:
@@ -345,7 +375,10 @@ def floor_build(seeds: Path, out: Path, db_path: Path, processes: int) -> dict:
     The language model is loaded once, before the fork; ``processes`` workers each take a
     contiguous slice of the sorted names (``_floor_worker``); the parent inserts the rows
     they send, as they come, into one SQLite table in one transaction (WAL, synchronous
-    NORMAL, as feeder's store). No archives, no feeds, no sitemap."""
+    NORMAL, as feeder's store). The archive pages (RFC 5005 pages of ``archive_size``
+    entries, HTML, Atom and RSS: issue 13's target 1 counts them) are cut per slice, in
+    the slice's order; a slice's last page may be short. No current feeds (3 documents of
+    50 entries), no language files, no sitemap."""
     import multiprocessing
     import sqlite3
 
@@ -358,13 +391,18 @@ def floor_build(seeds: Path, out: Path, db_path: Path, processes: int) -> dict:
     rules, info = Rules.from_config(cfg), render.FeedInfo.from_config(cfg)
     _identifier(rules.languages)  # the model, shared by the forked workers
     names = sorted(n for n in os.listdir(seeds) if n.endswith(".txt"))
-    pages = out / "entries"
+    pages, archives = out / "entries", out / "archive"
     pages.mkdir(parents=True)
+    archives.mkdir()
     ctx = multiprocessing.get_context("fork")
     rows = ctx.Queue()
-    workers = [ctx.Process(target=_floor_worker, args=(str(seeds), str(pages), names[a:b], rules,
-                                                        info, rows))
-               for a, b in slices(len(names), processes)]
+    size, parts = cfg.archive_size, slices(len(names), processes)
+    firsts = list(itertools.accumulate((-(-(b - a) // size) for a, b in parts), initial=1))
+    info = dataclasses.replace(info, archive_count=firsts[-1] - 1)
+    workers = [ctx.Process(target=_floor_worker, args=(
+                   str(seeds), str(pages), names[a:b], rules, info, rows,
+                   (str(archives), size, first, firsts[-1] - 1)))
+               for (a, b), first in zip(parts, firsts, strict=False)]
     for w in workers:
         w.start()
     setup = time.perf_counter() - start
@@ -392,7 +430,7 @@ def floor_build(seeds: Path, out: Path, db_path: Path, processes: int) -> dict:
         w.join()
         if w.exitcode:
             raise SystemExit(f"floor worker exited with {w.exitcode}")
-    if count != len(names) or sum(s["pages"] for s in stats) != len(names):
+    if count != len(names) or sum(s["files"] for s in stats) != len(names) + 3 * (firsts[-1] - 1):
         raise SystemExit(f"floor: {count} rows, {len(names)} seeds")
     return {"processes": len(workers), "setup": setup, "insert_cpu": insert,
             "inner": time.perf_counter() - start, "worker_cpu": [s["cpu"] for s in stats],
@@ -499,7 +537,7 @@ def table(results: list[dict]) -> str:
     row("floor: creating as many 4 KB files, one process (temp + rename)",
         lambda r: f"{r['files_floor']:.1f} s")
     row("floor: required work on all cores (read, parse, normalize + language, entry page "
-        "written atomically, one SQLite transaction; no feeds, archives or sitemap), best "
+        "and archive pages written atomically, one SQLite transaction; no feeds or sitemap), best "
         "of runs alternating with naive: wall (ratio to naive's best) / CPU",
         lambda r: f"{r['floor']['wall']:.1f} s ({r['floor']['wall'] / r['naive_best']['wall']:.2f}"
                   f"× naive's {r['naive_best']['wall']:.1f} s) / {r['floor']['cpu']:.1f} s on "
