@@ -165,31 +165,34 @@ def _write_language(config: Config, store: Store, report: BuildReport,
     entries = newest(store, code, config.max_entries, now)
     recorded = store.output_hashes(folder(code))
     todo, fits = [], {}
+
+    def prepared(path: str, data: bytes, is_feed: bool) -> None:
+        # hashed, compared with its file and compressed on a helper thread while the next
+        # document renders (``output.prepare``)
+        todo.append((path, data, is_feed, output.HELPERS.submit(output.prepare,
+                                                                (out / path, data))))
+
     for name, kind in FEEDS:
         path = folder(code) + name
         fitted = render.fit(kind, info, entries, self_path=path)
         fits[path] = fitted
-        todo.append((path, fitted.data, True))
-    page = render.render_language_page(info, site, folder(code), entries)
-    todo.append((folder(code) + INDEX, page, False))
+        prepared(path, fitted.data, True)
+    prepared(folder(code) + INDEX,
+             render.render_language_page(info, site, folder(code), entries), False)
     changed = []
-    for path, data, is_feed in todo:
-        digest, known = output.digest(data), recorded.get(path)
+    for path, data, is_feed, preparing in todo:
+        digest, in_place, gz = preparing.result()
+        known = recorded.get(path)
         if path == folder(code) + "atom.xml":
             _lastmods[code] = (digest, _lastmod(entries))
-        in_place = output.unchanged(out / path, data)
         if in_place and known == digest:
             continue
         # as for the main feeds: a version recorded already (or found in place with none
         # recorded) was announced already
         new = is_feed and known != digest and not (known is None and in_place)
-        changed.append((path, data, digest, new, in_place))
+        changed.append((path, data, digest, new, in_place, gz))
     if not changed:
         return
-    # compressed on the helper threads while the outbox is recorded
-    gzs = {path: output.HELPERS.submit(output.gzip_bytes, data)
-           for path, data, _digest, _new, in_place in changed
-           if not in_place and len(data) >= output.GZIP_MIN_BYTES}
     with store.transaction():  # the outbox, as publish.Publisher._feeds keeps it
         store.record_outputs([(c[0], c[2]) for c in changed], now)
         store.queue_pings(config.hubs, [config.base_url + c[0] for c in changed if c[3]],
@@ -197,9 +200,9 @@ def _write_language(config: Config, store: Store, report: BuildReport,
     written = {}
     # one flush and one folder sync for the language's files, or with the caller's batch
     with output.Batch() if batch is None else contextlib.nullcontext(batch) as staged:
-        for path, data, digest, new, in_place in changed:
+        for path, data, digest, new, in_place, gz in changed:
             if not in_place:
-                staged.write(out / path, data, check=False, gz=gzs.get(path), hashed=digest)
+                staged.write(out / path, data, check=False, gz=gz, hashed=digest)
                 report.written.append(path)
                 if path in fits:
                     written[path] = fits[path]

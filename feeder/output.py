@@ -90,6 +90,17 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def prepare(job: tuple[Path, bytes]) -> tuple[str, bool, bytes | None]:
+    """(a file, its new bytes) -> the bytes' ``digest``, whether the file holds them
+    already, and, if it does not, the ``.gz`` sibling's bytes (None below
+    ``GZIP_MIN_BYTES``). For ``HELPERS``: hashing, reading the file and compressing let go
+    of the GIL, so a document is made ready while the caller renders the next."""
+    path, data = job
+    in_place = unchanged(path, data)
+    gz = None if in_place or len(data) < GZIP_MIN_BYTES else gzip_bytes(data)
+    return digest(data), in_place, gz
+
+
 def unchanged(path: Path, data: bytes) -> bool:
     """Does ``path`` hold exactly ``data`` already?"""
     return _holds(path, data) is True

@@ -525,29 +525,30 @@ class Publisher:
         )
         versions = {path: self.store.output_hashes(path).get(path)
                     for path, _kind, _links in renders}
-        # zlib lets go of the GIL: each changed feed's .gz sibling is compressed on a helper
-        # thread while the next feed renders (a third of a one-seed rebuild, done on the
-        # other core)
-        todo, fits = [], {}
+        # Each feed is hashed, compared with its file and compressed on a helper thread
+        # (``output.prepare``) while the next one, then the index, renders.
+        made = []
         for path, kind, links in renders:
             fitted = _rendered(path, (kind, info, *_keys(newest), *links.values()),
                                lambda k=kind, kw=links: render.fit(k, info, newest, **kw))
-            data = fitted.data
-            digest, known = output.digest(data), versions[path]
-            in_place = output.unchanged(out / path, data)
+            made.append((path, fitted,
+                         output.HELPERS.submit(output.prepare, (out / path, fitted.data))))
+        older = render.archive_page_path(pages) if pages else None
+        index = _rendered("index.html", (info, *_keys(newest), older, *languages),
+                          lambda: render.render_index(info, newest, next_page=older,
+                                                      languages=languages))
+        todo, fits = [], {}
+        for path, fitted, preparing in made:
+            digest, in_place, gz = preparing.result()
+            known = versions[path]
             if in_place and known == digest:
                 continue
             # a version recorded already was announced already, whatever became of the
             # file; one found in place with none recorded (a file from before the
             # outbox) was too
             new = known != digest and not (known is None and in_place)
-            gz = None if in_place else output.HELPERS.submit(output.gzip_bytes, data)
-            todo.append((path, data, digest, new, gz))
+            todo.append((path, fitted.data, digest, new, in_place, gz))
             fits[path] = fitted
-        older = render.archive_page_path(pages) if pages else None
-        index = _rendered("index.html", (info, *_keys(newest), older, *languages),
-                          lambda: render.render_index(info, newest, next_page=older,
-                                                      languages=languages))
         if todo:  # the outbox: recorded before any rename, so a crash loses no ping
             with self.store.transaction():
                 self.store.record_outputs([(t[0], t[2]) for t in todo], self.clock())
@@ -558,8 +559,8 @@ class Publisher:
         # other processes have written.
         batch = self._head or output.Batch(syncfs=False)
         try:
-            for path, data, digest, new, gz in todo:
-                if gz is not None:
+            for path, data, digest, new, in_place, gz in todo:
+                if not in_place:
                     batch.write(out / path, data, check=False, gz=gz, hashed=digest)
                     report.written.append(path)
                 if new:

@@ -12,6 +12,7 @@ import feedparser
 import pytest
 from lxml import etree
 
+from feeder import output
 from feeder.builder import Builder
 
 from .conftest import REAL_SEED, Site
@@ -112,6 +113,25 @@ def test_edit_changes_updated_not_id_and_delete_removes(site: Site) -> None:
     assert report.removed == ["001_x.txt"]
     assert parsed(site, "atom.xml").entries == []
     assert not (site.out / "entries" / "001_x.html").exists()
+
+
+@pytest.mark.parametrize("named", [False, True], ids=["full pass", "named pass"])
+def test_feeds_too_small_to_compress_are_written_when_they_change(site: Site,
+                                                                  named: bool) -> None:
+    """A feed under GZIP_MIN_BYTES (feed.json with no items) gets no .gz sibling, but its
+    new bytes are written all the same."""
+    path = site.write("001_x.txt", "2025-12-01", "Only entry. Text.")
+    site.build()
+    assert json.loads(site.read("feed.json"))["items"]
+    assert json.loads(site.read("lang/en/feed.json"))["items"]
+    path.unlink()
+    report = site.build({"001_x.txt"} if named else None)
+    assert report.removed == ["001_x.txt"]
+    for rel in ("feed.json", "lang/en/feed.json"):
+        data = site.read(rel)
+        assert len(data) < output.GZIP_MIN_BYTES and json.loads(data)["items"] == [], rel
+        assert not (site.out / f"{rel}.gz").exists(), rel
+    assert parsed(site, "atom.xml").entries == parsed(site, "rss.xml").entries == []
 
 
 def test_bad_seed_is_reported_and_good_ones_stay(site: Site) -> None:
