@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import itertools
 import json
 import os
 import platform
@@ -288,13 +287,14 @@ def slices(n: int, parts: int) -> list[tuple[int, int]]:
 
 
 def _floor_worker(seeds: str, pages: str, names: list[str], rules, info, rows,  # noqa: ANN001
-                  archive: tuple[str, int, int, int]) -> None:
+                  archive: tuple[str, int, int, int, int]) -> None:
     """One process's share of the floor: for each of its seeds (a contiguous slice of the
     sorted names) read, parse, normalize (language included), render the entry page (its
-    neighbours: the seeds before and after it in the slice) into a temp file; every
-    ``size`` seeds (``archive``: its folder, the archive's size, this slice's first page
-    number and the page count), the archive page of those seeds as HTML, Atom and RSS with
-    feeder's renderers, into temp files too; send the minimal rows to the parent every
+    neighbours: the seeds before and after it in the slice) into a temp file; for the
+    archived seeds (``archive``: the pages' folder, the archive's size, the index of this
+    slice's first seed among all, how many seeds are archived, the page count), every
+    archive page once its last seed is read, as HTML, Atom and RSS with feeder's renderers
+    (``render.fit``, as feeder), into temp files too; send the minimal rows to the parent every
     ``FLOOR_ROWS`` seeds; then one ``syncfs`` for all the temp files, the renames, and one
     fsync of each folder (feeder's guarantee: a page is on disk before its rename)."""
     from feeder import output, render
@@ -312,7 +312,7 @@ def _floor_worker(seeds: str, pages: str, names: list[str], rules, info, rows,  
                                                            entry.language)
 
     staged, batch, pid = [], [], os.getpid()
-    folder, size, number, count = archive
+    folder, size, start, archived, count = archive
     held: list = []  # the entries of the archive page being filled, oldest first
 
     def stage(final: str, data: bytes) -> None:
@@ -330,32 +330,31 @@ def _floor_worker(seeds: str, pages: str, names: list[str], rules, info, rows,  
         entries = entries[::-1]  # newest first, as feeder writes them
         stage(os.path.join(folder, f"page-{n}.html"),
               render.render_archive_page(info, n, count, entries))
-        for kind, fn in (("atom", render.render_atom), ("rss", render.render_rss)):
+        for kind in ("atom", "rss"):
             links = render.Archive(
                 prev=render.archive_path(kind, n - 1) if n > 1 else None,
                 next=render.archive_path(kind, n + 1) if n < count else None,
                 current=f"{kind}.xml", is_archive=True)
             path = render.archive_path(kind, n)
             stage(os.path.join(folder, os.path.basename(path)),
-                  fn(info, entries, self_path=path, archive=links))
+                  render.fit(kind, info, entries, self_path=path, archive=links).data)
 
     prev, entry = None, read(names[0]) if names else None
     for i in range(len(names)):
         after = read(names[i + 1]) if i + 1 < len(names) else None
         stage(os.path.join(pages, f"{entry.slug}.html"),
               render.render_entry_page(info, entry, near(prev), near(after)))
-        held.append(entry)
-        if len(held) == size:
-            archive_page(number, held)
-            number, held = number + 1, []
+        if start + i < archived:  # one of the oldest: not in the current feeds
+            held.append(entry)
+            if len(held) == size or start + i == archived - 1:
+                archive_page((start + i) // size + 1, held)
+                held = []
         batch.append((entry.stem, entry.published.isoformat(), entry.title, entry.language,
                       entry.content_html))
         if len(batch) == FLOOR_ROWS:
             rows.put(batch)
             batch = []
         prev, entry = entry, after
-    if held:
-        archive_page(number, held)
     if batch:
         rows.put(batch)
     t0 = time.perf_counter()
@@ -376,9 +375,10 @@ def floor_build(seeds: Path, out: Path, db_path: Path, processes: int) -> dict:
     contiguous slice of the sorted names (``_floor_worker``); the parent inserts the rows
     they send, as they come, into one SQLite table in one transaction (WAL, synchronous
     NORMAL, as feeder's store). The archive pages (RFC 5005 pages of ``archive_size``
-    entries, HTML, Atom and RSS: issue 13's target 1 counts them) are cut per slice, in
-    the slice's order; a slice's last page may be short. No current feeds (3 documents of
-    50 entries), no language files, no sitemap."""
+    entries, HTML, Atom and RSS: issue 13's target 1 counts them) hold, as feeder's, every
+    seed but the ``max_entries`` newest (here: the last names), the last page alone short;
+    the slices are cut at page boundaries, so each page is written by one worker. No current
+    feeds (3 documents of 50 entries), no language files, no sitemap."""
     import multiprocessing
     import sqlite3
 
@@ -396,13 +396,19 @@ def floor_build(seeds: Path, out: Path, db_path: Path, processes: int) -> dict:
     archives.mkdir()
     ctx = multiprocessing.get_context("fork")
     rows = ctx.Queue()
-    size, parts = cfg.archive_size, slices(len(names), processes)
-    firsts = list(itertools.accumulate((-(-(b - a) // size) for a, b in parts), initial=1))
-    info = dataclasses.replace(info, archive_count=firsts[-1] - 1)
+    size = cfg.archive_size
+    archived = max(0, len(names) - cfg.max_entries)
+    count = -(-archived // size)  # archive pages
+    if count:  # the seeds of whole pages to each worker; the last takes the newest too
+        parts = [(a * size, min(b * size, archived)) for a, b in slices(count, processes)]
+        parts[-1] = (parts[-1][0], len(names))
+    else:
+        parts = slices(len(names), processes)
+    info = dataclasses.replace(info, archive_count=count)
     workers = [ctx.Process(target=_floor_worker, args=(
                    str(seeds), str(pages), names[a:b], rules, info, rows,
-                   (str(archives), size, first, firsts[-1] - 1)))
-               for (a, b), first in zip(parts, firsts, strict=False)]
+                   (str(archives), size, a, archived, count)))
+               for a, b in parts]
     for w in workers:
         w.start()
     setup = time.perf_counter() - start
@@ -424,14 +430,16 @@ def floor_build(seeds: Path, out: Path, db_path: Path, processes: int) -> dict:
     t0 = time.process_time()
     db.execute("COMMIT")
     insert += time.process_time() - t0
-    count = db.execute("SELECT count(*) FROM entries").fetchone()[0]
+    rows_in = db.execute("SELECT count(*) FROM entries").fetchone()[0]
     db.close()
     for w in workers:
         w.join()
         if w.exitcode:
             raise SystemExit(f"floor worker exited with {w.exitcode}")
-    if count != len(names) or sum(s["files"] for s in stats) != len(names) + 3 * (firsts[-1] - 1):
-        raise SystemExit(f"floor: {count} rows, {len(names)} seeds")
+    files, expected = sum(s["files"] for s in stats), len(names) + 3 * count
+    if rows_in != len(names) or files != expected:
+        raise SystemExit(f"floor: {rows_in} rows for {len(names)} seeds, {files} files "
+                         f"written of {expected}")
     return {"processes": len(workers), "setup": setup, "insert_cpu": insert,
             "inner": time.perf_counter() - start, "worker_cpu": [s["cpu"] for s in stats],
             "worker_wall": [s["wall"] for s in stats], "syncfs": max(s["syncfs"] for s in stats)}
