@@ -40,6 +40,9 @@ from .store import Source, Store, Unreadable, entries_named, page_entries, reade
 log = logging.getLogger("feeder")
 
 PAGE_CHUNK = 200  # entry pages sent to a worker at a time
+# Entry pages from which a chunk is written as two batches, the first committed while the
+# second renders (``write_entry_pages``); fewer go in one batch.
+PIPELINE_PAGES = 50
 # A full pass's listing of entries/ goes with each job of entry pages up to this many names
 # (a cold build's is empty): the pages and .gz siblings not in it are known absent, and not
 # looked up (``output.Batch.write``'s ``absent``). A bigger listing, of a site whose pages
@@ -118,14 +121,36 @@ def write_entry_pages(info: render.FeedInfo, out: Path, items: list[Paged],
     ``write_entry_page`` writes them. ``listing``: the names in ``entries/`` at the pass's
     start, if known (a page that was not there, nor its .gz sibling, is not looked for)."""
     paths = [render.entry_path(e) for e, _p, _n in items]  # one string each: pickled once
-    written, hashes = [], []
-    with _batch(batch) as batch:
-        for path, (e, prev, next_) in zip(paths, items, strict=True):
+    written: list[str] = []
+    hashes: Hashes = []
+
+    def stage(batch: output.Batch, lo: int, hi: int) -> None:
+        for path, (e, prev, next_) in zip(paths[lo:hi], items[lo:hi], strict=True):
             full = out / path  # made and hashed once (3 us a page)
             data = render.render_entry_page(info, e, prev, next_)  # no .gz: as above
             if batch.write(full, data, compress=False, absent=_absent(listing, path)):
                 written.append(path)
             hashes.append((path, batch.hashes[full]))
+
+    if batch is not None or len(items) < 2 * PIPELINE_PAGES:
+        with _batch(batch) as batch:
+            stage(batch, 0, len(items))
+        return written, hashes
+    # A worker's chunk: its first half is flushed and renamed on a thread of its own while
+    # the second renders, so the worker waits for the disk once per chunk, not twice.
+    half = len(items) // 2
+    first = output.Batch()
+    try:
+        stage(first, 0, half)
+    except BaseException:
+        first.abort()
+        raise
+    committing = first.commit_behind()
+    try:
+        with output.Batch() as second:
+            stage(second, half, len(items))
+    finally:
+        committing.result()  # its error, if any, is raised (the second's is its context)
     return written, hashes
 
 

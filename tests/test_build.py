@@ -474,6 +474,75 @@ def test_a_pass_renders_its_archive_pages_while_its_feeds_are_put_in_place(
     assert (s.out / "entries/006_a.html").exists()
 
 
+def _chunk_of_pages(site: Site) -> tuple[list, object]:
+    from feeder import publish, render
+
+    for i in range(6):
+        site.write(f"{i:03d}_a.txt", f"2025-12-0{i + 1}", f"Article number {i}. Body text.")
+    site.build()
+    items = list(publish.with_neighbours(site.store.iter_named_entries(), site.now,
+                                         lambda *_: True))
+    for page in site.out.glob("entries/*.html"):  # to be written again
+        page.unlink()
+    return items, render.FeedInfo.from_config(site.config)
+
+
+def test_a_chunk_of_pages_goes_in_place_in_two_halves(site: Site, monkeypatch) -> None:  # noqa: ANN001
+    """A worker's chunk of entry pages is written as two batches: the first half's pages
+    are flushed and renamed while the second half renders (here the last page's render
+    waits until a page of the first half is being renamed: one batch for the whole chunk
+    would never get there), and every page ends up in place with the hash returned for it."""
+    import hashlib
+
+    from feeder import output, publish, render
+
+    items, info = _chunk_of_pages(site)
+    monkeypatch.setattr(publish, "PIPELINE_PAGES", 3)
+    first = {site.out / render.entry_path(e) for e, _p, _n in items[:3]}
+    renaming, waited = threading.Event(), []
+    render_page = render.render_entry_page
+
+    def entry_page(info, entry, prev, next_):  # noqa: ANN001, ANN202
+        if entry is items[-1][0]:
+            waited.append(renaming.wait(10))
+        return render_page(info, entry, prev, next_)
+
+    def before_rename(path: Path) -> None:
+        if path in first:
+            renaming.set()
+
+    monkeypatch.setattr(render, "render_entry_page", entry_page)
+    monkeypatch.setattr(output, "before_rename", before_rename)
+    written, hashes = publish.write_entry_pages(info, site.out, items)
+    assert waited == [True], "the first half was renamed only after the second rendered"
+    assert sorted(written) == sorted(path for path, _h in hashes) and len(written) == 6
+    for path, digest in hashes:
+        assert hashlib.sha256((site.out / path).read_bytes()).hexdigest() == digest
+    assert not list(site.out.glob("entries/.*.tmp"))
+
+
+@pytest.mark.parametrize("half", [0, 1], ids=["first half", "second half"])
+def test_a_chunk_whose_half_fails_to_go_in_place_says_so_and_leaves_no_temp_file(
+        site: Site, monkeypatch, half: int) -> None:  # noqa: ANN001
+    """A rename failing in either half of a chunk of pages raises OutputError naming the
+    page, once the other half is done with, and leaves no temp file behind."""
+    from feeder import output, publish, render
+    from feeder.errors import OutputError
+
+    items, info = _chunk_of_pages(site)
+    monkeypatch.setattr(publish, "PIPELINE_PAGES", 3)
+    doomed = site.out / render.entry_path(items[3 * half + 1][0])
+
+    def before_rename(path: Path) -> None:
+        if path == doomed:
+            raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(output, "before_rename", before_rename)
+    with pytest.raises(OutputError, match=doomed.name):
+        publish.write_entry_pages(info, site.out, items)
+    assert not list(site.out.glob("entries/.*.tmp"))
+
+
 def test_a_big_pass_records_its_pages_hashes_as_they_are_written(make_site, monkeypatch) -> None:
     """A pass that writes many pages records their hashes in the store every RECORD_EVERY
     (not all held to its end: ~30 MB at 100,000 seeds): a pass that fails in its archive
