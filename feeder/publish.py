@@ -19,6 +19,7 @@ import concurrent.futures
 import contextlib
 import datetime as dt
 import hashlib
+import itertools
 import logging
 import os
 import sqlite3
@@ -43,6 +44,7 @@ PAGE_CHUNK = 200  # entry pages sent to a worker at a time
 # Entry pages from which a chunk is written as two batches, the first committed while the
 # second renders (``write_entry_pages``); fewer go in one batch.
 PIPELINE_PAGES = 50
+PIPELINE_ARCHIVES = 4  # the same for a chunk of archive pages (3 files each)
 # A full pass's listing of entries/ goes with each job of entry pages up to this many names
 # (a cold build's is empty): the pages and .gz siblings not in it are known absent, and not
 # looked up (``output.Batch.write``'s ``absent``). A bigger listing, of a site whose pages
@@ -136,21 +138,8 @@ def write_entry_pages(info: render.FeedInfo, out: Path, items: list[Paged],
         with _batch(batch) as batch:
             stage(batch, 0, len(items))
         return written, hashes
-    # A worker's chunk: its first half is flushed and renamed on a thread of its own while
-    # the second renders, so the worker waits for the disk once per chunk, not twice.
     half = len(items) // 2
-    first = output.Batch()
-    try:
-        stage(first, 0, half)
-    except BaseException:
-        first.abort()
-        raise
-    committing = first.commit_behind()
-    try:
-        with output.Batch() as second:
-            stage(second, half, len(items))
-    finally:
-        committing.result()  # its error, if any, is raised (the second's is its context)
+    _in_two_batches(lambda b: stage(b, 0, half), lambda b: stage(b, half, len(items)))
     return written, hashes
 
 
@@ -223,16 +212,53 @@ def stored_pages(db: sqlite3.Connection, items: list[tuple[str, str | None, str 
 
 
 def write_archive_pages(info: render.FeedInfo, out: Path,
-                        items: Iterable[tuple[int, int, list[Entry]]],
+                        items: Iterable[tuple[int, int, list[Entry]]], count: int = 0,
                         ) -> tuple[list[str], Hashes, list[tuple[int, str]]]:
     """Archive pages (page number, page count, entries oldest first), written as one batch
     (one flush to disk for all, not one per file); return the paths written, the hashes of
-    all documents and the log lines of ``fit_notes`` (for the parent process to log)."""
-    written, fits = [], {}
-    with output.Batch() as batch:
-        for n, pages, entries in items:
+    all documents and the log lines of ``fit_notes`` (for the parent process to log).
+    ``count``: how many pages ``items`` holds, if known; from ``2 * PIPELINE_ARCHIVES``,
+    two batches, the first committed while the second renders (as ``write_entry_pages``)."""
+    written: list[str] = []
+    fits: dict[str, render.Fitted] = {}
+    items = iter(items)
+    if count < 2 * PIPELINE_ARCHIVES:
+        with output.Batch() as batch:
+            for n, pages, entries in items:
+                written += write_archive_page(info, out, n, pages, entries, batch, fits)
+        return written, hashes_of(out, batch), fit_notes(fits, info.max_bytes)
+
+    def stage(batch: output.Batch, some: Iterable[tuple[int, int, list[Entry]]]) -> None:
+        nonlocal written
+        for n, pages, entries in some:
             written += write_archive_page(info, out, n, pages, entries, batch, fits)
-    return written, hashes_of(out, batch), fit_notes(fits, info.max_bytes)
+
+    first, second = _in_two_batches(lambda b: stage(b, itertools.islice(items, count // 2)),
+                                    lambda b: stage(b, items))
+    return (written, hashes_of(out, first) + hashes_of(out, second),
+            fit_notes(fits, info.max_bytes))
+
+
+def _in_two_batches(first_half: Callable[[output.Batch], None],
+                    second_half: Callable[[output.Batch], None],
+                    ) -> tuple[output.Batch, output.Batch]:
+    """A worker's chunk of pages in two batches: the first half staged, then flushed and
+    renamed on the committer thread while the second half renders, so that the worker waits
+    for the disk once per chunk, not twice. Returns once both are in place; an error of the
+    first is raised (with the second's, if any, as its context)."""
+    first = output.Batch()
+    try:
+        first_half(first)
+    except BaseException:
+        first.abort()
+        raise
+    committing = first.commit_behind()
+    try:
+        with output.Batch() as second:
+            second_half(second)
+    finally:
+        committing.result()
+    return first, second
 
 
 def write_archive_page(info: render.FeedInfo, out: Path, n: int, pages: int,
@@ -282,8 +308,8 @@ def _render_job(job: tuple, db: sqlite3.Connection | None = None,
                                                   listing=listing[0]), []
         # (page, count): each page's entries read as it is written, not all of the job's
         return len(items), *write_archive_pages(
-            info, out, ((n, pages, page_entries(db, n)) for n, pages in items))
-    return len(payload), *write_archive_pages(info, out, payload)
+            info, out, ((n, pages, page_entries(db, n)) for n, pages in items), len(items))
+    return len(payload), *write_archive_pages(info, out, payload, len(payload))
 
 
 def _sitemap_job(job: tuple) -> site.Rendered | None:

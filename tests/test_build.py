@@ -521,6 +521,47 @@ def test_a_chunk_of_pages_goes_in_place_in_two_halves(site: Site, monkeypatch) -
     assert not list(site.out.glob("entries/.*.tmp"))
 
 
+def test_a_chunk_of_archive_pages_goes_in_place_in_two_halves(make_site, monkeypatch) -> None:  # noqa: ANN001
+    """As for entry pages: a worker's chunk of archive pages is written as two batches, the
+    first half renamed while the second renders, and every file ends up as hashed."""
+    import hashlib
+
+    from feeder import output, publish, render
+
+    s = make_site(max_entries=1, archive_size=1)
+    for i in range(5):
+        s.write(f"{i:03d}_a.txt", f"2025-12-0{i + 1}", f"Article number {i}. Body text.")
+    s.build()
+    monkeypatch.setattr(publish, "PIPELINE_ARCHIVES", 2)
+    for page in s.out.glob("archive/*"):
+        page.unlink()
+    info = render.FeedInfo.from_config(s.config, archive_count=4)
+    items = [(n, 4, s.store.page_entries(n)) for n in range(1, 5)]
+    first = {s.out / p for n in (1, 2) for p in (render.archive_page_path(n),
+                                                 render.archive_path("atom", n),
+                                                 render.archive_path("rss", n))}
+    renaming, waited = threading.Event(), []
+    render_page = publish.write_archive_page
+
+    def archive_page(info, out, n, *rest):  # noqa: ANN001, ANN002, ANN202
+        if n == 4:
+            waited.append(renaming.wait(10))
+        return render_page(info, out, n, *rest)
+
+    def before_rename(path: Path) -> None:
+        if path in first:
+            renaming.set()
+
+    monkeypatch.setattr(publish, "write_archive_page", archive_page)
+    monkeypatch.setattr(output, "before_rename", before_rename)
+    written, hashes, _notes = publish.write_archive_pages(info, s.out, iter(items), len(items))
+    assert waited == [True], "the first half was renamed only after the second rendered"
+    assert len(written) == len(hashes) == 12
+    for path, digest in hashes:
+        assert hashlib.sha256((s.out / path).read_bytes()).hexdigest() == digest
+    assert not list(s.out.glob("archive/.*.tmp"))
+
+
 @pytest.mark.parametrize("half", [0, 1], ids=["first half", "second half"])
 def test_a_chunk_whose_half_fails_to_go_in_place_says_so_and_leaves_no_temp_file(
         site: Site, monkeypatch, half: int) -> None:  # noqa: ANN001
