@@ -187,6 +187,8 @@ def _write_language(config: Config, store: Store, report: BuildReport,
             _lastmods[code] = (digest, _lastmod(entries))
         if in_place and known == digest:
             continue
+        if in_place and known is not None:  # as for the main feeds: a stale .gz sibling maybe
+            in_place = False
         # as for the main feeds: a version recorded already (or found in place with none
         # recorded) was announced already
         new = is_feed and known != digest and not (known is None and in_place)

@@ -116,6 +116,16 @@ def _holds(path: Path, data: bytes) -> bool | None:
         raise OutputError(path, exc.strerror or str(exc)) from exc
 
 
+def _sibling_holds(path: Path, data: bytes) -> bool:
+    """Does ``path``'s ``.gz`` sibling decompress to ``data``? Not when a pass stopped
+    between renaming the sibling (first) and the file: the sibling holds the version that
+    never went in place, which gzip_static would serve beside a file found as written."""
+    try:
+        return igzip.decompress(Path(f"{path}.gz").read_bytes()) == data
+    except Exception:  # noqa: BLE001 - none, or damaged (EOFError, IsalError, OSError)
+        return False
+
+
 def _syncfs(folder: Path) -> None:
     """Flush every written file of the file system that holds ``folder``: one syncfs(2)
     instead of an fsync per file (os.sync where libc has no syncfs)."""
@@ -295,7 +305,8 @@ class Batch:
             self._new.add(path)
         elif check:
             held = _holds(path, data)
-            if held:
+            if held and not (compress and len(data) >= GZIP_MIN_BYTES
+                             and not _sibling_holds(path, data)):
                 return False
             if held is None:
                 self._new.add(path)

@@ -594,6 +594,11 @@ class Publisher:
             known = versions[path]
             if in_place and known == digest:
                 continue
+            if in_place and known is not None:
+                # another version was recorded, and the pass that recorded it stopped
+                # before renaming the file: its .gz sibling, renamed first, may hold that
+                # version, which gzip_static would serve. Both are written again.
+                in_place = False
             # a version recorded already was announced already, whatever became of the
             # file; one found in place with none recorded (a file from before the
             # outbox) was too
