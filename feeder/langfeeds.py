@@ -181,18 +181,14 @@ def _write_language(config: Config, store: Store, report: BuildReport,
              render.render_language_page(info, site, folder(code), entries), False)
     changed = []
     for path, data, is_feed, preparing in todo:
-        digest, in_place, gz = preparing.result()
-        known = recorded.get(path)
+        digest, _in_place, gz = prepared = preparing.result()
         if path == folder(code) + "atom.xml":
             _lastmods[code] = (digest, _lastmod(entries))
-        if in_place and known == digest:
+        settled = output.settle(prepared, recorded.get(path))  # as for the main feeds
+        if settled is None:
             continue
-        if in_place and known is not None:  # as for the main feeds: a stale .gz sibling maybe
-            in_place = False
-        # as for the main feeds: a version recorded already (or found in place with none
-        # recorded) was announced already
-        new = is_feed and known != digest and not (known is None and in_place)
-        changed.append((path, data, digest, new, in_place, gz))
+        write, new = settled
+        changed.append((path, data, digest, is_feed and new, write, gz))
     if not changed:
         return
     with store.transaction():  # the outbox, as publish.Publisher._feeds keeps it
@@ -202,8 +198,8 @@ def _write_language(config: Config, store: Store, report: BuildReport,
     written = {}
     # one flush and one folder sync for the language's files, or with the caller's batch
     with output.Batch() if batch is None else contextlib.nullcontext(batch) as staged:
-        for path, data, digest, new, in_place, gz in changed:
-            if not in_place:
+        for path, data, digest, new, write, gz in changed:
+            if write:
                 staged.write(out / path, data, check=False, gz=gz, hashed=digest)
                 report.written.append(path)
                 if path in fits:

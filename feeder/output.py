@@ -101,6 +101,24 @@ def prepare(job: tuple[Path, bytes]) -> tuple[str, bool, bytes | None]:
     return digest(data), in_place, gz
 
 
+def settle(prepared: tuple[str, bool, bytes | None],
+           known: str | None) -> tuple[bool, bool] | None:
+    """What to do with a document ``prepare`` made ready, given the hash recorded for its
+    path (``known``, the outbox's): None if its file holds the recorded version (nothing to
+    record), else (write it, it is a new version to announce).
+
+    A file found in place under another recorded hash is written again, with its ``.gz``
+    sibling: the pass that recorded that version stopped between renaming the sibling
+    (first) and the file, so the sibling may hold it, which gzip_static would serve. A
+    version recorded already was announced already, whatever became of the file; one found
+    in place with none recorded (a file from before the outbox) was too."""
+    digest, in_place, _gz = prepared
+    if in_place and known == digest:
+        return None
+    return (not in_place or known is not None,
+            known != digest and not (known is None and in_place))
+
+
 def unchanged(path: Path, data: bytes) -> bool:
     """Does ``path`` hold exactly ``data`` already?"""
     return _holds(path, data) is True

@@ -222,17 +222,15 @@ def write_archive_pages(info: render.FeedInfo, out: Path,
     written: list[str] = []
     fits: dict[str, render.Fitted] = {}
     items = iter(items)
-    if count < 2 * PIPELINE_ARCHIVES:
-        with output.Batch() as batch:
-            for n, pages, entries in items:
-                written += write_archive_page(info, out, n, pages, entries, batch, fits)
-        return written, hashes_of(out, batch), fit_notes(fits, info.max_bytes)
 
     def stage(batch: output.Batch, some: Iterable[tuple[int, int, list[Entry]]]) -> None:
-        nonlocal written
         for n, pages, entries in some:
-            written += write_archive_page(info, out, n, pages, entries, batch, fits)
+            written.extend(write_archive_page(info, out, n, pages, entries, batch, fits))
 
+    if count < 2 * PIPELINE_ARCHIVES:
+        with output.Batch() as batch:
+            stage(batch, items)
+        return written, hashes_of(out, batch), fit_notes(fits, info.max_bytes)
     first, second = _in_two_batches(lambda b: stage(b, itertools.islice(items, count // 2)),
                                     lambda b: stage(b, items))
     return (written, hashes_of(out, first) + hashes_of(out, second),
@@ -590,20 +588,12 @@ class Publisher:
                                                       languages=languages))
         todo, fits = [], {}
         for path, fitted, preparing in made:
-            digest, in_place, gz = preparing.result()
-            known = versions[path]
-            if in_place and known == digest:
+            digest, _in_place, gz = prepared = preparing.result()
+            settled = output.settle(prepared, versions[path])
+            if settled is None:
                 continue
-            if in_place and known is not None:
-                # another version was recorded, and the pass that recorded it stopped
-                # before renaming the file: its .gz sibling, renamed first, may hold that
-                # version, which gzip_static would serve. Both are written again.
-                in_place = False
-            # a version recorded already was announced already, whatever became of the
-            # file; one found in place with none recorded (a file from before the
-            # outbox) was too
-            new = known != digest and not (known is None and in_place)
-            todo.append((path, fitted.data, digest, new, in_place, gz))
+            write, new = settled
+            todo.append((path, fitted.data, digest, new, write, gz))
             fits[path] = fitted
         if todo:  # the outbox: recorded before any rename, so a crash loses no ping
             with self.store.transaction():
@@ -615,8 +605,8 @@ class Publisher:
         # other processes have written.
         batch = self._head or output.Batch(syncfs=False)
         try:
-            for path, data, digest, new, in_place, gz in todo:
-                if not in_place:
+            for path, data, digest, new, write, gz in todo:
+                if write:
                     batch.write(out / path, data, check=False, gz=gz, hashed=digest)
                     report.written.append(path)
                 if new:
