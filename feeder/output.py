@@ -80,8 +80,10 @@ def _stage(path: Path, data: bytes, flush: bool = False) -> str:
 
 
 def gzip_bytes(data: bytes) -> bytes:
-    """The ``.gz`` sibling's bytes (no time stamp: the same bytes for the same data here;
-    ISA-L may pick another code path, and other bytes, on another CPU)."""
+    """The ``.gz`` sibling's bytes (no time stamp). Not always the same bytes for the same
+    data: ISA-L's output varied once between two calls in one test run (and may vary with
+    the CPU). Nothing compares them: the store hashes the uncompressed file, and a sibling
+    is checked by decompressing it (``_sibling_holds``)."""
     return igzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0)
 
 

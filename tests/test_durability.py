@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import gzip
 import os
 import re
 import shutil
@@ -235,7 +236,8 @@ def test_a_batch_writing_in_the_background_replaces_its_files_or_leaves_them(
         for path, data in new.items():
             assert batch.write(path, data)
     assert {path: path.read_bytes() for path in new} == new
-    assert output.gzip_bytes(new[tmp_path / "atom.xml"]) == (tmp_path / "atom.xml.gz").read_bytes()
+    # the sibling holds the file's bytes (ISA-L does not always give the same compressed bytes)
+    assert gzip.decompress((tmp_path / "atom.xml.gz").read_bytes()) == new[tmp_path / "atom.xml"]
     assert not list(tmp_path.rglob("*.tmp"))
     (tmp_path / "blocker").write_bytes(b"a file where a folder should be")
     with pytest.raises(OutputError) as caught, output.Batch(background=True) as batch:
@@ -277,7 +279,7 @@ def test_a_background_batch_puts_a_compressed_file_in_a_folder_it_makes(
     with output.Batch(background=True) as batch:
         assert batch.write(path, data)
     assert path.read_bytes() == data
-    assert (tmp_path / "lang" / "en" / "atom.xml.gz").read_bytes() == output.gzip_bytes(data)
+    assert gzip.decompress((tmp_path / "lang" / "en" / "atom.xml.gz").read_bytes()) == data
     assert not list(tmp_path.rglob("*.tmp"))
 
 
