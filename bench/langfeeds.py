@@ -49,7 +49,7 @@ def main() -> None:
     spent: list[float] = []
     real = langfeeds.publish
 
-    def timed(*a: object, **kw: object) -> tuple[list[str], set[str]]:
+    def timed(*a: object, **kw: object) -> tuple[list[str], set[str], list]:
         t0 = time.perf_counter()
         try:
             return real(*a, **kw)

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from . import output, render
 from .config import Config
+from .errors import OutputError
 from .normalizer import Entry
 from .report import BuildReport
 from .store import _ENTRY_COLUMNS, Store, kept_entry
@@ -96,15 +97,26 @@ def publish(config: Config, store: Store, report: BuildReport, site: render.Feed
     queue their pings, held; return :func:`listed`, and the languages left to mark
     ``rendered``. The caller releases the pings. With a ``batch``, the files are staged in
     it (its owner commits it, after this returns), and the owner marks those languages
-    rendered once the batch is in place: a batch that fails leaves them to render again."""
+    rendered once the batch is in place: a batch that fails leaves them to render again.
+
+    A language whose folder or files are in the way (``lang`` made a plain file, a folder
+    where its feed was) is logged and left as it was, to render again, while the rest of
+    the pass goes on: the main feeds are not held back by it. Its errors are returned last,
+    for the caller to raise once the pass is done."""
     todo = _dirty(config, store, now, force=force, full=full)
+    blocked = []
     for code in sorted(todo):
-        _write_language(config, store, report, site, code, now, batch)
+        error = _write_language(config, store, report, site, code, now, batch)
+        if error is not None:
+            log.error("language %s: %s; its feeds stay as they were until that is fixed",
+                      code, error)
+            blocked.append((code, error))
+    todo -= {code for code, _error in blocked}
     if batch is None:
         with store.transaction():
             rendered(store, todo)
         todo = set()
-    return listed(store, now), todo
+    return listed(store, now), todo, [error for _code, error in blocked]
 
 
 def rendered(store: Store, codes: Iterable[str]) -> None:
@@ -158,9 +170,11 @@ def _paths(code: str) -> list[str]:
 
 def _write_language(config: Config, store: Store, report: BuildReport,
                     site: render.FeedInfo, code: str, now: dt.datetime,
-                    batch: output.Batch | None = None) -> None:
+                    batch: output.Batch | None = None) -> OutputError | None:
     """Render one language's feeds and page; write those whose bytes changed, recording
-    their hashes and queueing (held) pings for the new feed versions before any rename."""
+    their hashes and queueing (held) pings for the new feed versions before any rename.
+    A file that cannot be looked at (its folder is a plain file, or it is a folder) is
+    returned, before anything is recorded or staged."""
     out, info = config.out, feed_info(site, code)
     entries = newest(store, code, config.max_entries, now)
     recorded = store.output_hashes(folder(code))
@@ -179,9 +193,13 @@ def _write_language(config: Config, store: Store, report: BuildReport,
         prepared(path, fitted.data, True)
     prepared(folder(code) + INDEX,
              render.render_language_page(info, site, folder(code), entries), False)
-    changed = []
+    changed, blocked = [], None
     for path, data, is_feed, preparing in todo:
-        digest, _in_place, gz = prepared = preparing.result()
+        try:
+            digest, _in_place, gz = prepared = preparing.result()
+        except OutputError as exc:
+            blocked = blocked or exc
+            continue
         if path == folder(code) + "atom.xml":
             _lastmods[code] = (digest, _lastmod(entries))
         settled = output.settle(prepared, recorded.get(path))  # as for the main feeds
@@ -189,8 +207,8 @@ def _write_language(config: Config, store: Store, report: BuildReport,
             continue
         write, new = settled
         changed.append((path, data, digest, is_feed and new, write, gz))
-    if not changed:
-        return
+    if blocked is not None or not changed:
+        return blocked
     with store.transaction():  # the outbox, as publish.Publisher._feeds keeps it
         store.record_outputs([(c[0], c[2]) for c in changed], now)
         store.queue_pings(config.hubs, [config.base_url + c[0] for c in changed if c[3]],
@@ -210,6 +228,7 @@ def _write_language(config: Config, store: Store, report: BuildReport,
 
     for level, message in fit_notes(written, info.max_bytes):  # only when written: no repeats
         log.log(level, message)
+    return None
 
 
 def _listdir(path: os.PathLike[str]) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import ctypes
+import errno
 import hashlib
 import itertools
 import logging
@@ -127,13 +128,19 @@ def unchanged(path: Path, data: bytes) -> bool:
 
 
 def _holds(path: Path, data: bytes) -> bool | None:
-    """Does ``path`` hold exactly ``data`` already? None if there is no ``path``."""
+    """Does ``path`` hold exactly ``data`` already? None if there is no ``path``. Something
+    there that is not a file (a folder made where a feed was) raises ``OutputError`` at once,
+    before a pass records a version to announce: no rename could replace it."""
     try:
-        return path.stat().st_size == len(data) and path.read_bytes() == data
+        st = path.stat()
+        if stat.S_ISREG(st.st_mode):
+            return st.st_size == len(data) and path.read_bytes() == data
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise OutputError(path, exc.strerror or str(exc)) from exc
+    raise OutputError(path, os.strerror(errno.EISDIR) if stat.S_ISDIR(st.st_mode)
+                      else "not a regular file")
 
 
 def _sibling_holds(path: Path, data: bytes) -> bool:

@@ -395,8 +395,9 @@ class Publisher:
         self._behind = None
         try:
             names = self._entry_pages(report, info, now, force=force, full=full)
-            languages, staged = langfeeds.publish(c, self.store, report, info, now,
-                                                  force=force, full=full, batch=self._head)
+            languages, staged, blocked = langfeeds.publish(c, self.store, report, info, now,
+                                                           force=force, full=full,
+                                                           batch=self._head)
             self._feeds(report, info, newest, pages, languages)
         finally:
             if self._head is not None and self._behind is None:
@@ -430,6 +431,8 @@ class Publisher:
             # the stamps of pages changed or gone since go with the last pass's
             self.checked.clear()
             self.checked.update(self.confirmed)
+        if blocked:  # everything else is in place: the pass fails for the language(s) left
+            raise blocked[0]
 
     def _tail(self, report: BuildReport, info: render.FeedInfo, newest: list[Entry],
               pages: int, head: output.Batch | None, *, force: bool, small: bool,
@@ -858,5 +861,5 @@ def _is_folder(path: Path) -> bool:
 def _listdir(folder: Path) -> set[str]:
     try:
         return set(os.listdir(folder))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # not there, or a file made in its place
         return set()

@@ -171,6 +171,55 @@ def test_a_named_pass_whose_language_feed_fails_to_go_in_place_writes_it_when_re
     assert multi.config.base_url + "lang/de/atom.xml" in pending_topics(multi)
 
 
+@pytest.mark.parametrize("named", [False, True], ids=["full pass", "named pass"])
+@pytest.mark.parametrize("obstacle", ["lang is a file", "its feed is a folder"])
+def test_a_language_whose_files_are_in_the_way_holds_back_nothing_else(
+        multi: Site, named: bool, obstacle: str) -> None:
+    """An operator leaves ``lang`` a plain file, or a folder where a language's feed was.
+    The pass fails, naming the path, but only after the rest is in place: the main feeds
+    (and the other languages) carry the new seed and their pings go; the blocked
+    language's feeds are not announced. Once the obstacle is gone, the next pass writes
+    them and pings them."""
+    from feeder.errors import OutputError
+
+    drop_pings(multi)
+    if obstacle == "lang is a file":
+        shutil.rmtree(multi.out / "lang")
+        (multi.out / "lang").write_text("not a folder")
+        where = "lang/de/"
+    else:
+        (multi.out / "lang/de/atom.xml").unlink()
+        (multi.out / "lang/de/atom.xml").mkdir()
+        where = "lang/de/atom.xml"
+    multi.write("900_new.txt", "2026-01-10",
+                "Der Stadtrat hat am Montag beschlossen, die Brücke über den Fluss zu erneuern."
+                " Die Arbeiten beginnen im Frühjahr und dauern zwei Jahre.")
+    with pytest.raises(OutputError, match=where):
+        multi.build({"900_new.txt"} if named else None)
+    base = multi.config.base_url
+    for name in ("atom.xml", "rss.xml"):
+        feed = feedparser.parse(multi.read(name))
+        assert feed.bozo == 0
+        assert any("900_new" in e.link for e in feed.entries), name
+    assert b"900_new" in multi.read("feed.json") and b"900_new" in multi.read("index.html")
+    assert b"900_new" in multi.read("sitemap-1.xml")
+    assert pending_topics(multi) == {base + p for p in ("atom.xml", "rss.xml", "feed.json")}
+
+    if obstacle == "lang is a file":
+        (multi.out / "lang").unlink()
+    else:
+        (multi.out / "lang/de/atom.xml").rmdir()
+    multi.build({"900_new.txt"} if named else None)
+    for name in FILES:
+        assert b"900_new" in multi.read(f"lang/de/{name}"), name
+    assert {base + f"lang/de/{n}" for n in ("atom.xml", "rss.xml", "feed.json")} <= \
+        pending_topics(multi)
+    multi.build()  # a full pass restores every language's files
+    for code in LANGS:
+        for name in ("atom.xml", "rss.xml"):
+            assert feedparser.parse(multi.read(f"lang/{code}/{name}")).entries, (code, name)
+
+
 def test_a_language_whose_last_entry_goes_keeps_a_valid_empty_feed(multi: Site) -> None:
     drop_pings(multi)
     (multi.seeds / ES_SEED).unlink()
