@@ -122,7 +122,7 @@ def target_lines(sizes: list[int], scale: dict[str, list[str]], daemon: dict[int
             (f"1  cold build, {n:,} seeds", f"naive {naive}", cold,
              verdict(ratio is not None and ratio <= 1.5)),
             (f"1  its floor: required work on all cores, {n:,}", "naive, best of the same runs",
-             f"{floor.split(' / ')[0]}; CPU per process {floor_cpu:.2f}× naive's",
+             f"{floor.split(' / ')[0]}; CPU per core {floor_cpu:.2f}× naive's",
              floor_verdict(1.5, floor_ratio, floor_cpu)),
             (f"1  peak PSS of the cold build, {n:,}", "<= 250 MB", f"{pss:.0f} MB",
              verdict(pss <= 250) if n >= 100_000 else "n/a (target at 100k)"),
