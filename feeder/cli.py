@@ -19,7 +19,7 @@ import click
 from . import __version__, output, search
 from . import config as config_mod
 from .builder import Builder, utcnow
-from .errors import FeederError
+from .errors import FeederError, OutputError
 from .store import Store
 
 log = logging.getLogger("feeder")
@@ -134,6 +134,8 @@ def build(config_path: Path | None, seeds: Path | None, out: Path | None, state:
     for name, when in report.scheduled:
         click.echo(f"scheduled {name}: appears at {when.isoformat()}")
     click.echo(f"feeds: {cfg.out / 'atom.xml'}, {cfg.out / 'rss.xml'}, {cfg.out / 'feed.json'}")
+    if report.blocked:  # each was logged; the rest went out and was announced
+        raise OutputError(*report.blocked[0])
 
 
 def _stored_base_url(cfg: config_mod.Config, store: Store) -> config_mod.Config:

@@ -28,6 +28,7 @@ from . import apart, language, output, pool, recover, search, systemd, websub
 from . import config as config_mod
 from .builder import BuildCancelled, Builder, BuildReport, utcnow
 from .config import Config
+from .errors import OutputError
 from .follow import Outputs, Poller, identity
 from .scheduler import Scheduler
 from .store import PingStore, Store
@@ -185,14 +186,18 @@ class Daemon:
             raise
         finally:
             self.app.refresh()  # what the pass wrote is served from now on, before any ping
-        self.last_error = None
+        # an output something was in the way of: the rest went out, and the pass is retried
+        blocked = OutputError(*report.blocked[0]) if report.blocked else None
+        self.last_error = None if blocked is None else str(blocked)
         self._published(report)
         self.indexer.poke(c, report)  # the search index, rebuilt in the background
         if report.deferred:
             self.scheduler.notify(report.deferred, delay=c.settle)
         with self._health_lock:
-            self.last_build = {"time": report.started.isoformat(), "ok": True,
+            self.last_build = {"time": report.started.isoformat(), "ok": blocked is None,
                                "seconds": round(report.seconds, 4), "entries": report.entries}
+            if blocked is not None:
+                self.last_build["error"] = str(blocked)
         if report.seed_changes or report.written or report.rejected:
             log.info("%s%s", report.summary(),
                      f"; feeds changed: {', '.join(report.changed_feeds)}"
@@ -203,6 +208,8 @@ class Daemon:
         if report.pings_released and c.hubs:  # the publisher queued them in the store
             self.scheduler.ping_soon()
         self.scheduler.publish_at(self.store.next_scheduled(utcnow()))
+        if blocked is not None:  # logged and retried by the scheduler, like any failed pass
+            raise blocked
 
     def _build(self, names: set[str] | None, force: bool) -> BuildReport:
         """A cold build in a child process (``apart.py``: its fragmented heap goes with it),

@@ -73,6 +73,11 @@ def feeds_in(out: Path) -> list[str]:
             if os.path.isfile(os.path.join(out, folder(code), name))]
 
 
+def topics(config: Config, codes: Iterable[str]) -> list[str]:
+    """The URLs of the feeds of the languages ``codes``, as pinged."""
+    return [config.base_url + folder(code) + name for code in codes for name, _kind in FEEDS]
+
+
 def listed(store: Store, now: dt.datetime) -> list[str]:
     """The codes of the languages with a published entry, for the main index."""
     rows = store.db.execute(
@@ -91,7 +96,7 @@ def newest(store: Store, code: str, limit: int, now: dt.datetime) -> list[Entry]
 
 def publish(config: Config, store: Store, report: BuildReport, site: render.FeedInfo,
             now: dt.datetime, *, force: bool, full: bool,
-            batch: output.Batch | None = None) -> tuple[list[str], set[str]]:
+            batch: output.Batch | None = None) -> tuple[list[str], set[str], list[str]]:
     """Write the feeds and page of each language that changed (every language when
     ``force``; on a ``full`` pass also those whose files are missing or not as written) and
     queue their pings, held; return :func:`listed`, and the languages left to mark
@@ -101,8 +106,9 @@ def publish(config: Config, store: Store, report: BuildReport, site: render.Feed
 
     A language whose folder or files are in the way (``lang`` made a plain file, a folder
     where its feed was) is logged and left as it was, to render again, while the rest of
-    the pass goes on: the main feeds are not held back by it. Its errors are returned last,
-    for the caller to raise once the pass is done."""
+    the pass goes on: the main feeds are not held back by it. Its error goes in
+    ``report.blocked``, its code in the list returned last: pings of its feeds that an
+    earlier pass recorded and held must stay held."""
     todo = _dirty(config, store, now, force=force, full=full)
     blocked = []
     for code in sorted(todo):
@@ -110,13 +116,14 @@ def publish(config: Config, store: Store, report: BuildReport, site: render.Feed
         if error is not None:
             log.error("language %s: %s; its feeds stay as they were until that is fixed",
                       code, error)
-            blocked.append((code, error))
-    todo -= {code for code, _error in blocked}
+            report.blocked.append((str(error.path), error.reason))
+            blocked.append(code)
+    todo -= set(blocked)
     if batch is None:
         with store.transaction():
             rendered(store, todo)
         todo = set()
-    return listed(store, now), todo, [error for _code, error in blocked]
+    return listed(store, now), todo, blocked
 
 
 def rendered(store: Store, codes: Iterable[str]) -> None:

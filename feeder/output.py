@@ -101,6 +101,8 @@ def prepare(job: tuple[Path, bytes]) -> tuple[str, bool, bytes | None]:
     path, data = job
     in_place = unchanged(path, data)
     gz = None if in_place or len(data) < GZIP_MIN_BYTES else gzip_bytes(data)
+    if gz is not None:  # a folder where its sibling goes would fail the batch, later
+        _holds(path.with_name(path.name + ".gz"), b"")
     return digest(data), in_place, gz
 
 

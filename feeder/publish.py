@@ -393,11 +393,15 @@ class Publisher:
         head = self._head = (output.Batch(syncfs=False, sync_folders=False, background=True)
                              if small else None)
         self._behind = None
+        self._keep_held: list[str] = []
         try:
             names = self._entry_pages(report, info, now, force=force, full=full)
             languages, staged, blocked = langfeeds.publish(c, self.store, report, info, now,
                                                            force=force, full=full,
                                                            batch=self._head)
+            # the feeds of a language left as it was (``report.blocked``) are not in place:
+            # pings an earlier pass held for them stay held
+            self._keep_held = langfeeds.topics(c, blocked)
             self._feeds(report, info, newest, pages, languages)
         finally:
             if self._head is not None and self._behind is None:
@@ -412,7 +416,7 @@ class Publisher:
             if head is not None:  # once the feeds are in place (an error putting them there
                 self._feeds_out()  # is raised here), sync their folders (if the tail did
                 output.sync_folders(head.folders)  # not), then let their pings go
-                report.pings_released = self.store.release_pings()
+                report.pings_released = self.store.release_pings(keep=self._keep_held)
         with self.store.transaction():
             langfeeds.rendered(self.store, staged)  # their files are in place now
             self.store.clear_pages(dirty)
@@ -431,8 +435,6 @@ class Publisher:
             # the stamps of pages changed or gone since go with the last pass's
             self.checked.clear()
             self.checked.update(self.confirmed)
-        if blocked:  # everything else is in place: the pass fails for the language(s) left
-            raise blocked[0]
 
     def _tail(self, report: BuildReport, info: render.FeedInfo, newest: list[Entry],
               pages: int, head: output.Batch | None, *, force: bool, small: bool,
@@ -635,7 +637,7 @@ class Publisher:
         # Every feed holds its recorded version now: its pings may go (also those held by
         # a pass that stopped between recording and renaming), once the folders are synced
         # (by the caller, with the tail's, when the feeds went out in its head batch).
-        report.pings_released = self.store.release_pings()
+        report.pings_released = self.store.release_pings(keep=self._keep_held)
 
     def _feeds_out(self) -> None:
         """Wait until the head batch's commit, begun by ``_feeds``, has put the feeds in

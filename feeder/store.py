@@ -1078,9 +1078,13 @@ class Store:
         (see PingStore.add_pings for how a pending ping absorbs a new one)."""
         _queue_pings(self.db, hubs, topics, now, held=True)
 
-    def release_pings(self) -> int:
-        """The feeds are in place: let the held pings be sent; returns how many."""
-        return self.db.execute("UPDATE pings SET held = 0 WHERE held").rowcount
+    def release_pings(self, keep: Iterable[str] = ()) -> int:
+        """The feeds are in place: let the held pings be sent, but those of the topics
+        ``keep`` (feeds not in place); returns how many."""
+        keep = list(keep)
+        return self.db.execute(
+            f"UPDATE pings SET held = 0 WHERE held AND topic NOT IN ({','.join('?' * len(keep))})",
+            keep).rowcount
 
 # -- opening, migrating, locking -------------------------------------------------------------
 

@@ -171,53 +171,141 @@ def test_a_named_pass_whose_language_feed_fails_to_go_in_place_writes_it_when_re
     assert multi.config.base_url + "lang/de/atom.xml" in pending_topics(multi)
 
 
+DE_TEXT = ("Der Stadtrat hat am Montag beschlossen, die Brücke über den Fluss zu erneuern."
+           " Die Arbeiten beginnen im Frühjahr und dauern zwei Jahre.")
+EN_TEXT = ("The city council decided on Monday to rebuild the old bridge over the river."
+           " The work starts in the spring and will take two years to finish.")
+OBSTACLES = {  # what an operator left in the way, and the path the pass names
+    "lang is a file": "lang/de/atom.xml",  # the first file of the first language
+    "its feed is a folder": "lang/de/atom.xml",
+    "its feed's .gz is a folder": "lang/de/atom.xml.gz",
+}
+
+
+def put_obstacle(out: Path, obstacle: str) -> None:
+    if obstacle == "lang is a file":
+        shutil.rmtree(out / "lang")
+        (out / "lang").write_text("not a folder")
+    else:
+        path = out / OBSTACLES[obstacle]
+        path.unlink()
+        path.mkdir()
+
+
+def clear_obstacle(out: Path, obstacle: str) -> None:
+    if obstacle == "lang is a file":
+        (out / "lang").unlink()
+    else:
+        (out / OBSTACLES[obstacle]).rmdir()
+
+
+def feed_topics(base: str, *folders: str) -> set[str]:
+    return {f"{base}{folder}{name}" for folder in folders
+            for name in ("atom.xml", "rss.xml", "feed.json")}
+
+
 @pytest.mark.parametrize("named", [False, True], ids=["full pass", "named pass"])
-@pytest.mark.parametrize("obstacle", ["lang is a file", "its feed is a folder"])
+@pytest.mark.parametrize("obstacle", list(OBSTACLES))
 def test_a_language_whose_files_are_in_the_way_holds_back_nothing_else(
         multi: Site, named: bool, obstacle: str) -> None:
-    """An operator leaves ``lang`` a plain file, or a folder where a language's feed was.
-    The pass fails, naming the path, but only after the rest is in place: the main feeds
-    (and the other languages) carry the new seed and their pings go; the blocked
-    language's feeds are not announced. Once the obstacle is gone, the next pass writes
-    them and pings them."""
-    from feeder.errors import OutputError
-
+    """An operator leaves ``lang`` a plain file, or a folder where a language's feed (or
+    its .gz) was. The pass still puts the main feeds and the other languages in place with
+    the new seeds, and lets their pings go; it reports the path, and leaves the blocked
+    language's files as they were, unannounced and still to render, so that the next pass
+    once the path is cleared, a named one too, writes and pings them."""
     drop_pings(multi)
-    if obstacle == "lang is a file":
-        shutil.rmtree(multi.out / "lang")
-        (multi.out / "lang").write_text("not a folder")
-        where = "lang/de/"
-    else:
-        (multi.out / "lang/de/atom.xml").unlink()
-        (multi.out / "lang/de/atom.xml").mkdir()
-        where = "lang/de/atom.xml"
-    multi.write("900_new.txt", "2026-01-10",
-                "Der Stadtrat hat am Montag beschlossen, die Brücke über den Fluss zu erneuern."
-                " Die Arbeiten beginnen im Frühjahr und dauern zwei Jahre.")
-    with pytest.raises(OutputError, match=where):
-        multi.build({"900_new.txt"} if named else None)
+    put_obstacle(multi.out, obstacle)
+    multi.write("900_new.txt", "2026-01-10", DE_TEXT)
+    multi.write("901_new.txt", "2026-01-11", EN_TEXT)
+    report = multi.build({"900_new.txt", "901_new.txt"} if named else None)
+    assert report.blocked and report.blocked[0][0].endswith(OBSTACLES[obstacle])
     base = multi.config.base_url
     for name in ("atom.xml", "rss.xml"):
         feed = feedparser.parse(multi.read(name))
         assert feed.bozo == 0
-        assert any("900_new" in e.link for e in feed.entries), name
+        links = {e.link for e in feed.entries}
+        assert {base + "entries/900_new.html", base + "entries/901_new.html"} <= links, name
     assert b"900_new" in multi.read("feed.json") and b"900_new" in multi.read("index.html")
     assert b"900_new" in multi.read("sitemap-1.xml")
-    assert pending_topics(multi) == {base + p for p in ("atom.xml", "rss.xml", "feed.json")}
+    en_too = obstacle != "lang is a file"
+    assert pending_topics(multi) == feed_topics(base, "", *(["lang/en/"] if en_too else []))
+    if en_too:
+        for name in FILES:
+            assert b"901_new" in multi.read(f"lang/en/{name}"), name
+        assert b"900_new" not in multi.read("lang/de/rss.xml")
 
-    if obstacle == "lang is a file":
-        (multi.out / "lang").unlink()
-    else:
-        (multi.out / "lang/de/atom.xml").rmdir()
-    multi.build({"900_new.txt"} if named else None)
+    clear_obstacle(multi.out, obstacle)
+    multi.build({"900_new.txt"})  # a named pass: the language was left to render
     for name in FILES:
         assert b"900_new" in multi.read(f"lang/de/{name}"), name
-    assert {base + f"lang/de/{n}" for n in ("atom.xml", "rss.xml", "feed.json")} <= \
-        pending_topics(multi)
-    multi.build()  # a full pass restores every language's files
+    assert feed_topics(base, "lang/de/") <= pending_topics(multi)
+    if not en_too:
+        assert b"901_new" in multi.read("lang/en/atom.xml")
+    assert multi.build().blocked == []  # a full pass finds every language's files in place
     for code in LANGS:
         for name in ("atom.xml", "rss.xml"):
             assert feedparser.parse(multi.read(f"lang/{code}/{name}")).entries, (code, name)
+
+
+def test_pings_held_for_a_language_stay_held_while_its_files_are_in_the_way(
+        multi: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pass records a new version of a language feed and holds its pings, then fails to
+    put it in place. Before the next pass, a folder is made where that feed goes: that
+    pass publishes the rest and lets their pings go, but not the blocked feed's, whose
+    version is still not in place; the pass after the folder is removed writes it, then
+    they go."""
+    from feeder import output
+    from feeder.errors import OutputError
+
+    drop_pings(multi)
+    multi.write("900_new.txt", "2026-01-10", DE_TEXT)
+
+    def fail(path: Path) -> None:
+        if path == multi.out / "lang/de/atom.xml":
+            raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(output, "before_rename", fail)
+    with pytest.raises(OutputError):
+        multi.build({"900_new.txt"})
+    monkeypatch.undo()
+    put_obstacle(multi.out, "its feed is a folder")
+    multi.write("901_new.txt", "2026-01-11", EN_TEXT)
+    report = multi.build({"901_new.txt"})
+    assert report.blocked
+    base = multi.config.base_url
+    pending = pending_topics(multi)
+    assert not pending & feed_topics(base, "lang/de/"), "pinged a feed not in place"
+    assert feed_topics(base, "", "lang/en/") <= pending
+    clear_obstacle(multi.out, "its feed is a folder")
+    assert multi.build({"901_new.txt"}).blocked == []
+    assert b"900_new" in multi.read("lang/de/atom.xml")
+    assert feed_topics(base, "lang/de/") <= pending_topics(multi)
+
+
+@pytest.mark.slow
+def test_feeder_build_announces_what_it_wrote_and_exits_1_naming_what_was_in_the_way(
+        make_site: Callable[..., Site], ping_hub: tuple[str, CountingHub]) -> None:
+    url, hub = ping_hub
+    site = make_site(hubs=[url])
+    for seed in sorted((REPO / "seeds").iterdir()):
+        shutil.copy(seed, site.seeds / seed.name)
+    site.build()
+    drop_pings(site)
+    put_obstacle(site.out, "its feed is a folder")
+    site.write("901_new.txt", "2026-01-11", EN_TEXT)
+    site.store.close()
+    c = site.config
+    result = subprocess.run(
+        [sys.executable, "-m", "feeder", "build", "--seeds", str(c.seeds), "--out", str(c.out),
+         "--state", str(c.state), "--base-url", c.base_url],
+        env={**feeder_env(), "FEEDER_HUBS": url}, capture_output=True, text=True,
+        stdin=subprocess.DEVNULL, timeout=120, check=False)
+    site.store = Store(c.state)  # for the fixture to close
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: cannot write {c.out / 'lang/de/atom.xml'}: Is a directory")
+    assert hub.topics() == sorted(["atom.xml", "rss.xml", "feed.json", "lang/en/atom.xml",
+                                   "lang/en/rss.xml", "lang/en/feed.json"])
 
 
 def test_a_language_whose_last_entry_goes_keeps_a_valid_empty_feed(multi: Site) -> None:

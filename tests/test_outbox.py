@@ -144,9 +144,9 @@ def test_pings_are_released_only_once_the_renamed_feeds_folders_are_synced(
         real_fsync(path)
         events.append(("synced", Path(path)))
 
-    def release() -> int:
+    def release(keep: list[str]) -> int:
         events.append(("released", hub_site.out))
-        return real_release()
+        return real_release(keep=keep)
 
     monkeypatch.setattr(output, "before_rename", lambda path: events.append(("renamed", path)))
     monkeypatch.setattr(output, "fsync", fsync)

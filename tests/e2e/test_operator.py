@@ -114,6 +114,28 @@ def test_a_state_file_that_cannot_be_written_again_stops_no_publishing(
     assert stored_names(d.state) == {"meanwhile.txt", "afterwards.txt"}
 
 
+def test_a_language_folder_made_a_plain_file_holds_back_no_main_feed(
+        daemon_factory: Callable[..., FeederDaemon]) -> None:
+    """``lang`` replaced by a plain file under a running daemon: new seeds still reach the
+    main feeds, /healthz names the file it cannot write, and once the file is gone a retry
+    writes the language feeds and the daemon is healthy again."""
+    d = daemon_factory().start()
+    d.write_seed("2026-01-04", "First. The first article of the folder.", name="first.txt")
+    d.wait_for_entry("First")
+    lang = d.out / "lang"
+    shutil.rmtree(lang)
+    lang.write_text("in the way")
+    d.write_seed("2026-01-05", "Second. Published while lang is a file.", name="second.txt")
+    d.wait_for_entry("Second")
+    d.wait_for_log("Not a directory")
+    d.wait_until(lambda: "lang/" in (d.health()["error"] or ""), what="/healthz naming lang/")
+    assert d.get("healthz").status_code == 503
+    lang.unlink()
+    d.wait_until(lambda: any(b"Second" in p.read_bytes() for p in lang.glob("*/atom.xml")),
+                 timeout=60, what="the language feeds written by a retry")
+    d.wait_until(lambda: d.health()["status"] == "ok", what="healthy again")
+
+
 def test_feeder_check_beside_a_running_daemon(
         daemon_factory: Callable[..., FeederDaemon], tmp_path: Path) -> None:
     """`feeder check` reads the state a daemon holds (read-only: no lock, no write) and
