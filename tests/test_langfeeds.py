@@ -139,27 +139,36 @@ def test_a_new_seed_rewrites_and_pings_only_its_language(
     assert multi.build({"900_new.txt"}).written == [] and rendered == ["de"]
 
 
+DE_TEXT = ("Der Stadtrat hat am Montag beschlossen, die Brücke über den Fluss zu erneuern."
+           " Die Arbeiten beginnen im Frühjahr und dauern zwei Jahre.")
+EN_TEXT = ("The city council decided on Monday to rebuild the old bridge over the river."
+           " The work starts in the spring and will take two years to finish.")
+
+
+def fail_to_rename_de_atom(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A named pass of 900_new.txt whose rename of lang/de/atom.xml fails (a disk error):
+    the pass fails (the caller undoes ``monkeypatch`` to let the next one through)."""
+    from feeder import output
+    from feeder.errors import OutputError
+
+    def fail(path: Path) -> None:
+        if path == site.out / "lang/de/atom.xml":
+            raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(output, "before_rename", fail)
+    with pytest.raises(OutputError):
+        site.build({"900_new.txt"})
+
+
 def test_a_named_pass_whose_language_feed_fails_to_go_in_place_writes_it_when_retried(
         multi: Site, monkeypatch: pytest.MonkeyPatch) -> None:
     """A pass of one named seed whose language feed cannot be renamed into place (a disk
     error there) fails; the daemon's retry of the same names then writes that feed with the
     new entry, and pings its hub only once it is in place (the language stayed to be
     rendered: it was not marked done while its files were only staged)."""
-    from feeder import output
-    from feeder.errors import OutputError
-
     drop_pings(multi)
-    seed = ("Der Stadtrat hat am Montag beschlossen, die Brücke über den Fluss zu erneuern."
-            " Die Arbeiten beginnen im Frühjahr und dauern zwei Jahre.")
-    multi.write("900_new.txt", "2026-01-10", seed)
-
-    def fail(path: Path) -> None:
-        if path == multi.out / "lang/de/atom.xml":
-            raise OSError(5, "Input/output error")
-
-    monkeypatch.setattr(output, "before_rename", fail)
-    with pytest.raises(OutputError):
-        multi.build({"900_new.txt"})
+    multi.write("900_new.txt", "2026-01-10", DE_TEXT)
+    fail_to_rename_de_atom(multi, monkeypatch)
     assert b"900_new" not in multi.read("lang/de/atom.xml")
     assert pending_topics(multi) == set()
     monkeypatch.undo()
@@ -171,10 +180,6 @@ def test_a_named_pass_whose_language_feed_fails_to_go_in_place_writes_it_when_re
     assert multi.config.base_url + "lang/de/atom.xml" in pending_topics(multi)
 
 
-DE_TEXT = ("Der Stadtrat hat am Montag beschlossen, die Brücke über den Fluss zu erneuern."
-           " Die Arbeiten beginnen im Frühjahr und dauern zwei Jahre.")
-EN_TEXT = ("The city council decided on Monday to rebuild the old bridge over the river."
-           " The work starts in the spring and will take two years to finish.")
 OBSTACLES = {  # what an operator left in the way, and the path the pass names
     "lang is a file": "lang/de/atom.xml",  # the first file of the first language
     "its feed is a folder": "lang/de/atom.xml",
@@ -254,19 +259,9 @@ def test_pings_held_for_a_language_stay_held_while_its_files_are_in_the_way(
     pass publishes the rest and lets their pings go, but not the blocked feed's, whose
     version is still not in place; the pass after the folder is removed writes it, then
     they go."""
-    from feeder import output
-    from feeder.errors import OutputError
-
     drop_pings(multi)
     multi.write("900_new.txt", "2026-01-10", DE_TEXT)
-
-    def fail(path: Path) -> None:
-        if path == multi.out / "lang/de/atom.xml":
-            raise OSError(5, "Input/output error")
-
-    monkeypatch.setattr(output, "before_rename", fail)
-    with pytest.raises(OutputError):
-        multi.build({"900_new.txt"})
+    fail_to_rename_de_atom(multi, monkeypatch)
     monkeypatch.undo()
     put_obstacle(multi.out, "its feed is a folder")
     multi.write("901_new.txt", "2026-01-11", EN_TEXT)
