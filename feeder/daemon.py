@@ -30,7 +30,7 @@ from .builder import BuildCancelled, Builder, BuildReport, utcnow
 from .config import Config
 from .errors import OutputError
 from .follow import Outputs, Poller, identity
-from .scheduler import Scheduler
+from .scheduler import MAX_RETRY, RETRY_AFTER_FAILURE, Scheduler
 from .store import PingStore, Store
 from .watcher import Watcher
 
@@ -54,6 +54,7 @@ class Daemon:
         self.last_build: dict[str, Any] = {}
         self.last_error: str | None = None
         self._seeds_missing = False
+        self._blocked = 0  # passes in a row that left an output in the way of something
         self._state_gone = False  # deleted under us: restored before the next pass
         self._warm = False
         self._stopping = False
@@ -186,7 +187,7 @@ class Daemon:
             raise
         finally:
             self.app.refresh()  # what the pass wrote is served from now on, before any ping
-        # an output something was in the way of: the rest went out, and the pass is retried
+        # an output something was in the way of (logged): the rest went out
         blocked = OutputError(*report.blocked[0]) if report.blocked else None
         self.last_error = None if blocked is None else str(blocked)
         self._published(report)
@@ -208,8 +209,23 @@ class Daemon:
         if report.pings_released and c.hubs:  # the publisher queued them in the store
             self.scheduler.ping_soon()
         self.scheduler.publish_at(self.store.next_scheduled(utcnow()))
-        if blocked is not None:  # logged and retried by the scheduler, like any failed pass
-            raise blocked
+        self._retry_blocked(blocked)
+
+    def _retry_blocked(self, blocked: OutputError | None) -> None:
+        """A pass that left an output as it was (something in the way: report.blocked) is
+        not a failed pass, whose backoff would hold every new seed back too: a pass of no
+        name is asked for after the same backoff (5 s, doubling up to 60 s), which renders
+        the outputs left to render, while changes go on starting passes at once."""
+        if blocked is None:
+            if self._blocked:
+                log.info("outputs in the way written after %d %s", self._blocked,
+                         "pass" if self._blocked == 1 else "passes")
+            self._blocked = 0
+            return
+        self._blocked += 1
+        delay = min(RETRY_AFTER_FAILURE * 2 ** min(self._blocked - 1, 16), MAX_RETRY)
+        log.warning("%s; trying again in %.0f s", blocked, delay)
+        self.scheduler.notify(set(), delay=delay)
 
     def _build(self, names: set[str] | None, force: bool) -> BuildReport:
         """A cold build in a child process (``apart.py``: its fragmented heap goes with it),

@@ -214,6 +214,12 @@ def _write_language(config: Config, store: Store, report: BuildReport,
             continue
         write, new = settled
         changed.append((path, data, digest, is_feed and new, write, gz))
+    if blocked is None and changed:  # its folder: not a dangling symlink, not a file
+        try:
+            (out / folder(code)).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            blocked = OutputError(out / folder(code), "not a folder"
+                                  if isinstance(exc, FileExistsError) else exc.strerror or str(exc))
     if blocked is not None or not changed:
         return blocked
     with store.transaction():  # the outbox, as publish.Publisher._feeds keeps it

@@ -150,7 +150,11 @@ def _sibling_holds(path: Path, data: bytes) -> bool:
     between renaming the sibling (first) and the file: the sibling holds the version that
     never went in place, which gzip_static would serve beside a file found as written."""
     try:
-        return igzip.decompress(Path(f"{path}.gz").read_bytes()) == data
+        # not blocking, and only a regular file: a FIFO made there would hold the pass
+        fd = os.open(f"{path}.gz", os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        with open(fd, "rb") as f:
+            return (stat.S_ISREG(os.fstat(fd).st_mode)
+                    and igzip.decompress(f.read()) == data)
     except Exception:  # noqa: BLE001 - none, or damaged (EOFError, IsalError, OSError)
         return False
 

@@ -835,12 +835,15 @@ def _holds(path: str, digest: str | None,
 
 
 def _same(path: str, digest: str) -> bool:
-    """Does ``path`` hold bytes (not none) with this hash? (read and hashed)"""
+    """Does ``path`` hold bytes (not none) with this hash? (read and hashed; not if it is no
+    regular file: a FIFO made there would block the open, and the pass, until written to)"""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError:
         return False
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
         chunks, size = [], 0
         while chunk := os.read(fd, 1 << 20):
             chunks.append(chunk)

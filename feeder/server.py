@@ -364,7 +364,9 @@ class _Files:
     def _load(self, rel: str, ctype: bytes, is_feed: bool) -> _Version | None:
         path = f"{self.root}/{rel}"
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            # not blocking: a FIFO made at an output's path would hold this thread until
+            # something wrote into it (it is then refused as not a regular file)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         except OSError:
             return None
         try:
@@ -387,8 +389,9 @@ class _Files:
         gz = None
         path = f"{self.root}/{rel}.gz"
         try:
-            with open(path, "rb") as f:
-                if self._inside(f.fileno(), path):
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # as in _load
+            with open(fd, "rb") as f:
+                if stat.S_ISREG(os.fstat(fd).st_mode) and self._inside(fd, path):
                     gz = f.read()
         except OSError:
             pass

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -184,15 +185,27 @@ OBSTACLES = {  # what an operator left in the way, and the path the pass names
     "lang is a file": "lang/de/atom.xml",  # the first file of the first language
     "its feed is a folder": "lang/de/atom.xml",
     "its feed's .gz is a folder": "lang/de/atom.xml.gz",
+    "its feed is a FIFO": "lang/de/atom.xml",  # an open of it would wait for a writer
+    "its folder is a dangling symlink": "lang/de",
 }
 
 
+def snapshot_names(out: Path) -> set[str]:
+    return {str(p.relative_to(out)) for p in out.rglob("*")}
+
+
 def put_obstacle(out: Path, obstacle: str) -> None:
+    path = out / OBSTACLES[obstacle]
     if obstacle == "lang is a file":
         shutil.rmtree(out / "lang")
         (out / "lang").write_text("not a folder")
+    elif obstacle == "its folder is a dangling symlink":
+        shutil.rmtree(path)
+        path.symlink_to(out / "nowhere")
+    elif obstacle.endswith("FIFO"):
+        path.unlink()
+        os.mkfifo(path)
     else:
-        path = out / OBSTACLES[obstacle]
         path.unlink()
         path.mkdir()
 
@@ -200,8 +213,10 @@ def put_obstacle(out: Path, obstacle: str) -> None:
 def clear_obstacle(out: Path, obstacle: str) -> None:
     if obstacle == "lang is a file":
         (out / "lang").unlink()
-    else:
+    elif (out / OBSTACLES[obstacle]).is_dir():
         (out / OBSTACLES[obstacle]).rmdir()
+    else:
+        (out / OBSTACLES[obstacle]).unlink()
 
 
 def feed_topics(base: str, *folders: str) -> set[str]:
@@ -237,7 +252,8 @@ def test_a_language_whose_files_are_in_the_way_holds_back_nothing_else(
     if en_too:
         for name in FILES:
             assert b"901_new" in multi.read(f"lang/en/{name}"), name
-        assert b"900_new" not in multi.read("lang/de/rss.xml")
+        if "lang/de/rss.xml" in snapshot_names(multi.out):  # gone with the whole folder
+            assert b"900_new" not in multi.read("lang/de/rss.xml")
 
     clear_obstacle(multi.out, obstacle)
     multi.build({"900_new.txt"})  # a named pass: the language was left to render

@@ -273,6 +273,21 @@ def test_stale_gzip_sibling_is_not_served(client: httpx.Client, out: Path,
     assert raw == (out / "atom.xml.gz").read_bytes()
 
 
+def test_a_fifo_at_an_output_path_is_refused_not_waited_on(client: httpx.Client, out: Path,
+                                                            app: ASGIApp) -> None:
+    """A named pipe made where a feed or its .gz sibling goes (an operator's mistake) would
+    hold a blocking open until something wrote into it: the feed's is 404, the sibling's is
+    passed over (the feed is compressed here instead)."""
+    (out / "atom.xml.gz").unlink(missing_ok=True)
+    os.mkfifo(out / "atom.xml.gz")
+    r, raw = get_raw(client, "/atom.xml", **{"Accept-Encoding": "gzip"})
+    assert r.status_code == 200 and gzip.decompress(raw) == ATOM_BODY
+    (out / "rss.xml").unlink()
+    os.mkfifo(out / "rss.xml")
+    app.refresh()
+    assert client.get("/rss.xml").status_code == 404
+
+
 def test_gzip_without_sibling_is_compressed_here(client: httpx.Client) -> None:
     r, raw = get_raw(client, "/entries/hello-world.html", **{"Accept-Encoding": "gzip"})
     assert r.headers["content-encoding"] == "gzip"

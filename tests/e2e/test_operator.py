@@ -117,8 +117,9 @@ def test_a_state_file_that_cannot_be_written_again_stops_no_publishing(
 def test_a_language_folder_made_a_plain_file_holds_back_no_main_feed(
         daemon_factory: Callable[..., FeederDaemon]) -> None:
     """``lang`` replaced by a plain file under a running daemon: new seeds still reach the
-    main feeds, /healthz names the file it cannot write, and once the file is gone a retry
-    writes the language feeds and the daemon is healthy again."""
+    main feeds, each in a pass of its own (not held back by a failed pass's backoff),
+    /healthz names the file it cannot write, and once the file is gone a retry writes the
+    language feeds and the daemon is healthy again."""
     d = daemon_factory().start()
     d.write_seed("2026-01-04", "First. The first article of the folder.", name="first.txt")
     d.wait_for_entry("First")
@@ -130,6 +131,10 @@ def test_a_language_folder_made_a_plain_file_holds_back_no_main_feed(
     d.wait_for_log("Not a directory")
     d.wait_until(lambda: "lang/" in (d.health()["error"] or ""), what="/healthz naming lang/")
     assert d.get("healthz").status_code == 503
+    d.wait_for_log("trying again in")
+    d.write_seed("2026-01-06", "Third. Also published while lang is a file.", name="third.txt")
+    d.wait_for_entry("Third")
+    assert not d.log_lines("rebuild failed"), d.log_tail()
     lang.unlink()
     d.wait_until(lambda: any(b"Second" in p.read_bytes() for p in lang.glob("*/atom.xml")),
                  timeout=60, what="the language feeds written by a retry")
