@@ -180,8 +180,9 @@ def _write_language(config: Config, store: Store, report: BuildReport,
                     batch: output.Batch | None = None) -> OutputError | None:
     """Render one language's feeds and page; write those whose bytes changed, recording
     their hashes and queueing (held) pings for the new feed versions before any rename.
-    A file that cannot be looked at (its folder is a plain file, or it is a folder) is
-    returned, before anything is recorded or staged."""
+    A file or folder in the way (``lang`` a plain file, a folder or FIFO where a file goes,
+    a dangling symlink for its folder) is returned, before anything is recorded or
+    staged."""
     out, info = config.out, feed_info(site, code)
     entries = newest(store, code, config.max_entries, now)
     recorded = store.output_hashes(folder(code))

@@ -31,8 +31,8 @@ class BuildReport:
     changed_feeds: list[str] = field(default_factory=list)  # new versions, announced
     pings_released: int = 0  # pings of the outbox that may be sent now
     # (path, reason) of outputs something was in the way of (a folder where a language's
-    # feed goes): left as they were, unannounced, while the rest went out; the pass counts
-    # as failed (``feeder build`` exits 1, the daemon retries it)
+    # feed goes): left as they were, unannounced, while the rest went out (``feeder build``
+    # exits 1; the daemon says so on /healthz and tries them again after a backoff)
     blocked: list[tuple[str, str]] = field(default_factory=list)
     entries: int = 0
     scheduled: list[tuple[str, dt.datetime]] = field(default_factory=list)
