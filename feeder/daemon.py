@@ -30,7 +30,7 @@ from .builder import BuildCancelled, Builder, BuildReport, utcnow
 from .config import Config
 from .errors import OutputError
 from .follow import Outputs, Poller, identity
-from .scheduler import MAX_RETRY, RETRY_AFTER_FAILURE, Scheduler
+from .scheduler import Scheduler, backoff
 from .store import PingStore, Store
 from .watcher import Watcher
 
@@ -223,7 +223,7 @@ class Daemon:
             self._blocked = 0
             return
         self._blocked += 1
-        delay = min(RETRY_AFTER_FAILURE * 2 ** min(self._blocked - 1, 16), MAX_RETRY)
+        delay = backoff(self._blocked)
         log.warning("%s; trying again in %.0f s", blocked, delay)
         self.scheduler.notify(set(), delay=delay)
 

@@ -62,6 +62,12 @@ class Pass:
     started: float
 
 
+def backoff(failures: int, first: float = RETRY_AFTER_FAILURE,
+            most: float = MAX_RETRY) -> float:
+    """The wait after ``failures`` in a row: ``first``, doubling, at most ``most``."""
+    return min(first * 2 ** min(max(failures - 1, 0), 16), most)
+
+
 class RebuildState:
     """The scheduling core; times are seconds on the caller's monotonic clock."""
 
@@ -108,7 +114,7 @@ class RebuildState:
 
     def retry_delay(self) -> float:
         """The wait after the latest failure: doubling from ``retry``, at most ``max_retry``."""
-        return min(self.retry * 2 ** min(max(self.failures - 1, 0), 16), self.max_retry)
+        return backoff(self.failures, self.retry, self.max_retry)
 
     def next_deadline(self) -> float | None:
         """When the next pass may start (maybe in the past); None while a pass runs or
