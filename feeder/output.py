@@ -102,7 +102,7 @@ def prepare(job: tuple[Path, bytes]) -> tuple[str, bool, bytes | None]:
     in_place = unchanged(path, data)
     gz = None if in_place or len(data) < GZIP_MIN_BYTES else gzip_bytes(data)
     if gz is not None:  # a folder where its sibling goes would fail the batch, later
-        _holds(path.with_name(path.name + ".gz"), b"")
+        _stat_file(path.with_name(path.name + ".gz"))
     return digest(data), in_place, gz
 
 
@@ -129,33 +129,65 @@ def unchanged(path: Path, data: bytes) -> bool:
     return _holds(path, data) is True
 
 
-def _holds(path: Path, data: bytes) -> bool | None:
-    """Does ``path`` hold exactly ``data`` already? None if there is no ``path``. Something
-    there that is not a file (a folder made where a feed was) raises ``OutputError`` at once,
-    before a pass records a version to announce: no rename could replace it."""
+def _stat_file(path: Path) -> os.stat_result | None:
+    """``path``'s stat, None if there is nothing there. Something there that is not a file
+    (a folder made where a feed was) raises ``OutputError`` at once, before a pass records
+    a version to announce: no rename could replace it."""
     try:
         st = path.stat()
-        if stat.S_ISREG(st.st_mode):
-            return st.st_size == len(data) and path.read_bytes() == data
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise OutputError(path, exc.strerror or str(exc)) from exc
-    raise OutputError(path, os.strerror(errno.EISDIR) if stat.S_ISDIR(st.st_mode)
-                      else "not a regular file")
+    if not stat.S_ISREG(st.st_mode):
+        raise OutputError(path, os.strerror(errno.EISDIR) if stat.S_ISDIR(st.st_mode)
+                          else "not a regular file")
+    return st
+
+
+def _holds(path: Path, data: bytes) -> bool | None:
+    """Does ``path`` hold exactly ``data`` already? None if there is no ``path``; raises
+    ``OutputError`` if it is no file (``_stat_file``)."""
+    st = _stat_file(path)
+    if st is None:
+        return None
+    try:
+        return st.st_size == len(data) and path.read_bytes() == data
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise OutputError(path, exc.strerror or str(exc)) from exc
+
+
+def read_file(path: str | Path) -> bytes | None:
+    """The bytes of the regular file at ``path``; None if there is none, it cannot be read,
+    or it is no regular file: opened without blocking, so that a FIFO made at an output's
+    path does not hold the pass until something writes into it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _sibling_holds(path: Path, data: bytes) -> bool:
     """Does ``path``'s ``.gz`` sibling decompress to ``data``? Not when a pass stopped
     between renaming the sibling (first) and the file: the sibling holds the version that
     never went in place, which gzip_static would serve beside a file found as written."""
+    gz = read_file(f"{path}.gz")
     try:
-        # not blocking, and only a regular file: a FIFO made there would hold the pass
-        fd = os.open(f"{path}.gz", os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-        with open(fd, "rb") as f:
-            return (stat.S_ISREG(os.fstat(fd).st_mode)
-                    and igzip.decompress(f.read()) == data)
-    except Exception:  # noqa: BLE001 - none, or damaged (EOFError, IsalError, OSError)
+        return gz is not None and igzip.decompress(gz) == data
+    except Exception:  # noqa: BLE001 - damaged (EOFError, IsalError)
         return False
 
 

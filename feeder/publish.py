@@ -836,23 +836,9 @@ def _holds(path: str, digest: str | None,
 
 def _same(path: str, digest: str) -> bool:
     """Does ``path`` hold bytes (not none) with this hash? (read and hashed; not if it is no
-    regular file: a FIFO made there would block the open, and the pass, until written to)"""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError:
-        return False
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return False
-        chunks, size = [], 0
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-            size += len(chunk)
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-    return size > 0 and output.digest(b"".join(chunks)) == digest
+    regular file: ``output.read_file``)"""
+    data = output.read_file(path)
+    return bool(data) and output.digest(data) == digest
 
 
 def _is_folder(path: Path) -> bool:
