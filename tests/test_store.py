@@ -506,11 +506,14 @@ def test_restore_file_writes_a_deleted_state_file_again(tmp_path: Path) -> None:
 
 def sqlite_posix_locks(path: Path) -> list[str]:
     """This process's POSIX (fcntl) locks on ``path``, as /proc/locks lists them (without
-    each line's ordinal, which other processes' locks shift)."""
-    inode, pid = str(path.stat().st_ino), str(os.getpid())
+    each line's ordinal, which other processes' locks shift). The file is matched by device
+    and inode: by inode alone, a lock this test worker holds on a file of another
+    filesystem with the same inode number would count too."""
+    st, pid = path.stat(), str(os.getpid())
+    where = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
     with open("/proc/locks") as locks:
         return [" ".join(line.split()[1:]) for line in locks if line.split()[1:2] == ["POSIX"]
-                and line.split()[4] == pid and line.split()[5].endswith(f":{inode}")]
+                and line.split()[4] == pid and line.split()[5] == where]
 
 
 def test_our_lock_never_drops_sqlites_own_locks(tmp_path: Path) -> None:
