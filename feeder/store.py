@@ -608,8 +608,12 @@ class Store:
         return store
 
     def close(self) -> None:
+        """Close the connection and let go of the lock and claims; again, it does nothing
+        (a second count of this connection off its file would let another connection's
+        POSIX locks go with the next descriptor closed)."""
         self.db.close()
         _FILES.closed(self._file)
+        self._file = None
         if self._lock_fd is not None:
             _release(self._lock_fd)
             self._lock_fd = None

@@ -536,6 +536,23 @@ def test_our_lock_never_drops_sqlites_own_locks(tmp_path: Path) -> None:
     Store.open_locked(path).close()
 
 
+def test_closing_a_store_twice_leaves_the_other_connections_locks(tmp_path: Path) -> None:
+    """A second ``close`` does nothing: it used to count the connection off its file again
+    (a KeyError with no other connection; with one, its locks were dropped when the
+    writer's lock file was closed)."""
+    path = tmp_path / "state.sqlite3"
+    reader, other = Store(path), Store(path)
+    other.total()
+    held = sqlite_posix_locks(path)
+    reader.close()
+    reader.close()
+    locked = Store.open_locked(path)
+    locked.close()
+    assert held and sqlite_posix_locks(path) == held
+    other.close()
+    assert sqlite_posix_locks(path) == []
+
+
 def test_reads_in_a_snapshot_agree_while_the_writer_commits(tmp_path: Path) -> None:
     """/healthz reads the rejected list and their count on the daemon's read connection
     while the writer commits: in one snapshot both come from one commit (a CI run once saw
