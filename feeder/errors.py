@@ -11,6 +11,7 @@
     ├── OutputError    an output file could not be written
     ├── ServeError     the HTTP server cannot listen on its address (names it and the reason)
     ├── SearchError    Pagefind did not build the search index (names its exit and last line)
+    ├── WorkerError    a worker process of a big pass ended abruptly (killed, out of memory)
     └── PublishError   a WebSub hub did not accept a publish ping
 
 Library code raises these; only ``feeder.cli`` turns them into exit codes.
@@ -80,3 +81,10 @@ class PublishError(FeederError):
 
 class SearchError(FeederError):
     """Pagefind failed; the index it was building is dropped and the old one stays."""
+
+
+class WorkerError(FeederError):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"a worker process ended abruptly ({reason}): the pass stopped; "
+                         "what it put in place stays, and the next pass does the rest")

@@ -25,6 +25,8 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from .errors import WorkerError
+
 POOL_THRESHOLD = 400  # seeds or pages before a process pool pays for its start-up
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 # The pid of the process starting a fork server, for the fork server to check that its
@@ -189,14 +191,19 @@ def _stop_fork_server() -> None:
 
 def _bounded(pool: concurrent.futures.Executor, fn: Callable, jobs: Iterable,
              window: int) -> Iterator:
-    """``pool.map`` that takes jobs lazily, keeping at most ``window`` in flight."""
+    """``pool.map`` that takes jobs lazily, keeping at most ``window`` in flight. A worker
+    that dies (killed, out of memory) is a ``WorkerError``: one line for the operator, not
+    multiprocessing's traceback."""
     pending: collections.deque = collections.deque()
-    for job in jobs:
-        pending.append(pool.submit(fn, job))
-        if len(pending) >= window:
+    try:
+        for job in jobs:
+            pending.append(pool.submit(fn, job))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
             yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
+    except concurrent.futures.BrokenExecutor as exc:  # BrokenProcessPool
+        raise WorkerError("killed, or out of memory?") from exc
 
 
 def chunks(items: Iterable, size: int) -> Iterator[list]:

@@ -12,6 +12,7 @@ import pytest
 
 from feeder import folder, pool, sync
 from feeder.builder import BuildCancelled
+from feeder.errors import WorkerError
 from feeder.pool import POOL_THRESHOLD, Pool
 
 from .conftest import Site
@@ -377,6 +378,17 @@ def test_pool_map_takes_jobs_ahead_within_its_bound() -> None:
             assert next(results) == 0
             assert len(taken) == ahead * workers.workers + 2
             assert list(results) == list(range(1, 200))
+
+
+def test_a_worker_that_dies_ends_the_pass_with_one_clear_error() -> None:
+    """A worker killed mid-job (here it exits at once: ``os._exit``) is a WorkerError, which
+    ``feeder build`` prints as one line, not multiprocessing's BrokenProcessPool traceback
+    (an operator's kill -9 of a worker once gave 44 lines)."""
+    with Pool() as workers:
+        if not workers.in_workers(POOL_THRESHOLD):
+            pytest.skip("one core: no worker processes")
+        with pytest.raises(WorkerError, match="worker process ended abruptly"):
+            list(workers.map(os._exit, [9, 9], weight=POOL_THRESHOLD))
 
 
 def stale_siblings(entries) -> list[str]:  # noqa: ANN001
