@@ -8,8 +8,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import signal
 import sqlite3
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ import click
 
 from . import __version__, output, search
 from . import config as config_mod
-from .builder import Builder, utcnow
+from .builder import BuildCancelled, Builder, utcnow
 from .errors import FeederError, OutputError
 from .store import Store
 
@@ -121,7 +123,9 @@ def build(config_path: Path | None, seeds: Path | None, out: Path | None, state:
                 cfg = _stored_base_url(cfg, store)
             _make_folder("output folder", cfg.out)
             output.sweep_temp_files(cfg.out)
-            report = Builder(cfg, store, allow_mass_delete=allow_mass_delete).build(force=force)
+            builder = Builder(cfg, store, allow_mass_delete=allow_mass_delete)
+            with _sigterm_cancels(builder.cancel):
+                report = builder.build(force=force)
             left = _announce(cfg) if cfg.hubs and not no_ping else 0
             indexed = search.update(cfg, report, force=force)
     except sqlite3.Error as exc:  # a full disk, an I/O error: what was committed stays
@@ -136,6 +140,23 @@ def build(config_path: Path | None, seeds: Path | None, out: Path | None, state:
     click.echo(f"feeds: {cfg.out / 'atom.xml'}, {cfg.out / 'rss.xml'}, {cfg.out / 'feed.json'}")
     if report.blocked:  # each was logged; the rest went out and was announced
         raise OutputError(*report.blocked[0])
+
+
+@contextlib.contextmanager
+def _sigterm_cancels(cancel: threading.Event) -> Any:
+    """SIGTERM (systemd, ``timeout``, ``kill``) stops a build at its next batch, as the
+    daemon's child stops (``BuildCancelled``: the workers finish the job in hand, the temp
+    files go, what was committed stays), where SIGTERM's default ended it at once, silently,
+    its temp files left behind. Only a flag is set: an exception raised by the handler
+    itself can hang the process pool if it lands while the workers start."""
+    previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: cancel.set())
+    try:
+        yield
+    except BuildCancelled:
+        raise click.ClickException("stopped by SIGTERM: what was put in place stays, and "
+                                   "the next build does the rest") from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _stored_base_url(cfg: config_mod.Config, store: Store) -> config_mod.Config:

@@ -81,6 +81,7 @@ class Pool:
     def close(self) -> None:
         """Stop the workers and the fork server (the next big job starts new ones)."""
         if self._executor is not None:
+            _kill_if_broken(self._executor)
             self._executor.shutdown(cancel_futures=True)
             self._executor = None
             _stop_fork_server()
@@ -116,6 +117,18 @@ class Pool:
             self._executor = concurrent.futures.ProcessPoolExecutor(
                 self.workers, mp_context=self._context(), initializer=_start_worker)
         return self._executor
+
+
+def _kill_if_broken(executor: concurrent.futures.ProcessPoolExecutor) -> None:
+    """Kill the workers of a pool one of whose workers died (``WorkerError``). CPython's
+    clean-up terminates the others and then waits for them, but a worker started for a job
+    submitted meanwhile can be missed and waited for forever: a worker killed as the pool
+    started hung ``feeder build`` in about half the tries. (``_broken`` and ``_processes``
+    are the executor's own, unchanged from 3.8 to 3.13; without them nothing is killed.)"""
+    if getattr(executor, "_broken", False):
+        for process in list(getattr(executor, "_processes", {}).values()):
+            with contextlib.suppress(OSError, ValueError):  # gone, or already closed
+                process.kill()
 
 
 def die_with_parent(parent: int) -> None:

@@ -6,9 +6,13 @@ ends the command with one line on stderr naming what is wrong, no traceback, and
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -209,3 +213,82 @@ def test_ping_announces_the_feeds_at_the_base_url_the_output_was_built_with(
         for folder in ("", "lang/en/") for feed in feeds]
     assert "https%3A%2F%2Fnews.example.org%2Fatom.xml" in forms[0].decode()
     assert all("other.example/" in line for line in given.stdout.splitlines())
+
+
+# -- a big build stopped from outside ---------------------------------------------------------
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as fh:
+            found += [int(c) for c in fh.read().split()]
+    return found
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read()
+    except OSError:
+        return b""
+
+
+BUILD = ("build", "--base-url", "https://news.example.org/")  # no loopback-id warning
+
+
+def _build_with_workers(tmp_path: Path) -> tuple[subprocess.Popen[str], list[int]]:
+    """A ``feeder build`` of 3 × POOL_THRESHOLD seeds, once its pool's workers (the children
+    of its fork server) are running; polled, not slept for."""
+    from feeder.pool import POOL_THRESHOLD
+
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    for i in range(3 * POOL_THRESHOLD):
+        (seeds / f"{i:04d}_a.txt").write_bytes(
+            f" date 2025-{1 + i % 12:02d}-{1 + i % 28:02d} Article {i}. Some text.".encode())
+    proc = subprocess.Popen([sys.executable, "-m", "feeder", *BUILD], cwd=tmp_path,
+                            env=feeder_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        servers = [c for c in _children(proc.pid) if b"forkserver" in _cmdline(c)]
+        workers = [w for s in servers for w in _children(s)]
+        if workers:
+            return proc, workers
+        time.sleep(0.005)
+    proc.kill()
+    pytest.fail(f"no worker process seen; build: {proc.communicate()}")
+
+
+def _temp_files(root: Path) -> list[str]:
+    return sorted(str(p) for p in root.rglob(".*.tmp"))
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: no worker processes")
+def test_a_worker_killed_mid_build_is_one_line_and_the_next_build_finishes(
+        tmp_path: Path) -> None:
+    proc, workers = _build_with_workers(tmp_path)
+    os.kill(workers[0], signal.SIGKILL)
+    _out, err = proc.communicate(timeout=120)
+    assert_one_error_line(subprocess.CompletedProcess(proc.args, proc.returncode, _out, err),
+                          "a worker process ended abruptly", "the next pass does the rest")
+    again = run_feeder(tmp_path, *BUILD, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "1200 entries" in again.stdout, again.stdout
+    assert _temp_files(tmp_path / "public") == []
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: no worker processes")
+def test_sigterm_stops_a_build_in_one_line_with_no_temp_file_left(tmp_path: Path) -> None:
+    """SIGTERM (systemd, ``timeout``) used to end ``feeder build`` at once, silently (exit
+    -15), its temp files left: it now stops the build at its next batch, says so in one
+    line, and the next build finishes the work."""
+    proc, _workers = _build_with_workers(tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert_one_error_line(subprocess.CompletedProcess(proc.args, proc.returncode, out, err),
+                          "stopped by SIGTERM", "the next build does the rest")
+    assert _temp_files(tmp_path / "public") == []
+    again = run_feeder(tmp_path, *BUILD, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "1200 entries" in again.stdout, again.stdout
