@@ -657,9 +657,12 @@ class Publisher:
 
     def _remove_dead_temps(self, folder: str, names: Iterable[str] | None = None) -> None:
         """Remove the temp files left in ``folder`` (of the output) by killed writers."""
-        for name in output.remove_dead_temps(self.config.out / folder, names):
-            log.info("removed %s: the temp file of a writer stopped before its rename",
-                     f"{folder}/{name}".lstrip("/"))
+        gone = output.remove_dead_temps(self.config.out / folder, names)
+        if gone:  # one line a folder: a killed worker leaves one beside each page it wrote
+            shown = ", ".join(sorted(gone)[:3]) + (", ..." if len(gone) > 3 else "")
+            log.info("removed %d temp file%s in %s left by a writer stopped before its rename"
+                     " (%s)", len(gone), "" if len(gone) == 1 else "s",
+                     f"{folder}/" if folder else "the output folder", shown)
 
     def _check_entry_folder(self, report: BuildReport, now: dt.datetime,
                             force: bool) -> set[str]:

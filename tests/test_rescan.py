@@ -4,6 +4,7 @@ stat on the next one, read again only once changed. Real files and real builds."
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -104,10 +105,14 @@ def test_pages_that_changed_since_a_rescan_trusted_them_are_restored(make_site, 
     assert builder.build().written == []
 
 
-def test_a_full_pass_removes_the_temp_files_of_killed_writers_only(make_site) -> None:  # noqa: ANN001
+def test_a_full_pass_removes_the_temp_files_of_killed_writers_only(
+        make_site, caplog, monkeypatch) -> None:  # noqa: ANN001
     """A writer killed between its write and its rename leaves ``.NAME.PID-N.tmp`` beside
     the page; a full pass removes those of processes that are gone, and keeps those of live
-    ones (a pass in flight, its pool's workers) and hidden files of other shapes."""
+    ones (a pass in flight, its pool's workers) and hidden files of other shapes. It says so
+    in one line a folder (a killed worker once gave 156 lines, one a page)."""
+    monkeypatch.setattr(logging.getLogger("feeder"), "propagate", True)  # see cli
+    caplog.set_level(logging.INFO, logger="feeder")
     site = make_site(max_entries=2, archive_size=2)
     site_of_pages(site)
     builder = site.builder()
@@ -115,7 +120,8 @@ def test_a_full_pass_removes_the_temp_files_of_killed_writers_only(make_site) ->
     gone = subprocess.Popen([sys.executable, "-c", ""])
     gone.wait()  # its pid names no process now
     dead = [f"entries/.001_a.html.{gone.pid}-3.tmp", f"archive/.atom-1.xml.{gone.pid}-7.tmp",
-            f".atom.xml.gz.{gone.pid}-12.tmp"]
+            f".atom.xml.gz.{gone.pid}-12.tmp",
+            *(f"entries/.00{i}_b.html.{gone.pid}-{20 + i}.tmp" for i in range(1, 5))]
     kept = [f"entries/.002_a.html.{os.getpid()}-5.tmp", "entries/.keep.tmp",
             f"entries/.x.{gone.pid}.tmp", f"entries/.x.html.{gone.pid}-1.tmp.gz"]
     (site.out / f"archive/.page-1.html.{gone.pid}-2.tmp").mkdir()  # not a file: left
@@ -127,8 +133,20 @@ def test_a_full_pass_removes_the_temp_files_of_killed_writers_only(make_site) ->
     elsewhere = outside / f".atom.xml.{gone.pid}-4.tmp"
     for path in [*(site.out / rel for rel in dead + kept), elsewhere]:
         path.write_bytes(b"half a page")
+    caplog.clear()
     builder.build()
     assert [rel for rel in dead if (site.out / rel).exists()] == []
+    said = [r.getMessage() for r in caplog.records if "temp file" in r.getMessage()]
+    assert sorted(said) == sorted([
+        f"removed 5 temp files in entries/ left by a writer stopped before its rename "
+        f"(.001_a.html.{gone.pid}-3.tmp, .001_b.html.{gone.pid}-21.tmp, "
+        f".002_b.html.{gone.pid}-22.tmp, ...)",
+        f"removed 1 temp file in archive/ left by a writer stopped before its rename "
+        f"(.atom-1.xml.{gone.pid}-7.tmp)",
+        f"removed 1 temp file in the output folder left by a writer stopped before its "
+        f"rename (.atom.xml.gz.{gone.pid}-12.tmp)",
+        f"removed 1 temp file in lang/yy/ left by a writer stopped before its rename "
+        f"(.atom.xml.{gone.pid}-9.tmp)"]), said
     assert [rel for rel in kept if not (site.out / rel).exists()] == []
     assert (site.out / f"archive/.page-1.html.{gone.pid}-2.tmp").is_dir()
     assert elsewhere.exists()
