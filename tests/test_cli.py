@@ -267,11 +267,18 @@ def _temp_files(root: Path) -> list[str]:
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: no worker processes")
 def test_a_worker_killed_mid_build_is_one_line_and_the_next_build_finishes(
         tmp_path: Path) -> None:
+    """A worker killed mid-build: feeder's last word is one line saying so (it was
+    multiprocessing's BrokenProcessPool traceback); a killed worker can also make CPython's
+    own clean-up of the pool's semaphores print a warning or an "Exception ignored" above it.
+    Killed as the pool starts, the build used to hang in about half the tries."""
     proc, workers = _build_with_workers(tmp_path)
     os.kill(workers[0], signal.SIGKILL)
     _out, err = proc.communicate(timeout=120)
-    assert_one_error_line(subprocess.CompletedProcess(proc.args, proc.returncode, _out, err),
-                          "a worker process ended abruptly", "the next pass does the rest")
+    assert proc.returncode == 1, err
+    assert "BrokenProcessPool" not in err, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("Error: a worker process ended abruptly"), err
+    assert last.endswith("the next pass does the rest"), err
     again = run_feeder(tmp_path, *BUILD, timeout=120)
     assert again.returncode == 0, again.stderr
     assert "1200 entries" in again.stdout, again.stdout
