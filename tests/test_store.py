@@ -506,14 +506,20 @@ def test_restore_file_writes_a_deleted_state_file_again(tmp_path: Path) -> None:
 
 def sqlite_posix_locks(path: Path) -> list[str]:
     """This process's POSIX (fcntl) locks on ``path``, as /proc/locks lists them (without
-    each line's ordinal, which other processes' locks shift). The file is matched by device
-    and inode: by inode alone, a lock this test worker holds on a file of another
-    filesystem with the same inode number would count too."""
+    each line's ordinal, which other processes' locks shift), by device and inode. The file
+    is read in one read(2): the kernel lists the locks anew at each read, so one read line
+    by line, while the other test workers take and drop their own SQLite locks, can list a
+    lock twice or miss one (a full run failed twice so, once in a fresh process)."""
     st, pid = path.stat(), str(os.getpid())
     where = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-    with open("/proc/locks") as locks:
-        return [" ".join(line.split()[1:]) for line in locks if line.split()[1:2] == ["POSIX"]
-                and line.split()[4] == pid and line.split()[5] == where]
+    fd = os.open("/proc/locks", os.O_RDONLY)
+    try:
+        text = os.read(fd, 1 << 24).decode()
+    finally:
+        os.close(fd)
+    return sorted({" ".join(line.split()[1:]) for line in text.splitlines()
+                   if line.split()[1:2] == ["POSIX"] and line.split()[4] == pid
+                   and line.split()[5] == where})
 
 
 def _our_lock_never_drops_sqlites_own_locks(path: Path) -> None:
@@ -539,9 +545,8 @@ def _our_lock_never_drops_sqlites_own_locks(path: Path) -> None:
 def test_our_lock_never_drops_sqlites_own_locks(tmp_path: Path) -> None:
     """Closing any descriptor of a file drops all of the process's POSIX locks on it, the
     ones SQLite holds for its connections included: the lock's descriptors are closed only
-    when no connection of this process uses the file. Checked in a process of its own: in an
-    xdist worker that had run other tests it failed twice in some ten full runs, a shared
-    lock gone after the refused open, and never alone (see the note of 2026-12-03)."""
+    when no connection of this process uses the file. Checked in a process of its own, with
+    no other test's connections in it."""
     result = subprocess.run(
         [sys.executable, "-c", "import sys; from pathlib import Path; from tests.test_store"
          " import _our_lock_never_drops_sqlites_own_locks as check; check(Path(sys.argv[1]))",
