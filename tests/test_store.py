@@ -528,12 +528,8 @@ def _our_lock_never_drops_sqlites_own_locks(path: Path) -> None:
     reader.total()
     held = sqlite_posix_locks(path)
     assert held  # a connection in WAL mode holds a shared lock on the database file
-    try:
+    with pytest.raises(StoreInUseError):
         Store.open_locked(path)  # opens, and gives up, a descriptor of its own
-    except StoreInUseError:
-        pass
-    else:
-        raise AssertionError("a second writer took the lock")
     assert sqlite_posix_locks(path) == held
     locked.close()
     assert sqlite_posix_locks(path) == held
