@@ -16,6 +16,7 @@ one still running at the end.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -315,3 +316,19 @@ class FeederDaemon:
         path = self.seeds / name
         path.write_bytes(seed_bytes(date, body))
         return path
+
+
+def children_running(parent: int, marker: bytes) -> set[int]:
+    """The pids of ``parent``'s live children whose command line holds ``marker``."""
+    found = set()
+    for task in os.listdir(f"/proc/{parent}/task"):
+        try:
+            with open(f"/proc/{parent}/task/{task}/children") as fh:
+                children = [int(c) for c in fh.read().split()]
+        except OSError:
+            continue
+        for pid in children:
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as fh:
+                if marker in fh.read():  # (a child that exited since: no cmdline to read)
+                    found.add(pid)
+    return found

@@ -6,7 +6,6 @@ ends the command with one line on stderr naming what is wrong, no traceback, and
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import sqlite3
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ._daemon import REPO, feeder_env, free_port
+from ._daemon import REPO, children_running, feeder_env, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -217,22 +216,6 @@ def test_ping_announces_the_feeds_at_the_base_url_the_output_was_built_with(
 
 # -- a big build stopped from outside ---------------------------------------------------------
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as fh:
-            found += [int(c) for c in fh.read().split()]
-    return found
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read()
-    except OSError:
-        return b""
-
-
 BUILD = ("build", "--base-url", "https://news.example.org/")  # no loopback-id warning
 
 
@@ -251,8 +234,8 @@ def _build_with_workers(tmp_path: Path) -> tuple[subprocess.Popen[str], list[int
                             stdin=subprocess.DEVNULL, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
-        servers = [c for c in _children(proc.pid) if b"forkserver" in _cmdline(c)]
-        workers = [w for s in servers for w in _children(s)]
+        servers = children_running(proc.pid, b"forkserver")
+        workers = sorted(w for s in servers for w in children_running(s, b"forkserver"))
         if workers:
             return proc, workers
         time.sleep(0.005)

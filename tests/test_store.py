@@ -509,7 +509,7 @@ def sqlite_posix_locks(path: Path) -> list[str]:
     each line's ordinal, which other processes' locks shift), by device and inode. The file
     is read in one read(2): the kernel lists the locks anew at each read, so one read line
     by line, while the other test workers take and drop their own SQLite locks, can list a
-    lock twice or miss one (a full run failed twice so, once in a fresh process)."""
+    lock twice or miss one (a full run failed twice so)."""
     st, pid = path.stat(), str(os.getpid())
     where = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
     fd = os.open("/proc/locks", os.O_RDONLY)
@@ -522,7 +522,11 @@ def sqlite_posix_locks(path: Path) -> list[str]:
                    and line.split()[5] == where})
 
 
-def _our_lock_never_drops_sqlites_own_locks(path: Path) -> None:
+def test_our_lock_never_drops_sqlites_own_locks(tmp_path: Path) -> None:
+    """Closing any descriptor of a file drops all of the process's POSIX locks on it, the
+    ones SQLite holds for its connections included: the lock's descriptors are closed only
+    when no connection of this process uses the file."""
+    path = tmp_path / "state.sqlite3"
     locked = Store.open_locked(path)
     reader = Store(path)
     reader.total()
@@ -536,19 +540,6 @@ def _our_lock_never_drops_sqlites_own_locks(path: Path) -> None:
     reader.close()
     assert sqlite_posix_locks(path) == []
     Store.open_locked(path).close()
-
-
-def test_our_lock_never_drops_sqlites_own_locks(tmp_path: Path) -> None:
-    """Closing any descriptor of a file drops all of the process's POSIX locks on it, the
-    ones SQLite holds for its connections included: the lock's descriptors are closed only
-    when no connection of this process uses the file. Checked in a process of its own, with
-    no other test's connections in it."""
-    result = subprocess.run(
-        [sys.executable, "-c", "import sys; from pathlib import Path; from tests.test_store"
-         " import _our_lock_never_drops_sqlites_own_locks as check; check(Path(sys.argv[1]))",
-         str(tmp_path / "state.sqlite3")],
-        cwd=REPO, env=feeder_env(), capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 0, result.stderr
 
 
 def test_closing_a_store_twice_leaves_the_other_connections_locks(tmp_path: Path) -> None:

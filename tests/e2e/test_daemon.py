@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
 import shutil
@@ -16,7 +15,7 @@ import feedparser
 import httpx
 import pytest
 
-from .._daemon import FeederDaemon
+from .._daemon import FeederDaemon, children_running
 from .._daemon import seed_bytes as seed
 
 pytestmark = pytest.mark.slow
@@ -348,7 +347,7 @@ def test_a_cold_build_is_made_in_a_child_process(daemon_factory):
     builders = set()
 
     def built() -> bool:
-        builders.update(_children_running(d.proc.pid, b"feeder.apart"))
+        builders.update(children_running(d.proc.pid, b"feeder.apart"))
         try:
             return d.health().get("last_build", {}).get("entries") == POOL_THRESHOLD
         except httpx.TransportError:  # not listening yet
@@ -356,25 +355,10 @@ def test_a_cold_build_is_made_in_a_child_process(daemon_factory):
 
     d.wait_until(built, timeout=180, interval=0.02, what="the first build")
     assert len(builders) == 1
-    assert not _children_running(d.proc.pid, b"feeder.apart")
+    assert not children_running(d.proc.pid, b"feeder.apart")
     d.write_seed("2026-01-05", "After the cold build. Published by the daemon.")
     d.wait_for_entry("After the cold build")
     # the feeds are served before the pass's report reaches /healthz: poll for it
     d.wait_until(lambda: d.health()["last_build"]["entries"] == POOL_THRESHOLD + 1,
                  what="the daemon's own pass in /healthz")
 
-
-def _children_running(parent: int, marker: bytes) -> set[int]:
-    """The pids of ``parent``'s live children whose command line holds ``marker``."""
-    found = set()
-    for task in os.listdir(f"/proc/{parent}/task"):
-        try:
-            with open(f"/proc/{parent}/task/{task}/children") as fh:
-                children = [int(c) for c in fh.read().split()]
-        except OSError:
-            continue
-        for pid in children:
-            with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as fh:
-                if marker in fh.read():  # (a child that exited since: no cmdline to read)
-                    found.add(pid)
-    return found
